@@ -1,0 +1,76 @@
+"""`saved_embeddings.pkl`: per-photo embeddings, written with pickle and read back with a restricted unpickler.
+
+The pickle holds only builtins and numpy arrays, so `load_embeddings` can refuse every other global and
+never runs code from a tampered file.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle  # noqa: S403 - loading goes through the restricted unpickler below
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+FORMAT = "facetrain.saved_embeddings"
+VERSION = 1
+RECORD_KEYS = ("identity", "key", "sha256", "box", "probability", "embedding")
+
+# The only globals a numpy array needs to unpickle (numpy 1.x and 2.x module names).
+_ALLOWED_GLOBALS = {
+    (module, name)
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray")
+    for name in ("_reconstruct", "scalar")
+} | {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+}
+
+
+class EmbeddingsFileError(ValueError):
+    """saved_embeddings.pkl is unreadable or not in facetrain's format."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise EmbeddingsFileError(f"saved_embeddings.pkl refers to {module}.{name}, which is not allowed")
+
+
+def dump_embeddings(metadata: Mapping[str, object], records: Sequence[Mapping[str, object]], out: IO[bytes]) -> None:
+    """Write the per-photo records and the run metadata."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "metadata": dict(metadata),
+        "records": [dict(record) for record in records],
+    }
+    pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_embeddings(source: bytes | Path) -> dict[str, Any]:
+    """Load and check a saved_embeddings.pkl without allowing any global but numpy's array builders."""
+    data = source.read_bytes() if isinstance(source, Path) else source
+    try:
+        payload = _RestrictedUnpickler(io.BytesIO(data)).load()
+    except EmbeddingsFileError:
+        raise
+    except Exception as exc:  # a truncated or foreign file can fail in many ways
+        raise EmbeddingsFileError(f"saved_embeddings.pkl cannot be read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise EmbeddingsFileError(f"saved_embeddings.pkl is not a {FORMAT} file")
+    records = payload.get("records")
+    if not isinstance(records, list) or not isinstance(payload.get("metadata"), dict):
+        raise EmbeddingsFileError("saved_embeddings.pkl lacks its records list or metadata")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict) or any(key not in record for key in RECORD_KEYS):
+            raise EmbeddingsFileError(f"record {index} lacks one of {', '.join(RECORD_KEYS)}")
+        embedding = record["embedding"]
+        if not isinstance(embedding, np.ndarray) or embedding.dtype != np.float32 or embedding.ndim != 1:
+            raise EmbeddingsFileError(f"record {index}: embedding is not a 1-D float32 array")
+    return payload

@@ -1,0 +1,144 @@
+"""The one schema of the training job's settings.
+
+SageMaker passes hyperparameters as strings; the `cfg` channel passes them as data. Both are typed and
+validated here, by the training container and by the validate Lambda alike. This module must stay
+importable without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+NAMED_WEIGHTS = ("vggface2", "casia-webface")
+RANDOM_WEIGHTS = "none"
+_WEIGHTS_PATH = re.compile(r"^[A-Za-z0-9_./-]+\.(pt|pth)$")
+
+Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class Hyperparameters(BaseModel):
+    """Settings of one enrollment run. Every field has a default; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weights: str = Field(
+        "vggface2",
+        description="InceptionResnetV1 weights: 'vggface2', 'casia-webface', a .pt file (in the weights "
+        "channel or an absolute path) or 'none' (random init from `seed`: tests only, NOT for production).",
+    )
+    image_size: int = Field(160, ge=64, le=512, description="Side in pixels of the face crop fed to the embedder.")
+    margin: int = Field(0, ge=0, le=100, description="Margin around the detected box, in pixels of the crop.")
+    min_face_size: int = Field(
+        20, ge=12, le=1000, description="Smallest face MTCNN searches for, in pixels of the detection copy."
+    )
+    detection_thresholds: tuple[Probability, Probability, Probability] = Field(
+        (0.6, 0.7, 0.7), description="MTCNN P-Net, R-Net and O-Net thresholds, each in (0, 1)."
+    )
+    detection_max_side: int = Field(
+        1024,
+        ge=160,
+        le=8192,
+        description="Faces are detected on a copy whose longer side is at most this many pixels; "
+        "the crop is then taken from the photo at full enough resolution.",
+    )
+    face_selection: Literal["largest", "most_probable", "reject"] = Field(
+        "largest",
+        description="What to do with a photo showing several faces: keep the largest, keep the most "
+        "probable, or reject the photo.",
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="Faces embedded per forward pass.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when available.")
+    max_image_pixels: int = Field(
+        89_478_485,
+        ge=10_000,
+        le=1_000_000_000,
+        description="Photos with more pixels are rejected before decoding (decompression-bomb guard).",
+    )
+    min_images_per_identity: int = Field(
+        1, ge=1, le=10_000, description="Identities with fewer usable photos are excluded and reported."
+    )
+    accept_threshold: float = Field(
+        1.1,
+        gt=0.0,
+        le=2.0,
+        description="Euclidean distance between unit embeddings at or below which rules.py accepts a match.",
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the random init of weights=none.")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: str) -> str:
+        if value in (*NAMED_WEIGHTS, RANDOM_WEIGHTS) or _WEIGHTS_PATH.fullmatch(value):
+            if ".." in value.split("/"):
+                raise ValueError("a weights path must not contain '..'")
+            return value
+        raise ValueError(
+            f"must be one of {', '.join(repr(w) for w in (*NAMED_WEIGHTS, RANDOM_WEIGHTS))} "
+            "or the path of a .pt file"
+        )
+
+    @property
+    def not_for_production(self) -> bool:
+        """True when the embeddings come from random weights."""
+        return self.weights == RANDOM_WEIGHTS
+
+
+VALID_KEYS: tuple[str, ...] = tuple(Hyperparameters.model_fields)
+
+
+class SettingsError(ValueError):
+    """Invalid hyperparameters or config; the message lists every problem and the valid keys."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "Invalid settings: " + "; ".join(problems) + f". Valid keys: {', '.join(VALID_KEYS)}."
+        )
+
+
+def decode_sagemaker_value(raw: object) -> object:
+    """Decode one hyperparameter as the SageMaker training toolkit does: JSON if it parses, else the string."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _describe_error(error: Mapping[str, Any], source: Mapping[str, str]) -> str:
+    key = str(error["loc"][0]) if error["loc"] else "?"
+    origin = source.get(key, "hyperparameters")
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}' (from {origin})"
+    return f"'{key}' (from {origin}): {error['msg']} (got {error['input']!r})"
+
+
+def parse_settings(
+    layers: list[tuple[str, Mapping[str, object]]],
+) -> Hyperparameters:
+    """Merge settings layers (later layers win) and validate them into Hyperparameters.
+
+    Each layer is (where it came from, mapping of key to value); values that are strings are decoded as
+    SageMaker hyperparameters (JSON if they parse). Raises SettingsError naming every bad key.
+    """
+    merged: dict[str, object] = {}
+    source: dict[str, str] = {}
+    for origin, values in layers:
+        for key, value in values.items():
+            merged[str(key)] = decode_sagemaker_value(value)
+            source[str(key)] = origin
+    try:
+        return Hyperparameters.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError([_describe_error(err, source) for err in exc.errors()]) from None
+
+
+def to_sagemaker_strings(values: Mapping[str, object]) -> dict[str, str]:
+    """Encode settings as CreateTrainingJob wants them: every value a string (JSON for non-strings)."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
