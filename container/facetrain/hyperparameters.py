@@ -40,7 +40,7 @@ class Hyperparameters(BaseModel):
         (0.6, 0.7, 0.7), description="MTCNN P-Net, R-Net and O-Net thresholds, each in (0, 1)."
     )
     detection_max_side: int = Field(
-        1024,
+        512,
         ge=160,
         le=8192,
         description="Faces are detected on a copy whose longer side is at most this many pixels; "

@@ -1,0 +1,129 @@
+"""Benchmark: the facetrain job vs the plain facenet-pytorch loop, each as a whole process, same photos.
+
+Prints photos/s for both (whole process, and the photo loop alone without imports and model set-up),
+their ratios, the faces each accepted, and peak memory; then runs the job on the photos repeated
+2 and 2 x `--scale` times to show that peak memory does not grow with the number of photos.
+
+    make bench            # or: .venv/bin/python benchmarks/bench_job.py [IMAGES_DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from facetrain.embeddings_file import load_embeddings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "faces-dev"
+
+
+@dataclass
+class ProcessRun:
+    wall_seconds: float
+    peak_rss_mib: float
+    stdout: str
+
+
+def run_measured(command: list[str], env: dict[str, str] | None = None) -> ProcessRun:
+    """Run a command to completion; its wall time and its own peak RSS (the child is reaped with wait4)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)  # noqa: S603
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if process.returncode:
+        sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{output[-3000:]}")
+    return ProcessRun(wall, usage.ru_maxrss / 1024, output)
+
+
+def job_tree(images: Path, hyperparameters: dict[str, str]) -> Path:
+    """A SAGEMAKER_BASE_DIR tree whose face_imgs channel links to the photos."""
+    base = Path(tempfile.mkdtemp(prefix="facetrain-bench-"))
+    (base / "input" / "config").mkdir(parents=True)
+    (base / "input" / "data").mkdir(parents=True)
+    (base / "input" / "data" / "face_imgs").symlink_to(images.resolve())
+    (base / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    return base
+
+
+def repeated_photos(images: Path, times: int) -> Path:
+    """The same photos `times` over (symlinks, new names): a bigger dataset with the same content."""
+    root = Path(tempfile.mkdtemp(prefix="facetrain-bench-x"))
+    for photo in sorted(p for p in images.rglob("*") if p.is_file()):
+        relative = photo.relative_to(images)
+        for copy in range(times):
+            target = root / relative.parent / f"{copy}-{relative.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(photo.resolve())
+    return root
+
+
+def run_job(images: Path, hyperparameters: dict[str, str]) -> tuple[ProcessRun, dict, set[str]]:
+    """Run `train` on the photos; its process figures, metrics.json and the photos it embedded."""
+    base = job_tree(images, hyperparameters)
+    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(base)}
+    run = run_measured([str(Path(sys.executable).with_name("train"))], env)
+    metrics = json.loads((base / "model" / "metrics.json").read_text())
+    records = load_embeddings(base / "model" / "saved_embeddings.pkl")["records"]
+    return run, metrics, {record["key"] for record in records}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", type=Path, nargs="?", default=DEFAULT_IMAGES)
+    parser.add_argument("--scale", type=int, default=4, help="repeat factor for the memory check (default 4)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    args = parser.parse_args()
+    if not args.images.is_dir():
+        sys.exit(f"no photos at {args.images}: pass a folder of <identity>/<photo> files")
+    hyperparameters = {"weights": "none", "device": args.device}
+
+    baseline = run_measured([sys.executable, str(ROOT / "benchmarks" / "baseline_loop.py"), str(args.images),
+                             "--device", args.device])
+    base = json.loads(baseline.stdout.strip().splitlines()[-1])
+    job, metrics, job_accepted = run_job(args.images, hyperparameters)
+    photos = base["photos"]
+    job_loop = metrics["timings"]["total"] - metrics["timings"]["model_setup"]
+
+    def rate(seconds: float) -> float:
+        return photos / seconds
+
+    print(f"photos: {photos} from {args.images}  device: {args.device}  cores: {os.cpu_count()}")
+    print(f"{'':28}{'baseline loop':>16}{'facetrain job':>16}{'ratio':>8}")
+    rows = [
+        ("photos/s (whole process)", rate(baseline.wall_seconds), rate(job.wall_seconds)),
+        ("photos/s (photo loop)", rate(base["loop_seconds"]), rate(job_loop)),
+    ]
+    for label, old, new in rows:
+        print(f"{label:28}{old:16.2f}{new:16.2f}{new / old:7.2f}x")
+    print(f"{'peak RSS MiB':28}{baseline.peak_rss_mib:16.0f}{job.peak_rss_mib:16.0f}")
+    print(f"{'faces accepted':28}{len(base['accepted']):16d}{len(job_accepted):16d}")
+    only_baseline = sorted(set(base["accepted"]) - job_accepted)
+    only_job = sorted(job_accepted - set(base["accepted"]))
+    same = "yes" if not only_baseline and not only_job else f"no: baseline only {only_baseline}, job only {only_job}"
+    print(f"same faces accepted: {same}")
+
+    # Memory: two dataset sizes, both larger than one embedding batch, so only the photo count differs.
+    small_job, small_metrics, _ = run_job(repeated_photos(args.images, 2), hyperparameters)
+    big_job, big_metrics, _ = run_job(repeated_photos(args.images, 2 * args.scale), hyperparameters)
+    print(
+        f"memory: {small_metrics['images_total']} photos → peak {small_job.peak_rss_mib:.0f} MiB; "
+        f"{big_metrics['images_total']} photos → peak {big_job.peak_rss_mib:.0f} MiB "
+        f"(x{big_job.peak_rss_mib / small_job.peak_rss_mib:.2f} for x{args.scale} photos); "
+        f"loop {small_metrics['images_per_second']:.2f} and {big_metrics['images_per_second']:.2f} photos/s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Aggregate per-photo outcomes into the enrollment: per-identity means, records, rejections."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .pipeline import Accepted, Rejected
+from .photos import PhotoRef
+
+STRAY_FILE = "not_in_identity_folder"
+IDENTITY_EXCLUDED = "identity_excluded"
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """One line of rejected.csv."""
+
+    identity: str
+    photo: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class EnrolledIdentity:
+    """One row of final_mean_embeddings.csv."""
+
+    identity: str
+    num_images: int
+    mean: np.ndarray
+
+
+@dataclass
+class Enrollment:
+    """The finished enrollment and everything the outputs report about it."""
+
+    identities: list[EnrolledIdentity]
+    records: list[dict[str, object]]
+    rejected: list[RejectedRow]
+    excluded: dict[str, str]
+    images_total: int
+    images_accepted: int
+    dataset_fingerprint: str
+
+    @property
+    def rejections_by_reason(self) -> dict[str, int]:
+        return dict(sorted(Counter(row.reason for row in self.rejected).items()))
+
+
+@dataclass
+class EnrollmentBuilder:
+    """Collects outcomes in order; `finish` applies min_images_per_identity and averages."""
+
+    stray_files: list[str] = field(default_factory=list)
+    _accepted: dict[str, list[Accepted]] = field(default_factory=dict)
+    _rejected: list[RejectedRow] = field(default_factory=list)
+    _seen_identities: list[str] = field(default_factory=list)
+    _fingerprint: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, outcome: Accepted | Rejected) -> None:
+        photo: PhotoRef = outcome.photo
+        if photo.identity not in self._accepted:
+            self._accepted[photo.identity] = []
+            self._seen_identities.append(photo.identity)
+        self._fingerprint.append((photo.key, outcome.sha256 or "-"))
+        if isinstance(outcome, Accepted):
+            self._accepted[photo.identity].append(outcome)
+        else:
+            self._rejected.append(
+                RejectedRow(photo.identity, photo.key, outcome.rejection.reason, outcome.rejection.message)
+            )
+
+    def finish(self, min_images_per_identity: int) -> Enrollment:
+        rejected = [
+            RejectedRow("", name, STRAY_FILE, "file at the top of face_imgs/; put photos in face_imgs/<person>/")
+            for name in self.stray_files
+        ] + list(self._rejected)
+        identities: list[EnrolledIdentity] = []
+        records: list[dict[str, object]] = []
+        excluded: dict[str, str] = {}
+        for identity in self._seen_identities:
+            accepted = self._accepted[identity]
+            if len(accepted) < min_images_per_identity:
+                excluded[identity] = (
+                    f"{len(accepted)} usable photo(s), fewer than min_images_per_identity="
+                    f"{min_images_per_identity}; add photos of this person or lower the setting"
+                )
+                rejected.extend(
+                    RejectedRow(identity, item.photo.key, IDENTITY_EXCLUDED, excluded[identity])
+                    for item in accepted
+                )
+                continue
+            total = np.sum([item.embedding.astype(np.float64) for item in accepted], axis=0)
+            mean = (total / np.linalg.norm(total)).astype(np.float32)
+            identities.append(EnrolledIdentity(identity, len(accepted), mean))
+            records.extend(
+                {
+                    "identity": identity,
+                    "key": item.photo.key,
+                    "sha256": item.sha256,
+                    "box": [round(v, 2) for v in item.face.box],
+                    "probability": item.face.probability,
+                    "faces_found": item.face.faces_found,
+                    "embedding": item.embedding,
+                }
+                for item in accepted
+            )
+        digest = hashlib.sha256()
+        for key, sha in sorted(self._fingerprint):
+            digest.update(f"{key}\0{sha}\n".encode())
+        images_total = len(self._fingerprint) + len(self.stray_files)
+        return Enrollment(
+            identities=identities,
+            records=records,
+            rejected=rejected,
+            excluded=excluded,
+            images_total=images_total,
+            images_accepted=len(records),
+            dataset_fingerprint=digest.hexdigest(),
+        )

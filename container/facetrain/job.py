@@ -1,0 +1,139 @@
+"""The enrollment job: settings → photos → faces → embeddings → files in model/."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+
+import torch
+
+from .config_files import read_config_dir
+from .enrollment import Enrollment, EnrollmentBuilder
+from .faces import EMBEDDING_DIM, FaceEncoder, choose_device, resolve_weights
+from .hyperparameters import Hyperparameters, parse_settings
+from .outputs import NOT_FOR_PRODUCTION, write_enrollment, write_report_files
+from .photos import list_channel
+from .pipeline import PhotoPipeline
+from .sagemaker_env import CONFIG_CHANNEL, IMAGES_CHANNEL, WEIGHTS_CHANNEL, TrainingEnvironment
+
+log = logging.getLogger("facetrain")
+PREPROCESSING_VERSION = 1  # bump when decoding/detection/cropping changes embeddings
+
+
+class JobFailure(Exception):
+    """The job cannot produce a useful enrollment; the message is what the operator reads first."""
+
+
+def resolve_settings(env: TrainingEnvironment) -> Hyperparameters:
+    """cfg channel files first, hyperparameters.json last (hyperparameters win)."""
+    layers: list[tuple[str, dict[str, object]]] = []
+    if CONFIG_CHANNEL in env.channels:
+        layers.extend(read_config_dir(env.channels[CONFIG_CHANNEL]))
+    layers.append(("hyperparameters", env.hyperparameters))
+    return parse_settings(layers)
+
+
+def _failure_summary(enrollment: Enrollment) -> str:
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in enrollment.rejections_by_reason.items())
+    examples = "; ".join(f"{row.photo}: {row.message}" for row in enrollment.rejected[:3])
+    return (
+        f"No identity could be enrolled: {enrollment.images_total} file(s), "
+        f"{enrollment.images_accepted} usable ({reasons}). See rejected.csv. First problems: {examples}"
+    )
+
+
+def run_job(env: TrainingEnvironment) -> dict[str, object]:
+    """Run the whole job and return its metrics; raise JobFailure when no enrollment can be made."""
+    started = time.perf_counter()
+    settings = resolve_settings(env)
+    images_dir = env.channels.get(IMAGES_CHANNEL)
+    if images_dir is None:
+        raise JobFailure(
+            f"No '{IMAGES_CHANNEL}' channel: the job needs its photos as input channel '{IMAGES_CHANNEL}' "
+            f"(<identity>/<photo> files). Channels given: {', '.join(sorted(env.channels)) or 'none'}."
+        )
+    if not env.is_master:
+        log.warning("host %s is not the first host %s: nothing to do here", env.current_host, env.hosts[0])
+        return {}
+    listing = list_channel(images_dir)
+    if not listing.photos:
+        raise JobFailure(
+            f"The '{IMAGES_CHANNEL}' channel holds no photo in <identity>/<photo> folders"
+            + (f" (only top-level files: {', '.join(listing.stray_files[:5])})" if listing.stray_files else "")
+            + ". Put each person's photos in a folder named after them."
+        )
+    device = choose_device(settings.device)
+    weights = resolve_weights(settings.weights, env.channels.get(WEIGHTS_CHANNEL))
+    if settings.not_for_production:
+        log.warning("*" * 20 + " %s " + "*" * 20, NOT_FOR_PRODUCTION)
+    identities = len({photo.identity for photo in listing.photos})
+    log.info("%d photos of %d identities; weights=%s device=%s", len(listing.photos), identities, weights.label, device)
+    setup_started = time.perf_counter()
+    encoder = FaceEncoder(settings, weights, device)
+    setup_seconds = time.perf_counter() - setup_started
+
+    total = len(listing.photos)
+
+    def progress(done: int) -> None:
+        if done == total or done % 25 == 0:
+            log.info("progress: %d/%d photos processed", done, total)
+
+    pipeline = PhotoPipeline(settings, encoder, on_progress=progress)
+    builder = EnrollmentBuilder(stray_files=listing.stray_files)
+    loop_started = time.perf_counter()
+    for outcome in pipeline.run(listing.photos):
+        builder.add(outcome)
+    loop_seconds = time.perf_counter() - loop_started
+    enrollment = builder.finish(settings.min_images_per_identity)
+
+    run = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "weights": weights.label,
+        "weights_sha256": weights.sha256,
+        "not_for_production": settings.not_for_production,
+        "embedding_dim": EMBEDDING_DIM,
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "device": str(device),
+        "versions": {name: version(name) for name in ("facetrain", "facenet-pytorch", "torch", "pillow")},
+    }
+    metrics: dict[str, object] = {
+        "status": "succeeded" if enrollment.identities else "failed",
+        "not_for_production": settings.not_for_production,
+        "warning": NOT_FOR_PRODUCTION if settings.not_for_production else None,
+        "images_total": enrollment.images_total,
+        "images_accepted": enrollment.images_accepted,
+        "images_rejected": len(enrollment.rejected),
+        "rejections_by_reason": enrollment.rejections_by_reason,
+        "identities": len(enrollment.identities),
+        "identities_excluded": enrollment.excluded,
+        "weights": weights.label,
+        "weights_sha256": weights.sha256,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "images_per_second": round(len(listing.photos) / loop_seconds, 3) if loop_seconds else None,
+        "dataset_fingerprint": enrollment.dataset_fingerprint,
+        "hyperparameters": settings.model_dump(mode="json"),
+        "created_at": run["created_at"],
+        "versions": run["versions"],
+    }
+    timings = {"model_setup": round(setup_seconds, 4), **pipeline.times.as_dict()}
+    if not enrollment.identities:
+        metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
+        write_report_files(env.model_dir, enrollment, metrics)
+        raise JobFailure(_failure_summary(enrollment))
+    write_started = time.perf_counter()
+    write_enrollment(env.model_dir, enrollment, settings.model_dump(mode="json"), run)
+    timings["write"] = round(time.perf_counter() - write_started, 4)
+    metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
+    write_report_files(env.model_dir, enrollment, metrics)
+    log.info(
+        "enrolled %d identities from %d of %d photos (%s photos/s); %d rejected",
+        len(enrollment.identities),
+        enrollment.images_accepted,
+        enrollment.images_total,
+        metrics["images_per_second"],
+        len(enrollment.rejected),
+    )
+    return metrics

@@ -1,0 +1,199 @@
+"""Find the photos of the `face_imgs` channel and decode them safely.
+
+Photos are decoded by content (never by extension), EXIF orientation is applied, every mode is brought to
+RGB, and oversized images are refused before their pixels are decoded. JPEGs are decoded in draft mode
+(DCT scaling) at the smallest size the face detector needs; the crop is re-decoded at full resolution only
+when the face would otherwise be too small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Pillow's own bomb guard is set per call from max_image_pixels; truncated files must fail, not pad.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+_EXIF_ORIENTATION = 0x0112
+_SIDES_SWAPPED = (5, 6, 7, 8)  # orientations that rotate by 90 degrees
+
+
+@dataclass(frozen=True, order=True)
+class PhotoRef:
+    """One file of the channel: its identity (top folder) and its key relative to the channel."""
+
+    identity: str
+    key: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a photo is not used: a stable reason code and a sentence a person understands."""
+
+    reason: str
+    message: str
+
+
+class PhotoRejected(Exception):
+    """Raised while reading one photo; carries the Rejection that goes to rejected.csv."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.rejection = Rejection(reason, message)
+
+
+@dataclass(frozen=True)
+class ChannelListing:
+    """What the channel holds: photos per identity folder, and stray files at its top level."""
+
+    photos: list[PhotoRef]
+    stray_files: list[str]
+
+
+def _skipped(name: str) -> bool:
+    return name.startswith(("_", "."))
+
+
+def list_channel(root: Path) -> ChannelListing:
+    """List `<identity>/<photo>` files in a stable order, skipping folders and files named `_*` or `.*`."""
+    photos: list[PhotoRef] = []
+    stray: list[str] = []
+    for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if _skipped(entry.name):
+            continue
+        if entry.is_file():
+            stray.append(entry.name)
+            continue
+        if not entry.is_dir():
+            continue
+        for path in sorted(entry.rglob("*")):
+            relative = path.relative_to(root)
+            if path.is_file() and not any(_skipped(part) for part in relative.parts[1:]):
+                photos.append(PhotoRef(identity=entry.name, key=relative.as_posix(), path=path))
+    return ChannelListing(photos=photos, stray_files=stray)
+
+
+@dataclass
+class DecodedPhoto:
+    """A photo ready for detection: a small RGB copy for the detector and a source for the crop."""
+
+    sha256: str
+    size: tuple[int, int]  # full-resolution (width, height) after EXIF orientation
+    detection_image: Image.Image  # longer side ≤ detection_max_side
+    crop_image: Image.Image  # decoded image the crop is taken from (maybe draft-reduced)
+    data: bytes  # the file's bytes, kept to re-decode at full resolution when needed
+
+    @property
+    def detection_scale(self) -> float:
+        """Full-resolution pixels per detection-copy pixel."""
+        return self.size[0] / self.detection_image.width
+
+    @property
+    def crop_scale(self) -> float:
+        """Full-resolution pixels per crop-image pixel."""
+        return self.size[0] / self.crop_image.width
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Bring any Pillow mode to RGB; transparent areas become white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        image = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("P", "PA") and ("transparency" in image.info or image.mode == "PA"):
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Open (header only) and refuse photos over the pixel budget before any decoding."""
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise PhotoRejected(
+            "too_large", f"more than max_image_pixels={max_pixels} pixels; resize the photo or raise max_image_pixels"
+        ) from None
+    except UnidentifiedImageError:
+        raise PhotoRejected(
+            "not_an_image",
+            "not an image: the content is in no format Pillow reads; upload a JPEG, PNG or WebP photo",
+        ) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise PhotoRejected(
+            "too_large",
+            f"{width}x{height} = {width * height} pixels is more than max_image_pixels={max_pixels}; "
+            "resize the photo or raise max_image_pixels",
+        )
+    return image
+
+
+def _decode(image: Image.Image, draft_side: int | None) -> Image.Image:
+    """Decode (draft-reduced when asked and possible), apply EXIF orientation, convert to RGB."""
+    if draft_side is not None and image.format == "JPEG":
+        width, height = image.size
+        factor = max(width, height) / draft_side
+        if factor >= 2:
+            image.draft("RGB", (int(width / factor) + 1, int(height / factor) + 1))
+    try:
+        image.load()
+        oriented = ImageOps.exif_transpose(image) or image
+        return to_rgb(oriented)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PhotoRejected(
+            "unreadable", f"the image data is truncated or corrupt ({exc}); re-export or re-upload the photo"
+        ) from None
+
+
+def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side: int) -> DecodedPhoto:
+    """Read one photo and prepare its detection copy; raise PhotoRejected with the reason otherwise."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PhotoRejected("unreadable", f"the file cannot be read ({exc.strerror})") from None
+    image = _open_checked(data, max_pixels)
+    full_size = image.size
+    if image.getexif().get(_EXIF_ORIENTATION) in _SIDES_SWAPPED:
+        full_size = (full_size[1], full_size[0])
+    decoded = _decode(image, draft_side=detection_max_side)
+    if min(full_size) < min_side:
+        raise PhotoRejected(
+            "too_small",
+            f"{full_size[0]}x{full_size[1]} px is smaller than the smallest face searched for "
+            f"(min_face_size={min_side} px); use a larger photo",
+        )
+    detection = decoded
+    if max(decoded.size) > detection_max_side:
+        factor = max(decoded.size) / detection_max_side
+        detection = decoded.resize(
+            (max(1, round(decoded.width / factor)), max(1, round(decoded.height / factor))),
+            Image.Resampling.BILINEAR,
+            reducing_gap=2.0,
+        )
+    return DecodedPhoto(
+        sha256=hashlib.sha256(data).hexdigest(),
+        size=full_size,
+        detection_image=detection,
+        crop_image=decoded,
+        data=data,
+    )
+
+
+def decode_full_resolution(photo: DecodedPhoto, max_pixels: int) -> Image.Image:
+    """Decode the photo again without draft reduction (for a face too small in the reduced copy)."""
+    return _decode(_open_checked(photo.data, max_pixels), draft_side=None)

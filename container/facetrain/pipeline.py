@@ -1,0 +1,185 @@
+"""Stream photos through decode → detect → crop → batched embedding, with bounded memory.
+
+Decoding runs in a small thread pool ahead of the detector (Pillow releases the GIL while decoding), at
+most `prefetch` photos ahead, so memory does not grow with the number of photos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .faces import DetectedFace, FaceEncoder
+from .hyperparameters import Hyperparameters
+from .photos import DecodedPhoto, PhotoRef, PhotoRejected, Rejection, decode_photo
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A photo whose face was embedded."""
+
+    photo: PhotoRef
+    sha256: str
+    face: DetectedFace
+    embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A photo that is not used, and why."""
+
+    photo: PhotoRef
+    sha256: str | None
+    rejection: Rejection
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage (decode is summed over the decoding threads)."""
+
+    decode: float = 0.0
+    detect: float = 0.0
+    crop: float = 0.0
+    embed: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "decode": round(self.decode, 4),
+            "detect": round(self.detect, 4),
+            "crop": round(self.crop, 4),
+            "embed": round(self.embed, 4),
+            **{k: round(v, 4) for k, v in self.extra.items()},
+        }
+
+
+def _sha256_of(photo: PhotoRef) -> str | None:
+    try:
+        return hashlib.sha256(photo.path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+_Pending = tuple[PhotoRef, str, DetectedFace, torch.Tensor]  # photo, sha256, face, crop
+
+
+class PhotoPipeline:
+    """Runs every photo through the encoder and yields Accepted/Rejected outcomes in input order."""
+
+    def __init__(
+        self,
+        settings: Hyperparameters,
+        encoder: FaceEncoder,
+        decode_workers: int = 2,
+        prefetch: int = 8,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.encoder = encoder
+        self.decode_workers = decode_workers
+        self.prefetch = prefetch
+        self.on_progress = on_progress
+        self.times = StageTimes()
+
+    def _decode(self, photo: PhotoRef) -> tuple[DecodedPhoto | None, Rejection | None, float]:
+        started = time.perf_counter()
+        try:
+            decoded = decode_photo(
+                photo.path,
+                max_pixels=self.settings.max_image_pixels,
+                detection_max_side=self.settings.detection_max_side,
+                min_side=self.settings.min_face_size,
+            )
+            return decoded, None, time.perf_counter() - started
+        except PhotoRejected as exc:
+            return None, exc.rejection, time.perf_counter() - started
+
+    def _decoded_in_order(
+        self, photos: list[PhotoRef]
+    ) -> Iterator[tuple[PhotoRef, DecodedPhoto | None, Rejection | None]]:
+        with ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="decode") as pool:
+            pending: deque[tuple[PhotoRef, Future]] = deque()
+            queue = iter(photos)
+            try:
+                for photo in queue:
+                    pending.append((photo, pool.submit(self._decode, photo)))
+                    if len(pending) >= self.prefetch:
+                        yield self._finish(*pending.popleft())
+                while pending:
+                    yield self._finish(*pending.popleft())
+            finally:
+                for _, future in pending:
+                    future.cancel()
+
+    def _finish(self, photo: PhotoRef, future: Future) -> tuple[PhotoRef, DecodedPhoto | None, Rejection | None]:
+        decoded, rejection, seconds = future.result()
+        self.times.decode += seconds
+        return photo, decoded, rejection
+
+    def run(self, photos: list[PhotoRef]) -> Iterator[Accepted | Rejected]:
+        """Yield one outcome per photo, in the order given (batching never reorders the results)."""
+        waiting: list[_Pending] = []
+        held: list[Accepted | Rejected | None] = []  # outcomes waiting for their batch, in order
+        done = 0
+        for photo, decoded, rejection in self._decoded_in_order(photos):
+            if decoded is None:
+                outcome: Accepted | Rejected | None = Rejected(photo, _sha256_of(photo), rejection)  # type: ignore[arg-type]
+            else:
+                outcome = self._detect_and_crop(photo, decoded, waiting)
+            held.append(outcome)
+            if len(waiting) >= self.settings.batch_size:
+                yield from self._flush(waiting, held)
+                held = []
+            elif not waiting:
+                yield from held  # nothing pending: emit as we go
+                held = []
+            done += 1
+            if self.on_progress:
+                self.on_progress(done)
+        yield from self._flush(waiting, held)
+
+    def _detect_and_crop(
+        self,
+        photo: PhotoRef,
+        decoded: DecodedPhoto,
+        waiting: list[_Pending],
+    ) -> Rejected | None:
+        started = time.perf_counter()
+        try:
+            face = self.encoder.detect(decoded)
+            self.times.detect += time.perf_counter() - started
+            started = time.perf_counter()
+            crop = self.encoder.crop(decoded, face)
+            self.times.crop += time.perf_counter() - started
+        except PhotoRejected as exc:
+            self.times.detect += time.perf_counter() - started
+            return Rejected(photo, decoded.sha256, exc.rejection)
+        waiting.append((photo, decoded.sha256, face, crop))  # the decoded images can be freed now
+        return None  # placeholder: filled when the batch is embedded
+
+    def _flush(
+        self,
+        waiting: list[_Pending],
+        held: list[Accepted | Rejected | None],
+    ) -> Iterator[Accepted | Rejected]:
+        accepted: Iterator[Accepted] = iter(())
+        if waiting:
+            started = time.perf_counter()
+            vectors = self.encoder.embed([crop for *_, crop in waiting])
+            self.times.embed += time.perf_counter() - started
+            accepted = iter(
+                [
+                    Accepted(photo, sha256, face, vector)
+                    for (photo, sha256, face, _), vector in zip(waiting, vectors, strict=True)
+                ]
+            )
+            waiting.clear()
+        for outcome in held:
+            yield outcome if outcome is not None else next(accepted)

@@ -1,0 +1,84 @@
+"""`train`: the SageMaker entry point (`docker run IMAGE train`), also installed as `.venv/bin/train`.
+
+Exit 0 on success. On failure, the reason goes to output/failure (SageMaker shows its first 1024
+characters as FailureReason, so the essential sentence comes first) and the exit code is non-zero.
+SIGTERM (StopTrainingJob) stops the job between photos, leaves model/ without partial files, exits 143.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import traceback
+from pathlib import Path
+from types import FrameType
+
+from .config_files import ConfigError
+from .faces import DeviceError, WeightsError
+from .hyperparameters import SettingsError
+from .job import JobFailure, run_job
+from .sagemaker_env import ContractError, base_dir_from_env, load_environment
+
+log = logging.getLogger("facetrain")
+EXIT_STOPPED = 128 + signal.SIGTERM
+EXPECTED_FAILURES = (JobFailure, SettingsError, ConfigError, ContractError, WeightsError, DeviceError)
+
+
+class JobStopped(Exception):
+    """SIGTERM arrived: SageMaker is stopping the job."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise JobStopped
+
+
+def write_failure(base_dir: Path, message: str) -> None:
+    """Write the failure reason where SageMaker looks for it."""
+    output = base_dir / "output"
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "failure").write_text(message, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job in the SAGEMAKER_BASE_DIR tree; returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "train":
+        args = args[1:]  # SageMaker runs `IMAGE train`
+    if args:
+        print(f"train takes no arguments (got {' '.join(args)}); settings come from hyperparameters.json",
+              file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
+    )
+    base_dir = base_dir_from_env()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        env = load_environment(base_dir)
+        run_job(env)
+        return 0
+    except JobStopped:
+        message = "Stopped: the job received SIGTERM (StopTrainingJob) and ended before writing an enrollment."
+        log.warning(message)
+        write_failure(base_dir, message)
+        return EXIT_STOPPED
+    except EXPECTED_FAILURES as exc:
+        message = str(exc)
+        log.error("job failed: %s", message)
+        write_failure(base_dir, message)
+        return 1
+    except Exception as exc:
+        log.error("internal error:\n%s", traceback.format_exc())
+        write_failure(
+            base_dir,
+            f"Internal error ({type(exc).__name__}: {exc}). This is a facetrain bug, not bad input; "
+            "the traceback is in the job's log.",
+        )
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
