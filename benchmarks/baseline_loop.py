@@ -40,8 +40,16 @@ def main() -> int:
             resnet(face.unsqueeze(0).to(args.device)).cpu()
             accepted.append(path.relative_to(args.images).as_posix())
     finished = time.perf_counter()
-    print(json.dumps({"photos": len(paths), "accepted": accepted, "seconds": finished - started,
-                      "loop_seconds": finished - loop_started}))
+    print(
+        json.dumps(
+            {
+                "photos": len(paths),
+                "accepted": accepted,
+                "seconds": finished - started,
+                "loop_seconds": finished - loop_started,
+            }
+        )
+    )
     return 0
 
 

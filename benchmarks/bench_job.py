@@ -79,7 +79,9 @@ def run_job(images: Path, hyperparameters: dict[str, str]) -> tuple[ProcessRun, 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("images", type=Path, nargs="?", default=DEFAULT_IMAGES)
     parser.add_argument("--scale", type=int, default=4, help="repeat factor for the memory check (default 4)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -88,8 +90,15 @@ def main() -> int:
         sys.exit(f"no photos at {args.images}: pass a folder of <identity>/<photo> files")
     hyperparameters = {"weights": "none", "device": args.device}
 
-    baseline = run_measured([sys.executable, str(ROOT / "benchmarks" / "baseline_loop.py"), str(args.images),
-                             "--device", args.device])
+    baseline = run_measured(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "baseline_loop.py"),
+            str(args.images),
+            "--device",
+            args.device,
+        ]
+    )
     base = json.loads(baseline.stdout.strip().splitlines()[-1])
     job, metrics, job_accepted = run_job(args.images, hyperparameters)
     photos = base["photos"]
@@ -110,7 +119,11 @@ def main() -> int:
     print(f"{'faces accepted':28}{len(base['accepted']):16d}{len(job_accepted):16d}")
     only_baseline = sorted(set(base["accepted"]) - job_accepted)
     only_job = sorted(job_accepted - set(base["accepted"]))
-    same = "yes" if not only_baseline and not only_job else f"no: baseline only {only_baseline}, job only {only_job}"
+    same = (
+        "yes"
+        if not only_baseline and not only_job
+        else f"no: baseline only {only_baseline}, job only {only_job}"
+    )
     print(f"same faces accepted: {same}")
 
     # Memory: two dataset sizes, both larger than one embedding batch, so only the photo count differs.

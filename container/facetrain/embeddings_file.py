@@ -1,4 +1,4 @@
-"""`saved_embeddings.pkl`: per-photo embeddings, written with pickle and read back with a restricted unpickler.
+"""`saved_embeddings.pkl`: per-photo embeddings, pickled, and read back with a restricted unpickler.
 
 The pickle holds only builtins and numpy arrays, so `load_embeddings` can refuse every other global and
 never runs code from a tampered file.
@@ -7,7 +7,7 @@ never runs code from a tampered file.
 from __future__ import annotations
 
 import io
-import pickle  # noqa: S403 - loading goes through the restricted unpickler below
+import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -42,7 +42,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise EmbeddingsFileError(f"saved_embeddings.pkl refers to {module}.{name}, which is not allowed")
 
 
-def dump_embeddings(metadata: Mapping[str, object], records: Sequence[Mapping[str, object]], out: IO[bytes]) -> None:
+def dump_embeddings(
+    metadata: Mapping[str, object], records: Sequence[Mapping[str, object]], out: IO[bytes]
+) -> None:
     """Write the per-photo records and the run metadata."""
     payload = {
         "format": FORMAT,
@@ -61,7 +63,9 @@ def load_embeddings(source: bytes | Path) -> dict[str, Any]:
     except EmbeddingsFileError:
         raise
     except Exception as exc:  # a truncated or foreign file can fail in many ways
-        raise EmbeddingsFileError(f"saved_embeddings.pkl cannot be read ({type(exc).__name__}: {exc})") from None
+        raise EmbeddingsFileError(
+            f"saved_embeddings.pkl cannot be read ({type(exc).__name__}: {exc})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise EmbeddingsFileError(f"saved_embeddings.pkl is not a {FORMAT} file")
     records = payload.get("records")

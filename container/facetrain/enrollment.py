@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .pipeline import Accepted, Rejected
 from .photos import PhotoRef
+from .pipeline import Accepted, Rejected
 
 STRAY_FILE = "not_in_identity_folder"
 IDENTITY_EXCLUDED = "identity_excluded"
@@ -76,7 +76,9 @@ class EnrollmentBuilder:
 
     def finish(self, min_images_per_identity: int) -> Enrollment:
         rejected = [
-            RejectedRow("", name, STRAY_FILE, "file at the top of face_imgs/; put photos in face_imgs/<person>/")
+            RejectedRow(
+                "", name, STRAY_FILE, "file at the top of face_imgs/; put photos in face_imgs/<person>/"
+            )
             for name in self.stray_files
         ] + list(self._rejected)
         identities: list[EnrolledIdentity] = []

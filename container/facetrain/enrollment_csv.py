@@ -64,7 +64,9 @@ def parse_csv(text: str, dimension: int | None = None) -> list[tuple[str, int, n
         raise EnrollmentCsvError("final_mean_embeddings.csv header must start with identity,num_images,e0")
     width = len(head) - 2
     if dimension is not None and width != dimension:
-        raise EnrollmentCsvError(f"final_mean_embeddings.csv has {width} values per row, expected {dimension}")
+        raise EnrollmentCsvError(
+            f"final_mean_embeddings.csv has {width} values per row, expected {dimension}"
+        )
     rows: list[tuple[str, int, np.ndarray]] = []
     seen: set[str] = set()
     try:

@@ -31,7 +31,9 @@ class Hyperparameters(BaseModel):
         description="InceptionResnetV1 weights: 'vggface2', 'casia-webface', a .pt file (in the weights "
         "channel or an absolute path) or 'none' (random init from `seed`: tests only, NOT for production).",
     )
-    image_size: int = Field(160, ge=64, le=512, description="Side in pixels of the face crop fed to the embedder.")
+    image_size: int = Field(
+        160, ge=64, le=512, description="Side in pixels of the face crop fed to the embedder."
+    )
     margin: int = Field(0, ge=0, le=100, description="Margin around the detected box, in pixels of the crop.")
     min_face_size: int = Field(
         20, ge=12, le=1000, description="Smallest face MTCNN searches for, in pixels of the detection copy."
@@ -102,7 +104,7 @@ class SettingsError(ValueError):
 
 
 def decode_sagemaker_value(raw: object) -> object:
-    """Decode one hyperparameter as the SageMaker training toolkit does: JSON if it parses, else the string."""
+    """Decode a hyperparameter as the SageMaker training toolkit does: JSON if it parses, else the string."""
     if not isinstance(raw, str):
         return raw
     try:

@@ -61,7 +61,11 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
     if not listing.photos:
         raise JobFailure(
             f"The '{IMAGES_CHANNEL}' channel holds no photo in <identity>/<photo> folders"
-            + (f" (only top-level files: {', '.join(listing.stray_files[:5])})" if listing.stray_files else "")
+            + (
+                f" (only top-level files: {', '.join(listing.stray_files[:5])})"
+                if listing.stray_files
+                else ""
+            )
             + ". Put each person's photos in a folder named after them."
         )
     device = choose_device(settings.device)
@@ -69,7 +73,13 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
     if settings.not_for_production:
         log.warning("*" * 20 + " %s " + "*" * 20, NOT_FOR_PRODUCTION)
     identities = len({photo.identity for photo in listing.photos})
-    log.info("%d photos of %d identities; weights=%s device=%s", len(listing.photos), identities, weights.label, device)
+    log.info(
+        "%d photos of %d identities; weights=%s device=%s",
+        len(listing.photos),
+        identities,
+        weights.label,
+        device,
+    )
     setup_started = time.perf_counter()
     encoder = FaceEncoder(settings, weights, device)
     setup_seconds = time.perf_counter() - setup_started

@@ -73,7 +73,9 @@ def write_report_files(model_dir: Path, enrollment: Enrollment, metrics: Mapping
     model_dir.mkdir(parents=True, exist_ok=True)
     warning = NOT_FOR_PRODUCTION if metrics.get("not_for_production") else None
     _write_atomic(model_dir, REJECTED_CSV, render_rejected(enrollment, warning).encode())
-    _write_atomic(model_dir, METRICS_JSON, (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode())
+    _write_atomic(
+        model_dir, METRICS_JSON, (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode()
+    )
 
 
 def write_enrollment(
@@ -93,7 +95,9 @@ def write_enrollment(
         raise RuntimeError("final_mean_embeddings.csv did not parse back to the enrolled identities")
     rules = render_rules(rules_data(enrollment, settings, run))
     pickled = io.BytesIO()
-    dump_embeddings({**run, "warning": warning, "hyperparameters": dict(settings)}, enrollment.records, pickled)
+    dump_embeddings(
+        {**run, "warning": warning, "hyperparameters": dict(settings)}, enrollment.records, pickled
+    )
     _write_atomic(model_dir, EMBEDDINGS_PKL, pickled.getvalue())
     _write_atomic(model_dir, RULES_PY, rules.encode())
     _write_atomic(model_dir, ENROLLMENT_CSV, table.encode())

@@ -126,7 +126,8 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             image = Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PhotoRejected(
-            "too_large", f"more than max_image_pixels={max_pixels} pixels; resize the photo or raise max_image_pixels"
+            "too_large",
+            f"more than max_image_pixels={max_pixels} pixels; resize the photo or raise max_image_pixels",
         ) from None
     except UnidentifiedImageError:
         raise PhotoRejected(

@@ -118,7 +118,9 @@ class PhotoPipeline:
                 for _, future in pending:
                     future.cancel()
 
-    def _finish(self, photo: PhotoRef, future: Future) -> tuple[PhotoRef, DecodedPhoto | None, Rejection | None]:
+    def _finish(
+        self, photo: PhotoRef, future: Future
+    ) -> tuple[PhotoRef, DecodedPhoto | None, Rejection | None]:
         decoded, rejection, seconds = future.result()
         self.times.decode += seconds
         return photo, decoded, rejection
@@ -127,8 +129,7 @@ class PhotoPipeline:
         """Yield one outcome per photo, in the order given (batching never reorders the results)."""
         waiting: list[_Pending] = []
         held: list[Accepted | Rejected | None] = []  # outcomes waiting for their batch, in order
-        done = 0
-        for photo, decoded, rejection in self._decoded_in_order(photos):
+        for done, (photo, decoded, rejection) in enumerate(self._decoded_in_order(photos), start=1):
             if decoded is None:
                 outcome: Accepted | Rejected | None = Rejected(photo, _sha256_of(photo), rejection)  # type: ignore[arg-type]
             else:
@@ -140,7 +141,6 @@ class PhotoPipeline:
             elif not waiting:
                 yield from held  # nothing pending: emit as we go
                 held = []
-            done += 1
             if self.on_progress:
                 self.on_progress(done)
         yield from self._flush(waiting, held)

@@ -46,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] == "train":
         args = args[1:]  # SageMaker runs `IMAGE train`
     if args:
-        print(f"train takes no arguments (got {' '.join(args)}); settings come from hyperparameters.json",
-              file=sys.stderr)
+        print(
+            f"train takes no arguments (got {' '.join(args)}); settings come from hyperparameters.json",
+            file=sys.stderr,
+        )
         return 2
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         run_job(env)
         return 0
     except JobStopped:
-        message = "Stopped: the job received SIGTERM (StopTrainingJob) and ended before writing an enrollment."
+        message = (
+            "Stopped: the job received SIGTERM (StopTrainingJob) and ended before writing an enrollment."
+        )
         log.warning(message)
         write_failure(base_dir, message)
         return EXIT_STOPPED
