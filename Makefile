@@ -15,7 +15,7 @@ setup: ## create .venv with everything (torch CUDA build from PyPI runs on CPU; 
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[job,lambdas,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[job,lambdas,offline,dev]'
 
 test: ## run the whole test suite (2 workers)
 	$(BIN)/pytest -n 2 -q

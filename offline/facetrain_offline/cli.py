@@ -1,0 +1,102 @@
+"""The `facetrain` command: `facetrain run IMAGES_DIR --out OUT_DIR …` runs the whole workflow offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+RUN_HELP = """\
+Run the whole retraining workflow on this machine, with no AWS account, no Docker and no network:
+a local AWS (moto) is stood up from template.yaml, IMAGES_DIR is uploaded to the local bucket's images
+prefix, the real state machine runs the real Lambda handlers in-process, and the training job runs the
+real container entry point (`train`) as a local process. The published results (the files that land at
+the results prefix) and run.json (status, counts, failure reason, state-by-state history) are written to
+OUT_DIR; the Lambdas' logs go to OUT_DIR/lambdas.log. Exit code 0 only when the run succeeded.
+"""
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facetrain", description="facetrain: face-enrollment retraining.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run the retraining workflow offline",
+        description=RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("images_dir", metavar="IMAGES_DIR", type=Path, help="folder of <person>/<photo> files")
+    run.add_argument(
+        "--out",
+        dest="out_dir",
+        metavar="OUT_DIR",
+        type=Path,
+        required=True,
+        help="where the published results and run.json are written",
+    )
+    run.add_argument(
+        "--hyperparameter",
+        "-p",
+        dest="hyperparameters",
+        metavar="KEY=VALUE",
+        type=_key_value,
+        action="append",
+        default=[],
+        help="a training setting, repeatable (e.g. -p weights=none -p batch_size=16); "
+        "without `weights`, vggface2 is used when its file is on this machine, else none",
+    )
+    run.add_argument(
+        "--state",
+        dest="state_dir",
+        metavar="STATE_DIR",
+        type=Path,
+        help="keep the local bucket's contents here between runs (a later run sees the "
+        "earlier published results); without it, state is temporary",
+    )
+    run.add_argument("--instance-type", help="training instance type recorded for the job (default: stack's)")
+    run.add_argument("--instance-count", type=int, help="number of training instances (default: stack's)")
+    run.add_argument("--run-id", help="id of the run (default: the execution name)")
+    run.add_argument(
+        "--template", type=Path, help="SAM template to deploy (default: the project's template.yaml)"
+    )
+    run.add_argument("--poll-seconds", type=int, default=1, help="first wait between training-job polls (1)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .runner import DEFAULT_TEMPLATE, RunOptions, run  # lazy: moto and boto3 are slow to import
+
+    if not args.images_dir.is_dir():
+        print(f"facetrain run: {args.images_dir} is not a folder of <person>/<photo> files", file=sys.stderr)
+        return 2
+    options = RunOptions(
+        images_dir=args.images_dir,
+        out_dir=args.out_dir,
+        hyperparameters=dict(args.hyperparameters),
+        state_dir=args.state_dir,
+        instance_type=args.instance_type,
+        instance_count=args.instance_count,
+        template=args.template or DEFAULT_TEMPLATE,
+        poll_seconds=args.poll_seconds,
+        run_id=args.run_id,
+    )
+    screen = sys.stdout  # bound now: in-process Lambdas redirect sys.stdout to their log while they run
+
+    def say(line: str) -> None:
+        print(line, file=screen, flush=True)
+
+    summary = run(options, say=say)
+    say(f"run.json: {args.out_dir / 'run.json'}")
+    return 0 if summary["status"] == "SUCCEEDED" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,367 @@
+"""`facetrain run`: the whole retraining workflow on one machine.
+
+A local AWS (moto) is stood up from template.yaml; the photos are uploaded to the local bucket; an
+execution of the real state machine starts with the documented console input; the training job runs as
+a local `train` process; the published results and a run summary land in the output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+from moto import mock_aws
+
+from .lambda_runtime import InProcessLambdas
+from .stack import LocalStack, deploy
+from .training_backend import LocalTrainingBackend
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
+REGION = "eu-west-1"
+LOCAL_IMAGE_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/facetrain:local"
+MOCK_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+
+Printer = Callable[[str], None]
+
+
+@dataclass
+class RunOptions:
+    """What `facetrain run` was asked to do."""
+
+    images_dir: Path
+    out_dir: Path
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+    state_dir: Path | None = None
+    instance_type: str | None = None
+    instance_count: int | None = None
+    template: Path = DEFAULT_TEMPLATE
+    poll_seconds: int = 1
+    run_id: str | None = None
+    timeout_seconds: float = 3600.0
+
+
+@contextlib.contextmanager
+def local_aws(region: str = REGION) -> Iterator[None]:
+    """moto with the real ASL interpreter and Docker-less Lambda, plus the environment boto3 needs."""
+    saved = {
+        k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    fake_credentials = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # moto accepts any
+    os.environ.update(AWS_DEFAULT_REGION=region, **fake_credentials)
+    try:
+        with mock_aws(config=MOCK_CONFIG):  # type: ignore[arg-type]
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _files(root: Path) -> dict[str, Path]:
+    """Relative POSIX path → file, for every file under root (hidden files skipped)."""
+    return {
+        p.relative_to(root).as_posix(): p
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    }
+
+
+def _all_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
+    paginator = s3.get_paginator("list_objects_v2")
+    return [
+        o["Key"]
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
+
+
+def restore_state(s3: Any, bucket: str, state_dir: Path) -> int:
+    """Load the bucket's objects saved by an earlier run."""
+    objects = state_dir / "bucket"
+    if not objects.is_dir():
+        return 0
+    files = _files(objects)
+    for key, path in files.items():
+        s3.upload_file(str(path), bucket, key)
+    return len(files)
+
+
+def save_state(s3: Any, bucket: str, state_dir: Path) -> int:
+    """Write every object of the bucket under state_dir/bucket (replacing what was there)."""
+    objects = state_dir / "bucket"
+    staging = state_dir / ".bucket-new"
+    shutil.rmtree(staging, ignore_errors=True)
+    keys = _all_keys(s3, bucket)
+    for key in keys:
+        target = staging / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+    shutil.rmtree(objects, ignore_errors=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    staging.rename(objects)
+    return len(keys)
+
+
+def sync_images(s3: Any, bucket: str, prefix: str, images_dir: Path) -> tuple[int, int]:
+    """Make the images prefix hold exactly the folder's files (uploads all, deletes what is gone)."""
+    files = _files(images_dir)
+    wanted = {f"{prefix}{relative}" for relative in files}
+    stale = [key for key in _all_keys(s3, bucket, prefix) if key not in wanted]
+    for key in stale:
+        s3.delete_object(Bucket=bucket, Key=key)
+    for relative, path in files.items():
+        s3.upload_file(str(path), bucket, f"{prefix}{relative}")
+    return len(files), len(stale)
+
+
+@dataclass
+class StateVisit:
+    """One pass through a state, from the execution history."""
+
+    state: str
+    entered: datetime
+    exited: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        seconds = (self.exited - self.entered).total_seconds() if self.exited else None
+        return {
+            "state": self.state,
+            "entered": self.entered.isoformat(),
+            "exited": self.exited.isoformat() if self.exited else None,
+            "seconds": round(seconds, 3) if seconds is not None else None,
+        }
+
+
+class HistoryFollower:
+    """Reads an execution's history as it grows, printing each state entered."""
+
+    def __init__(self, sfn: Any, execution_arn: str, say: Printer) -> None:
+        self.sfn, self.arn, self.say = sfn, execution_arn, say
+        self.seen = 0
+        self.visits: list[StateVisit] = []
+        self.events: list[dict[str, Any]] = []
+
+    def poll(self) -> None:
+        events = self.sfn.get_execution_history(executionArn=self.arn, maxResults=1000)["events"]
+        for event in events[self.seen :]:
+            self.events.append(event)
+            kind = event["type"]
+            if kind.endswith("StateEntered"):
+                name = event["stateEnteredEventDetails"]["name"]
+                looping = any(visit.state == name for visit in self.visits[-3:])  # the wait/poll loop
+                self.visits.append(StateVisit(name, event["timestamp"]))
+                if not looping:
+                    self.say(f"state  {name}")
+            elif kind.endswith("StateExited"):
+                name = event["stateExitedEventDetails"]["name"]
+                for visit in reversed(self.visits):
+                    if visit.state == name and visit.exited is None:
+                        visit.exited = event["timestamp"]
+                        break
+        self.seen = len(events)
+
+
+def execution_name(now: datetime | None = None) -> str:
+    """A unique execution name, as the console would generate (it becomes the run id)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"local-{stamp}-{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def _quiet_libraries(stream: IO[str]) -> Iterator[None]:
+    """moto's interpreter logs and Powertools' warnings belong in the log file, not on the screen."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("moto", "botocore", "aws_lambda_powertools")]
+    saved = [(lg, lg.propagate, lg.level) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.propagate = False
+        lg.setLevel(logging.INFO if lg.name == "moto" else logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
+            yield
+    finally:
+        for lg, propagate, level in saved:
+            lg.removeHandler(handler)
+            lg.propagate, lg.level = propagate, level
+
+
+def _default_weights(hyperparameters: dict[str, str], say: Printer) -> dict[str, str]:
+    """weights=none when vggface2 weights are not on this machine (loudly), unless weights was given."""
+    if "weights" in hyperparameters:
+        return hyperparameters
+    from facetrain.faces import WEIGHT_FILES, torch_home  # lazy: torch
+
+    path = torch_home() / "checkpoints" / WEIGHT_FILES["vggface2"]
+    if path.is_file():
+        return hyperparameters
+    say(
+        "!"
+        * 100
+        + f"\n! vggface2 weights not found at {path}: this run uses weights=none (RANDOM weights).\n"
+        "! The results are NOT FOR PRODUCTION: they recognise no one. Put the weights there or pass "
+        "--hyperparameter weights=...\n" + "!" * 100
+    )
+    return {**hyperparameters, "weights": "none"}
+
+
+def console_input(options: RunOptions, hyperparameters: dict[str, str]) -> dict[str, Any]:
+    """The documented console input for this run (stack defaults fill the rest)."""
+    payload: dict[str, Any] = {"hyperparameters": hyperparameters}
+    if options.instance_type:
+        payload["instance_type"] = options.instance_type
+    if options.instance_count:
+        payload["instance_count"] = options.instance_count
+    if options.run_id:
+        payload["run_id"] = options.run_id
+    return payload
+
+
+def _stack_parameters(options: RunOptions) -> dict[str, str]:
+    return {
+        "TrainingImageUri": LOCAL_IMAGE_URI,
+        "PollIntervalSeconds": str(options.poll_seconds),
+        "MaxPollIntervalSeconds": str(max(options.poll_seconds, 2)),
+    }
+
+
+def _copy_results(s3: Any, bucket: str, results_prefix: str, out_dir: Path) -> list[str]:
+    """The current results and latest.json, and the published run's own files, into out_dir."""
+    copied: list[str] = []
+    latest_key = f"{results_prefix}latest.json"
+    try:
+        latest = json.loads(s3.get_object(Bucket=bucket, Key=latest_key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return copied
+    keys = [latest_key, *latest.get("current_files", {}).values(), *latest.get("run_files", {}).values()]
+    for key in keys:
+        relative = key.removeprefix(results_prefix)
+        target = out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+        copied.append(relative)
+    return copied
+
+
+def _failure(sfn: Any, execution: dict[str, Any], follower: HistoryFollower) -> tuple[str | None, str | None]:
+    """(error, cause) of a failed execution."""
+    error, cause = execution.get("error"), execution.get("cause")
+    if error or cause:
+        return error, cause
+    for event in reversed(follower.events):
+        details = event.get("executionFailedEventDetails")
+        if details:
+            return details.get("error"), details.get("cause")
+    return None, None
+
+
+def run(options: RunOptions, say: Printer = print) -> dict[str, Any]:
+    """Run the workflow once; write the results and run.json to options.out_dir; return the summary."""
+    started = time.monotonic()
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    hyperparameters = _default_weights(dict(options.hyperparameters), say)
+    with tempfile.TemporaryDirectory(prefix="facetrain-run-") as scratch, local_aws():
+        stack = deploy(
+            options.template,
+            _stack_parameters(options),
+            region=REGION,
+            extra_environment={"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": REGION},
+        )
+        backend = LocalTrainingBackend(
+            Path(scratch) / "jobs",
+            on_log=lambda job, line: say(f"train  {line}"),
+            on_status=lambda job, status, secondary: say(f"job    {job}: {status} ({secondary})"),
+        )
+        summary = _execute(stack, backend, options, hyperparameters, say)
+    summary["wall_seconds"] = round(time.monotonic() - started, 3)
+    (options.out_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _execute(
+    stack: LocalStack,
+    backend: LocalTrainingBackend,
+    options: RunOptions,
+    hyperparameters: dict[str, str],
+    say: Printer,
+) -> dict[str, Any]:
+    s3 = boto3.client("s3", region_name=REGION)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    bucket = stack.physical(stack.only("AWS::S3::Bucket"))
+    machine_arn = stack.physical(stack.only("AWS::Serverless::StateMachine"))
+    parameters = stack.resolver.parameters
+    images_prefix, results_prefix = parameters["ImagesPrefix"], parameters["ResultsPrefix"]
+    lambdas: InProcessLambdas = stack.lambdas
+    log_file = (options.out_dir / "lambdas.log").open("a", encoding="utf-8")
+    lambdas.log_stream = log_file
+    with log_file, _quiet_libraries(log_file), lambdas.installed(), backend.installed():
+        if options.state_dir:
+            restored = restore_state(s3, bucket, options.state_dir)
+            say(f"state  restored {restored} objects from {options.state_dir}")
+        uploaded, deleted = sync_images(s3, bucket, images_prefix, options.images_dir)
+        say(
+            f"upload {uploaded} photos to s3://{bucket}/{images_prefix}"
+            + (f" ({deleted} removed)" if deleted else "")
+        )
+        payload = console_input(options, hyperparameters)
+        name = execution_name()
+        execution_arn = sfn.start_execution(
+            stateMachineArn=machine_arn, name=name, input=json.dumps(payload)
+        )["executionArn"]
+        say(f"start  execution {name} with input {json.dumps(payload)}")
+        follower = HistoryFollower(sfn, execution_arn, say)
+        deadline = time.monotonic() + options.timeout_seconds
+        while True:
+            follower.poll()
+            execution = sfn.describe_execution(executionArn=execution_arn)
+            if execution["status"] in FINAL_STATUSES or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        follower.poll()
+        backend.wait_all(timeout=60)
+        status = execution["status"]
+        jobs = list(backend.jobs.values())
+        summary: dict[str, Any] = {
+            "status": status if status in FINAL_STATUSES else "TIMED_OUT_LOCALLY",
+            "execution_arn": execution_arn,
+            "executions_started": len(sfn.list_executions(stateMachineArn=machine_arn)["executions"]),
+            "training_jobs_started": len(jobs),
+            "training_job_name": jobs[-1].name if jobs else None,
+            "input": payload,
+            "bucket": bucket,
+            "results_prefix": results_prefix,
+            "history": [visit.as_dict() for visit in follower.visits],
+            "lambda_invocations": len(lambdas.invocations),
+        }
+        if status == "SUCCEEDED":
+            summary["output"] = json.loads(execution.get("output") or "null")
+            summary["results"] = _copy_results(s3, bucket, results_prefix, options.out_dir)
+            say(f"done   SUCCEEDED: results in {options.out_dir}")
+        else:
+            error, cause = _failure(sfn, execution, follower)
+            summary["error"] = error
+            summary["failure_reason"] = cause
+            say(f"done   {summary['status']}: {error}: {cause}")
+        if options.state_dir:
+            saved = save_state(s3, bucket, options.state_dir)
+            say(f"state  saved {saved} objects to {options.state_dir}")
+    return summary

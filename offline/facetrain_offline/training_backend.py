@@ -1,0 +1,282 @@
+"""A local SageMaker training backend behind moto's CreateTrainingJob/DescribeTrainingJob.
+
+When anything calls CreateTrainingJob (the start Lambda, through boto3), moto records the job and this
+backend runs the real container entry point (`train`) as a subprocess in a SAGEMAKER_BASE_DIR tree laid
+out as SageMaker lays it out: channels downloaded from the (local) bucket per their S3 data source,
+string hyperparameters, inputdataconfig.json and resourceconfig.json. It streams the job's log, tars
+`model/` to `<output path>/<job>/output/model.tar.gz` and reports InProgress → Completed/Failed/Stopped,
+with the FailureReason read from `output/failure`, through DescribeTrainingJob. The Lambdas do not know
+they are local: the seam is the AWS API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
+
+FAILURE_REASON_LIMIT = 1024
+LogSink = Callable[[str, str], None]  # (job name, log line)
+StatusSink = Callable[[str, str, str], None]  # (job name, status, secondary status)
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """('bucket', 'key/prefix') of an s3:// URI."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// URI: {uri}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+@dataclass
+class LocalJob:
+    """What the backend knows of one job it runs."""
+
+    name: str
+    directory: Path
+    thread: threading.Thread | None = None
+    exit_code: int | None = None
+    log: list[str] = field(default_factory=list)
+
+
+class LocalTrainingBackend:
+    """Runs moto-recorded training jobs as local `train` processes, one thread per job."""
+
+    def __init__(
+        self,
+        work_dir: Path,
+        train_command: list[str] | None = None,
+        on_log: LogSink | None = None,
+        extra_env: dict[str, str] | None = None,
+        on_status: StatusSink | None = None,
+    ) -> None:
+        self.work_dir = work_dir
+        self.train_command = train_command or [sys.executable, "-m", "facetrain.train"]
+        self.on_log = on_log
+        self.on_status = on_status
+        self.extra_env = extra_env or {}
+        self.jobs: dict[str, LocalJob] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[LocalTrainingBackend]:
+        """Patch moto's SageMaker so that CreateTrainingJob starts a local run (for the block's duration)."""
+        original = SageMakerModelBackend.create_training_job
+        backend = self
+
+        def create_training_job(
+            model_backend: SageMakerModelBackend, *args: Any, **kwargs: Any
+        ) -> FakeTrainingJob:
+            job = original(model_backend, *args, **kwargs)
+            backend.submit(job, model_backend.region_name)
+            return job
+
+        SageMakerModelBackend.create_training_job = create_training_job  # type: ignore[method-assign]
+        try:
+            yield self
+        finally:
+            SageMakerModelBackend.create_training_job = original  # type: ignore[method-assign]
+
+    def submit(self, job: FakeTrainingJob, region: str) -> None:
+        """Mark the job InProgress and run it in the background."""
+        _set_status(job, "InProgress", "Starting", "Preparing the local instance for training")
+        job.training_end_time = None
+        local = LocalJob(job.training_job_name, self.work_dir / job.training_job_name)
+        local.thread = threading.Thread(
+            target=self._run, args=(job, local, region), name=f"train-{job.training_job_name}", daemon=True
+        )
+        with self._lock:
+            self.jobs[local.name] = local
+        local.thread.start()
+
+    def wait_all(self, timeout: float | None = None) -> None:
+        """Block until every submitted job has finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for local in list(self.jobs.values()):
+            if local.thread is not None:
+                local.thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    @property
+    def busy(self) -> bool:
+        return any(j.thread is not None and j.thread.is_alive() for j in self.jobs.values())
+
+    # -- one job -------------------------------------------------------------------------------------
+
+    def _emit(self, local: LocalJob, line: str) -> None:
+        local.log.append(line)
+        if self.on_log:
+            self.on_log(local.name, line)
+
+    def _status(self, job: FakeTrainingJob, status: str, secondary: str, message: str) -> None:
+        _set_status(job, status, secondary, message)
+        if self.on_status:
+            self.on_status(job.training_job_name, status, secondary)
+
+    def _finish(
+        self, job: FakeTrainingJob, status: str, secondary: str, started: float, reason: str | None = None
+    ) -> None:
+        _finish(job, status, secondary, started, reason)
+        if self.on_status:
+            self.on_status(job.training_job_name, status, secondary)
+
+    def _run(self, job: FakeTrainingJob, local: LocalJob, region: str) -> None:
+        started = time.monotonic()
+        try:
+            s3 = boto3.client("s3", region_name=region)
+            self._status(job, "InProgress", "Downloading", "Downloading input data")
+            base = self._lay_out(job, local.directory, s3)
+            self._status(
+                job, "InProgress", "Training", "Training image download completed. Training in progress."
+            )
+            job.training_start_time = datetime.now(UTC)
+            max_runtime = int((job.stopping_condition or {}).get("MaxRuntimeInSeconds", 86400))
+            exit_code, timed_out = self._train(local, base, max_runtime)
+            local.exit_code = exit_code
+            if timed_out:
+                self._finish(job, "Stopped", "MaxRuntimeExceeded", started)
+                return
+            if exit_code != 0:
+                reason = _failure_reason(base, exit_code)
+                self._finish(job, "Failed", "Failed", started, reason)
+                return
+            self._status(job, "InProgress", "Uploading", "Uploading generated training model")
+            self._upload_model(job, base, s3)
+            self._finish(job, "Completed", "Completed", started)
+        except Exception as exc:  # the local backend itself failed: report it as SageMaker would
+            self._emit(local, f"local training backend error: {type(exc).__name__}: {exc}")
+            self._finish(job, "Failed", "Failed", started, f"ClientError: {type(exc).__name__}: {exc}"[:1024])
+
+    def _lay_out(self, job: FakeTrainingJob, base: Path, s3: Any) -> Path:
+        """Create /opt/ml as SageMaker does for this job, downloading every channel."""
+        config = base / "input" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        (base / "model").mkdir(exist_ok=True)
+        (base / "output" / "data").mkdir(parents=True, exist_ok=True)
+        (config / "hyperparameters.json").write_text(json.dumps(job.hyper_parameters or {}))
+        channels: dict[str, dict[str, str]] = {}
+        for channel in job.input_data_config or []:
+            name = channel["ChannelName"]
+            source = channel["DataSource"]["S3DataSource"]
+            target = base / "input" / "data" / name
+            target.mkdir(parents=True, exist_ok=True)
+            _download_channel(s3, source, target)
+            channels[name] = {
+                "TrainingInputMode": channel.get("InputMode", "File"),
+                "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
+                "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+            }
+        (config / "inputdataconfig.json").write_text(json.dumps(channels))
+        count = int((job.resource_config or {}).get("InstanceCount", 1))
+        hosts = [f"algo-{i}" for i in range(1, count + 1)]
+        resource = {"current_host": hosts[0], "hosts": hosts, "network_interface_name": "eth0"}
+        (config / "resourceconfig.json").write_text(json.dumps(resource))
+        return base
+
+    def _train(self, local: LocalJob, base: Path, max_runtime: int) -> tuple[int, bool]:
+        """Run `train`, streaming its output; SIGTERM it when MaxRuntimeInSeconds passes."""
+        env = {**os.environ, **self.extra_env, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1"}
+        process = subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
+            [*self.train_command, "train"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            process.terminate()  # SIGTERM, as SageMaker does at MaxRuntimeInSeconds
+
+        timer = threading.Timer(max_runtime, stop)
+        timer.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self._emit(local, line.rstrip("\n"))
+            code = process.wait()
+        finally:
+            timer.cancel()
+        return code, timed_out.is_set()
+
+    def _upload_model(self, job: FakeTrainingJob, base: Path, s3: Any) -> None:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            for path in sorted((base / "model").rglob("*")):
+                if path.is_file():
+                    archive.add(path, arcname=path.relative_to(base / "model").as_posix())
+        bucket, key = split_s3_uri(job.model_artifacts["S3ModelArtifacts"])
+        s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
+
+
+def _download_channel(s3: Any, source: dict[str, Any], target: Path) -> None:
+    """Download an S3Prefix or ManifestFile data source into a channel folder, keys made relative."""
+    data_type = source.get("S3DataType", "S3Prefix")
+    bucket, key = split_s3_uri(source["S3Uri"])
+    if data_type == "ManifestFile":
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        prefix_bucket, prefix = split_s3_uri(manifest[0]["prefix"])
+        pairs = [(f"{prefix}{relative}", relative) for relative in manifest[1:]]
+        bucket = prefix_bucket
+    elif data_type == "S3Prefix":
+        paginator = s3.get_paginator("list_objects_v2")
+        pairs = [
+            (item["Key"], item["Key"][len(key) :].lstrip("/"))
+            for page in paginator.paginate(Bucket=bucket, Prefix=key)
+            for item in page.get("Contents", [])
+            if not item["Key"].endswith("/")
+        ]
+    else:
+        raise ValueError(f"S3DataType {data_type} is not supported by the local backend")
+    for object_key, relative in pairs:
+        destination = (target / relative).resolve()
+        if not destination.is_relative_to(target.resolve()):
+            raise ValueError(f"object key {object_key!r} escapes the channel folder")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, object_key, str(destination))
+
+
+def _failure_reason(base: Path, exit_code: int) -> str:
+    failure = base / "output" / "failure"
+    text = failure.read_text(encoding="utf-8", errors="replace").strip() if failure.is_file() else ""
+    reason = (
+        f"AlgorithmError: {text}" if text else f"AlgorithmError: the container exited with code {exit_code}"
+    )
+    return reason[:FAILURE_REASON_LIMIT]
+
+
+def _set_status(job: FakeTrainingJob, status: str, secondary: str, message: str) -> None:
+    now = datetime.now(UTC)
+    job.training_job_status = status
+    job.secondary_status = secondary
+    job.last_modified_time = now
+    job.secondary_status_transitions = [
+        *[dict(t, EndTime=t.get("EndTime") or now) for t in (job.secondary_status_transitions or [])],
+        {"Status": secondary, "StartTime": now, "StatusMessage": message},
+    ]
+
+
+def _finish(
+    job: FakeTrainingJob, status: str, secondary: str, started: float, reason: str | None = None
+) -> None:
+    _set_status(job, status, secondary, reason or status)
+    job.training_end_time = datetime.now(UTC)
+    job.training_time_in_seconds = job.billable_time_in_seconds = max(1, round(time.monotonic() - started))
+    if reason:
+        job.failure_reason = reason
