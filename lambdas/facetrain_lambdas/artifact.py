@@ -1,0 +1,123 @@
+"""Open and verify a training job's model.tar.gz without trusting it.
+
+Only regular files at the top of the archive are read (no links, no paths), sizes are bounded, and every
+file is checked with the container's own readers: CSV shape, rules.py parsed as data (never run), the
+pickle through the restricted unpickler, and metrics.json.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import dataclass
+from typing import IO, Any
+
+from facetrain.embeddings_file import EmbeddingsFileError, load_embeddings
+from facetrain.enrollment_csv import EnrollmentCsvError, parse_csv
+from facetrain.rules_file import RulesError, load_rules
+
+from .errors import ResultsInvalid
+from .layout import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV, RULES_PY
+
+REQUIRED_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL, METRICS_JSON)
+OPTIONAL_FILES = (REJECTED_CSV,)
+REQUIRED_METRICS = (
+    "images_total",
+    "images_accepted",
+    "images_rejected",
+    "identities",
+    "weights",
+    "device",
+    "images_per_second",
+    "timings",
+)
+MAX_FILE_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class VerifiedResults:
+    """The run's files, checked, and the figures the notification reports."""
+
+    files: dict[str, bytes]
+    identities: list[str]
+    metrics: dict[str, Any]
+    not_for_production: bool
+
+
+def read_model_archive(archive: IO[bytes]) -> dict[str, bytes]:
+    """The known files of a model.tar.gz (members `name` or `./name`)."""
+    files: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=archive, mode="r:*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name not in REQUIRED_FILES + OPTIONAL_FILES:
+                    continue
+                if not member.isfile():
+                    raise ResultsInvalid(f"model.tar.gz: {member.name} is not a regular file")
+                if member.size > MAX_FILE_BYTES:
+                    raise ResultsInvalid(
+                        f"model.tar.gz: {member.name} is {member.size} bytes, over {MAX_FILE_BYTES}"
+                    )
+                if name in files:
+                    raise ResultsInvalid(f"model.tar.gz holds {name} twice")
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                files[name] = extracted.read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ResultsInvalid(f"model.tar.gz cannot be read as a gzip'd tar archive ({exc})") from None
+    missing = [name for name in REQUIRED_FILES if name not in files]
+    if missing:
+        raise ResultsInvalid(f"model.tar.gz lacks {', '.join(missing)}")
+    return files
+
+
+def _text(files: dict[str, bytes], name: str) -> str:
+    try:
+        return files[name].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ResultsInvalid(f"{name} is not UTF-8 text") from None
+
+
+def verify_results(files: dict[str, bytes]) -> VerifiedResults:
+    """Check the files against each other; raise ResultsInvalid naming the first problem."""
+    try:
+        rows = parse_csv(_text(files, ENROLLMENT_CSV))
+        rules = load_rules(_text(files, RULES_PY))
+        embeddings = load_embeddings(files[EMBEDDINGS_PKL])
+    except (EnrollmentCsvError, RulesError, EmbeddingsFileError) as exc:
+        raise ResultsInvalid(str(exc)) from None
+    if not rows:
+        raise ResultsInvalid(f"{ENROLLMENT_CSV} enrolls no identity")
+    identities = [row[0] for row in rows]
+    dimension = len(rows[0][2])
+    if isinstance(rules.get("identities"), list) and rules["identities"] != identities:
+        raise ResultsInvalid(f"{RULES_PY} lists other identities than {ENROLLMENT_CSV}")
+    if rules.get("embedding_dim", dimension) != dimension:
+        raise ResultsInvalid(
+            f"{RULES_PY} says embedding_dim {rules['embedding_dim']}, {ENROLLMENT_CSV} has {dimension}"
+        )
+    for index, record in enumerate(embeddings["records"]):
+        if record["embedding"].shape != (dimension,):
+            raise ResultsInvalid(f"{EMBEDDINGS_PKL} record {index} has an embedding of another dimension")
+    try:
+        metrics = json.loads(_text(files, METRICS_JSON))
+    except ValueError as exc:
+        raise ResultsInvalid(f"{METRICS_JSON} is not JSON ({exc})") from None
+    if not isinstance(metrics, dict):
+        raise ResultsInvalid(f"{METRICS_JSON} is not a JSON object")
+    missing = [key for key in REQUIRED_METRICS if key not in metrics]
+    if missing:
+        raise ResultsInvalid(f"{METRICS_JSON} lacks {', '.join(missing)}")
+    if metrics["identities"] != len(identities):
+        raise ResultsInvalid(
+            f"{METRICS_JSON} counts {metrics['identities']} identities, the CSV {len(identities)}"
+        )
+    if metrics.get("status", "succeeded") != "succeeded":
+        raise ResultsInvalid(f"{METRICS_JSON} reports status {metrics['status']!r}")
+    return VerifiedResults(
+        files=files,
+        identities=identities,
+        metrics=metrics,
+        not_for_production=bool(rules.get("not_for_production")),
+    )

@@ -1,0 +1,131 @@
+"""Check a listing of the images prefix and snapshot it as a SageMaker manifest.
+
+The layout is the training container's (facetrain.photos.list_channel): `<prefix><identity>/<photo>`,
+nested folders allowed inside an identity, and any folder or file named `_*` or `.*` skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .layout import s3_uri
+
+# What Pillow decodes out of the box; the container decodes by content, this catches stray files early.
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+DEFAULT_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One S3 object of a listing."""
+
+    key: str
+    size: int
+    etag: str
+
+
+@dataclass
+class PhotoSnapshot:
+    """The photos a run will train on, exactly as listed."""
+
+    bucket: str
+    prefix: str
+    keys: list[str] = field(default_factory=list)  # relative to prefix, in listing order
+    identities: Counter[str] = field(default_factory=Counter)
+    total_bytes: int = 0
+    skipped: int = 0
+    fingerprint: str = ""
+
+
+def list_objects(
+    s3: Any, bucket: str, prefix: str, page_size: int = DEFAULT_PAGE_SIZE
+) -> Iterator[ListedObject]:
+    """Every object under prefix (ListObjectsV2, paginated: any number of objects)."""
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}):
+        for item in page.get("Contents", ()):
+            yield ListedObject(key=item["Key"], size=int(item["Size"]), etag=item.get("ETag", "").strip('"'))
+
+
+def _skipped(parts: list[str]) -> bool:
+    return any(part.startswith(("_", ".")) for part in parts)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+def check_photos(
+    objects: Iterable[ListedObject],
+    bucket: str,
+    prefix: str,
+    min_per_identity: int,
+    max_bytes: int,
+) -> tuple[PhotoSnapshot, list[str]]:
+    """Snapshot the photos under prefix and list every problem a person must fix (empty when usable)."""
+    snapshot = PhotoSnapshot(bucket=bucket, prefix=prefix)
+    problems: list[str] = []
+    digest = hashlib.sha256()
+    where = s3_uri(bucket, prefix)
+    for obj in objects:
+        relative = obj.key[len(prefix) :]
+        if not relative or (relative.endswith("/") and obj.size == 0):
+            continue  # the console's zero-byte "folder" markers
+        parts = relative.split("/")
+        if _skipped(parts):
+            snapshot.skipped += 1
+            continue
+        name = s3_uri(bucket, obj.key)
+        if len(parts) == 1:
+            problems.append(
+                f"{name} lies directly under {where}: move it into a folder named after the person "
+                f"({prefix}<name>/{relative})"
+            )
+            continue
+        if "" in parts:
+            problems.append(
+                f"{name}: the key has an empty folder name ('//'); re-upload it as {prefix}<name>/<photo>"
+            )
+            continue
+        suffix = "." + parts[-1].rsplit(".", 1)[-1].lower() if "." in parts[-1] else ""
+        if suffix not in PHOTO_EXTENSIONS:
+            problems.append(
+                f"{name} is not a photo file ({suffix or 'no extension'}): remove it or rename it to "
+                f"_{parts[-1]} to have it skipped; photos must be {', '.join(PHOTO_EXTENSIONS)}"
+            )
+            continue
+        if obj.size == 0:
+            problems.append(f"{name} is empty (0 bytes): upload the photo again")
+            continue
+        if obj.size > max_bytes:
+            problems.append(
+                f"{name} is {_megabytes(obj.size)}, over the {_megabytes(max_bytes)} limit: "
+                "downscale or re-encode it"
+            )
+            continue
+        snapshot.keys.append(relative)
+        snapshot.identities[parts[0]] += 1
+        snapshot.total_bytes += obj.size
+        digest.update(f"{relative}\0{obj.size}\0{obj.etag}\n".encode())
+    for identity, count in sorted(snapshot.identities.items()):
+        if count < min_per_identity:
+            problems.append(
+                f"identity '{identity}' has {count} photo(s) in {where}{identity}/ "
+                f"but min_images_per_identity is "
+                f"{min_per_identity}: add photos or lower min_images_per_identity"
+            )
+    if not snapshot.identities and not problems:
+        problems.append(
+            f"no photos under {where}: upload them as {prefix}<name>/<photo>.jpg, one folder per person"
+        )
+    snapshot.fingerprint = digest.hexdigest()
+    return snapshot, problems
+
+
+def manifest(bucket: str, prefix: str, relative_keys: Iterable[str]) -> list[object]:
+    """A SageMaker ManifestFile: the prefix, then the keys relative to it."""
+    return [{"prefix": s3_uri(bucket, prefix)}, *relative_keys]

@@ -1,0 +1,76 @@
+"""Where a run's files live in the data bucket.
+
+<results_prefix>runs/<run_id>/run.json            run record written by validate
+<results_prefix>runs/<run_id>/manifest.json       SageMaker manifest of the validated photos
+<results_prefix>runs/<run_id>/cfg-manifest.json   SageMaker manifest of the validated config files
+<results_prefix>runs/<run_id>/problems.json       every problem, when validation failed
+<results_prefix>runs/<run_id>/training/           SageMaker output (<job>/output/model.tar.gz)
+<results_prefix>runs/<run_id>/checkpoints/        Spot checkpoints
+<results_prefix>runs/<run_id>/<result file>       the run's verified results
+<results_prefix><current file>, latest.json       the current results, updated by publish
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ENROLLMENT_CSV = "final_mean_embeddings.csv"
+RULES_PY = "rules.py"
+EMBEDDINGS_PKL = "saved_embeddings.pkl"
+REJECTED_CSV = "rejected.csv"
+METRICS_JSON = "metrics.json"
+# The files the original job published at the results prefix root.
+CURRENT_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL)
+LATEST_JSON = "latest.json"
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    """s3://bucket/key"""
+    return f"s3://{bucket}/{key}"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Keys of one run's files."""
+
+    bucket: str
+    results_prefix: str
+    run_id: str
+
+    @property
+    def run_prefix(self) -> str:
+        return f"{self.results_prefix}runs/{self.run_id}/"
+
+    @property
+    def run_record_key(self) -> str:
+        return f"{self.run_prefix}run.json"
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.run_prefix}manifest.json"
+
+    @property
+    def cfg_manifest_key(self) -> str:
+        return f"{self.run_prefix}cfg-manifest.json"
+
+    @property
+    def problems_key(self) -> str:
+        return f"{self.run_prefix}problems.json"
+
+    @property
+    def training_output_uri(self) -> str:
+        return s3_uri(self.bucket, f"{self.run_prefix}training/")
+
+    @property
+    def checkpoint_uri(self) -> str:
+        return s3_uri(self.bucket, f"{self.run_prefix}checkpoints/")
+
+    def run_file_key(self, name: str) -> str:
+        return f"{self.run_prefix}{name}"
+
+    def current_file_key(self, name: str) -> str:
+        return f"{self.results_prefix}{name}"
+
+    @property
+    def latest_key(self) -> str:
+        return f"{self.results_prefix}{LATEST_JSON}"

@@ -1,0 +1,152 @@
+"""publish: verify the job's model.tar.gz, store the run's files, then update the current results.
+
+Order matters: nothing at the results prefix root changes until the archive is verified and the run's
+own copy is stored; latest.json is written last and is the pointer consumers should follow.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from .artifact import VerifiedResults, read_model_archive, verify_results
+from .clients import client
+from .errors import ResultsInvalid, transient_aws_errors
+from .layout import CURRENT_FILES, RunLayout, s3_uri
+from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
+from .run_record import RunPointer, RunRecord, load_run_record, write_json
+
+CONTENT_TYPES = {".csv": "text/csv", ".py": "text/x-python", ".pkl": "application/octet-stream"}
+
+
+class JobState(BaseModel):
+    """The poll result the state machine carries."""
+
+    training_job_name: str
+    model_artifacts: str
+    billable_seconds: int = 0
+
+
+class PublishEvent(BaseModel):
+    """Payload from the state machine."""
+
+    execution: str
+    run: RunPointer
+    job: JobState
+
+
+class PublishResult(BaseModel):
+    """Pointers to the published results and the text of the success notification."""
+
+    results_uri: str
+    latest_key: str
+    summary: str
+
+
+def _artifact_key(layout: RunLayout, uri: str) -> str:
+    """The key of model.tar.gz, refused unless it lies in this run's training output."""
+    prefix = f"s3://{layout.bucket}/"
+    key = uri.removeprefix(prefix)
+    if not uri.startswith(prefix) or not key.startswith(f"{layout.run_prefix}training/"):
+        raise ResultsInvalid(f"model artefact {uri!r} is not under {layout.training_output_uri}")
+    return key
+
+
+def fetch_and_verify(s3: Any, layout: RunLayout, artifact_uri: str) -> VerifiedResults:
+    """Download model.tar.gz (spooled to /tmp) and verify it."""
+    key = _artifact_key(layout, artifact_uri)
+    with tempfile.SpooledTemporaryFile(max_size=64 * 1024 * 1024) as archive:
+        with transient_aws_errors(f"downloading {artifact_uri}"):
+            s3.download_fileobj(layout.bucket, key, archive)
+        archive.seek(0)
+        return verify_results(read_model_archive(archive))
+
+
+def _content_type(name: str) -> str:
+    return next((kind for suffix, kind in CONTENT_TYPES.items() if name.endswith(suffix)), "application/json")
+
+
+def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, layout: RunLayout) -> str:
+    """The success notification."""
+    metrics_ = results.metrics
+    lines = [
+        f"facetrain run {record.run_id} published {len(results.identities)} identities.",
+        "",
+        f"Photos: {metrics_['images_accepted']} of {metrics_['images_total']} used, "
+        f"{metrics_['images_rejected']} rejected "
+        f"(see {s3_uri(layout.bucket, layout.run_file_key('rejected.csv'))}).",
+        f"Training job: {job.training_job_name} ({job.billable_seconds} billable seconds, "
+        f"{record.instance_count} x {record.instance_type}).",
+        f"Current results: {s3_uri(layout.bucket, layout.results_prefix)} ({', '.join(CURRENT_FILES)}).",
+        f"This run's files: {s3_uri(layout.bucket, layout.run_prefix)}",
+        f"Dataset fingerprint: {record.dataset.fingerprint}",
+    ]
+    if results.not_for_production:
+        lines.insert(1, "WARNING: random weights (weights=none): NOT FOR PRODUCTION.")
+    return "\n".join(lines)
+
+
+@tracer.capture_method
+def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> PublishResult:
+    """Verify, store the run's files, then copy the current files and write latest.json."""
+    record = load_run_record(s3, event.run)
+    layout = record.layout
+    results = fetch_and_verify(s3, layout, event.job.model_artifacts)
+    for name, body in sorted(results.files.items()):
+        with transient_aws_errors(f"writing {name}"):
+            s3.put_object(
+                Bucket=layout.bucket,
+                Key=layout.run_file_key(name),
+                Body=body,
+                ContentType=_content_type(name),
+            )
+    # Verified and stored: from here on the current results change.
+    for name in CURRENT_FILES:
+        with transient_aws_errors(f"updating the current {name}"):
+            s3.copy_object(
+                Bucket=layout.bucket,
+                Key=layout.current_file_key(name),
+                CopySource={"Bucket": layout.bucket, "Key": layout.run_file_key(name)},
+                MetadataDirective="COPY",
+            )
+    latest = {
+        "format": "facetrain.latest",
+        "version": 1,
+        "run_id": record.run_id,
+        "execution": event.execution,
+        "published_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        "training_job_name": event.job.training_job_name,
+        "dataset_fingerprint": record.dataset.fingerprint,
+        "identities": len(results.identities),
+        "images_accepted": results.metrics["images_accepted"],
+        "images_rejected": results.metrics["images_rejected"],
+        "not_for_production": results.not_for_production,
+        "run_files": {name: layout.run_file_key(name) for name in sorted(results.files)},
+        "current_files": {name: layout.current_file_key(name) for name in CURRENT_FILES},
+    }
+    write_json(s3, layout.bucket, layout.latest_key, latest)
+    metrics.add_metric(name="RunsPublished", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="IdentitiesPublished", unit=MetricUnit.Count, value=len(results.identities))
+    metrics.add_metric(name="BillableSeconds", unit=MetricUnit.Seconds, value=event.job.billable_seconds)
+    logger.info("results published", extra={"run_id": record.run_id, "identities": len(results.identities)})
+    return PublishResult(
+        results_uri=s3_uri(layout.bucket, layout.results_prefix),
+        latest_key=layout.latest_key,
+        summary=summary_text(record, event.job, results, layout),
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda entry point (no environment of its own)."""
+    payload = parse(event=event, model=PublishEvent)
+    logger.append_keys(run_id=payload.run.run_id)
+    return publish_run(client("s3"), payload).model_dump()

@@ -1,0 +1,180 @@
+"""The execution input: the console JSON (every field optional, unknown fields refused) or an S3 event."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
+
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import InvalidInput
+
+# S3 key prefixes: relative, non-empty, '/'-separated safe characters, normalised to end with '/'.
+_PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+(/[A-Za-z0-9!_.*'()=+-]+)*/?$")
+# Run ids become S3 key parts and (sanitised) training job names.
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+
+ConsoleHyperparameters = dict[str, str | int | float | bool | list[Any] | None]
+
+
+class ConsoleInput(BaseModel):
+    """What an operator may pass to StartExecution. Missing fields take the stack's defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str | None = Field(None, description="Data bucket; must be the stack's bucket.")
+    images_prefix: str | None = Field(
+        None, description="Prefix holding <identity>/<photo> (default face_imgs/)."
+    )
+    config_prefix: str | None = Field(None, description="Prefix of the cfg channel files (default config/).")
+    results_prefix: str | None = Field(None, description="Prefix the results go under (default results/).")
+    hyperparameters: ConsoleHyperparameters = Field(
+        default_factory=dict,
+        description="Training settings (facetrain.hyperparameters); win over config files.",
+    )
+    instance_type: str | None = Field(
+        None, description="SageMaker training instance type, e.g. ml.g4dn.xlarge."
+    )
+    instance_count: Annotated[int, Field(ge=1, le=20)] | None = Field(None, description="Training instances.")
+    run_id: str | None = Field(None, description="Id of this run (default: the execution name).")
+
+
+VALID_FIELDS: tuple[str, ...] = tuple(ConsoleInput.model_fields)
+
+
+class StackDefaults(BaseModel):
+    """Defaults from the stack (template.yaml Environment of the validate function)."""
+
+    bucket: str
+    images_prefix: str = "face_imgs/"
+    config_prefix: str = "config/"
+    results_prefix: str = "results/"
+    instance_type: str = "ml.g4dn.xlarge"
+    instance_count: int = 1
+    max_photo_bytes: int = 20 * 1024 * 1024
+
+    # Field name -> environment variable (template.yaml, ValidateFunction).
+    ENVIRONMENT: ClassVar[dict[str, str]] = {
+        "bucket": "DATA_BUCKET",
+        "images_prefix": "IMAGES_PREFIX",
+        "config_prefix": "CONFIG_PREFIX",
+        "results_prefix": "RESULTS_PREFIX",
+        "instance_type": "TRAINING_INSTANCE_TYPE",
+        "instance_count": "TRAINING_INSTANCE_COUNT",
+        "max_photo_bytes": "MAX_PHOTO_BYTES",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> StackDefaults:
+        """Read the variables named in ENVIRONMENT (DATA_BUCKET is required)."""
+        env = os.environ if env is None else env
+        return cls.model_validate({field: env[var] for field, var in cls.ENVIRONMENT.items() if env.get(var)})
+
+
+class RunRequest(BaseModel):
+    """The resolved request of one run: input fields over stack defaults, checked."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    execution: str
+    source: Literal["console", "s3-event"]
+    bucket: str
+    images_prefix: str
+    config_prefix: str
+    results_prefix: str
+    hyperparameters: dict[str, Any]
+    instance_type: str
+    instance_count: int
+    trigger_key: str | None = None
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"]) or "input"
+    if error["type"] == "extra_forbidden":
+        return f"unknown field '{location}' in the execution input; valid fields: {', '.join(VALID_FIELDS)}"
+    return f"field '{location}': {error['msg']} (got {error['input']!r})"
+
+
+def _normalise_prefix(name: str, value: str, problems: list[str]) -> str:
+    if not _PREFIX.fullmatch(value) or ".." in value.split("/"):
+        problems.append(
+            f"{name} '{value}' is not a usable S3 prefix: give a relative folder such as 'face_imgs/' "
+            "(letters, digits and !_.*'()=+- separated by '/', no leading '/', no '..')"
+        )
+        return value
+    return value if value.endswith("/") else value + "/"
+
+
+def is_s3_event(raw: Mapping[str, Any]) -> bool:
+    """True for an EventBridge event from S3 (rather than the console input)."""
+    return raw.get("source") == "aws.s3" and "detail-type" in raw
+
+
+def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> RunRequest:
+    """Parse the execution input and apply the stack defaults; raise InvalidInput naming every problem."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(
+            [f"the execution input must be a JSON object with fields {', '.join(VALID_FIELDS)}"]
+        )
+    trigger_key = None
+    source: Literal["console", "s3-event"] = "console"
+    try:
+        if is_s3_event(raw):
+            event = S3EventNotificationEventBridgeModel.model_validate(raw)
+            console = ConsoleInput(bucket=event.detail.bucket.name)
+            trigger_key, source = event.detail.object.key, "s3-event"
+        else:
+            console = ConsoleInput.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidInput([_describe(error) for error in exc.errors()]) from None
+
+    problems: list[str] = []
+    bucket = console.bucket or defaults.bucket
+    if bucket != defaults.bucket:
+        problems.append(
+            f"bucket '{bucket}' is not this stack's data bucket '{defaults.bucket}': "
+            "the stack's roles can only "
+            "read and write that one; leave 'bucket' out or upload the photos there"
+        )
+    run_id = console.run_id or execution
+    if not RUN_ID.fullmatch(run_id):
+        what = "run_id" if console.run_id else f"the execution name '{execution}' (the default run_id)"
+        problems.append(
+            f"{what} cannot name a run: use 1-80 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit" + ("" if console.run_id else "; pass a run_id")
+        )
+    prefixes = {
+        name: _normalise_prefix(name, getattr(console, name) or getattr(defaults, name), problems)
+        for name in ("images_prefix", "config_prefix", "results_prefix")
+    }
+    for first, second in (
+        ("images_prefix", "results_prefix"),
+        ("images_prefix", "config_prefix"),
+        ("config_prefix", "results_prefix"),
+    ):
+        a, b = prefixes[first], prefixes[second]
+        if a.startswith(b) or b.startswith(a):
+            problems.append(f"{first} '{a}' and {second} '{b}' overlap: give them separate folders")
+    instance_type = console.instance_type or defaults.instance_type
+    if not _INSTANCE_TYPE.fullmatch(instance_type):
+        problems.append(
+            f"instance_type '{instance_type}' is not a SageMaker instance type such as 'ml.g4dn.xlarge'"
+        )
+    if problems:
+        raise InvalidInput(problems)
+    return RunRequest(
+        run_id=run_id,
+        execution=execution,
+        source=source,
+        bucket=bucket,
+        hyperparameters=dict(console.hyperparameters),
+        instance_type=instance_type,
+        instance_count=console.instance_count or defaults.instance_count,
+        trigger_key=trigger_key,
+        **prefixes,
+    )

@@ -1,0 +1,88 @@
+"""The run record (run.json) validate writes and start/publish read, and the pointer passed between states."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .errors import transient_aws_errors
+from .layout import RunLayout
+
+FORMAT = "facetrain.run"
+VERSION = 1
+
+
+class DatasetSummary(BaseModel):
+    """What validate saw under the images prefix."""
+
+    fingerprint: str
+    identities: int
+    images: int
+    bytes: int
+    skipped: int
+
+
+class RunRecord(BaseModel):
+    """Everything a run was validated with: the single input of start and publish."""
+
+    model_config = ConfigDict(frozen=True)
+
+    format: str = FORMAT
+    version: int = VERSION
+    run_id: str
+    execution: str
+    source: str
+    trigger_key: str | None
+    created_at: str
+    bucket: str
+    images_prefix: str
+    config_prefix: str
+    results_prefix: str
+    hyperparameters: dict[str, str]  # as passed to CreateTrainingJob
+    settings: dict[str, Any]  # resolved: config files + hyperparameters, with defaults
+    instance_type: str
+    instance_count: int
+    manifest_key: str
+    cfg_manifest_key: str | None
+    dataset: DatasetSummary
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(bucket=self.bucket, results_prefix=self.results_prefix, run_id=self.run_id)
+
+
+class RunPointer(BaseModel):
+    """The small piece of state the ASL carries from validate to the later states."""
+
+    run_id: str
+    bucket: str
+    run_record_key: str
+    manifest_key: str
+    dataset_fingerprint: str
+    identities: int
+    images: int
+
+
+def read_json(s3: Any, bucket: str, key: str) -> Any:
+    """Load a JSON object from S3."""
+    with transient_aws_errors(f"reading s3://{bucket}/{key}"):
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return json.loads(body)
+
+
+def write_json(s3: Any, bucket: str, key: str, data: object) -> None:
+    """Store a JSON document in S3."""
+    with transient_aws_errors(f"writing s3://{bucket}/{key}"):
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(data, indent=1, ensure_ascii=False).encode(),
+            ContentType="application/json",
+        )
+
+
+def load_run_record(s3: Any, pointer: RunPointer) -> RunRecord:
+    """Read the run record a pointer refers to."""
+    return RunRecord.model_validate(read_json(s3, pointer.bucket, pointer.run_record_key))

@@ -1,0 +1,144 @@
+"""The SageMaker training job of a run: its name, its CreateTrainingJob request, and starting it once."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, Field
+
+from .errors import transient_aws_errors
+from .layout import s3_uri
+from .run_record import RunRecord
+
+JOB_NAME_PREFIX = "facetrain-"  # the IAM policies allow training-job/facetrain-*
+MAX_JOB_NAME = 63
+IMAGES_CHANNEL = "face_imgs"  # facetrain.sagemaker_env.IMAGES_CHANNEL
+CONFIG_CHANNEL = "cfg"  # facetrain.sagemaker_env.CONFIG_CHANNEL
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+PROJECT_TAG = "facetrain"
+
+
+class TrainingSettings(BaseModel):
+    """The stack's training settings (template.yaml Environment of the start function)."""
+
+    training_image: str
+    role_arn: str
+    volume_size_gb: int = Field(50, ge=1, le=16384)
+    max_runtime_seconds: int = Field(21600, ge=60, le=2419200)
+    use_spot: bool = False
+
+    # Field name -> environment variable (template.yaml, StartFunction).
+    ENVIRONMENT: ClassVar[dict[str, str]] = {
+        "training_image": "TRAINING_IMAGE_URI",
+        "role_arn": "SAGEMAKER_ROLE_ARN",
+        "volume_size_gb": "TRAINING_VOLUME_SIZE_GB",
+        "max_runtime_seconds": "MAX_RUNTIME_SECONDS",
+        "use_spot": "USE_SPOT_INSTANCES",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingSettings:
+        """Read the variables named in ENVIRONMENT (image and role are required)."""
+        env = os.environ if env is None else env
+        return cls.model_validate({field: env[var] for field, var in cls.ENVIRONMENT.items() if env.get(var)})
+
+
+def job_name(run_id: str) -> str:
+    """`facetrain-<run id>`, or a sanitised, shortened form with a hash of the run id: ≤ 63 chars of
+    [A-Za-z0-9-], the same for the same run id."""
+    plain = JOB_NAME_PREFIX + run_id
+    if len(plain) <= MAX_JOB_NAME and re.fullmatch(r"[A-Za-z0-9]+(-[A-Za-z0-9]+)*", run_id):
+        return plain
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:10]
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "-", run_id).strip("-")
+    room = MAX_JOB_NAME - len(JOB_NAME_PREFIX) - len(digest) - 1
+    stem = cleaned[:room].rstrip("-")
+    return f"{JOB_NAME_PREFIX}{stem}-{digest}" if stem else f"{JOB_NAME_PREFIX}{digest}"
+
+
+def _manifest_channel(name: str, bucket: str, key: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "ManifestFile",
+                "S3Uri": s3_uri(bucket, key),
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": "File",
+    }
+
+
+def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[str, Any]:
+    """The CreateTrainingJob request of a run."""
+    layout = record.layout
+    channels = [_manifest_channel(IMAGES_CHANNEL, record.bucket, record.manifest_key)]
+    if record.cfg_manifest_key:
+        channels.append(_manifest_channel(CONFIG_CHANNEL, record.bucket, record.cfg_manifest_key))
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
+    request: dict[str, Any] = {
+        "TrainingJobName": job_name(record.run_id),
+        "AlgorithmSpecification": {"TrainingImage": training.training_image, "TrainingInputMode": "File"},
+        "RoleArn": training.role_arn,
+        "HyperParameters": dict(record.hyperparameters),
+        "InputDataConfig": channels,
+        "OutputDataConfig": {"S3OutputPath": layout.training_output_uri},
+        "ResourceConfig": {
+            "InstanceType": record.instance_type,
+            "InstanceCount": record.instance_count,
+            "VolumeSizeInGB": training.volume_size_gb,
+        },
+        "StoppingCondition": stopping,
+        "EnableNetworkIsolation": True,
+        "EnableInterContainerTrafficEncryption": True,
+        "Tags": [
+            {"Key": "project", "Value": PROJECT_TAG},
+            {"Key": "facetrain:run-id", "Value": record.run_id},
+        ],
+    }
+    if training.use_spot:
+        # Spot capacity may take a while; interrupted jobs resume from checkpoints: allow 2x the runtime.
+        stopping["MaxWaitTimeInSeconds"] = 2 * training.max_runtime_seconds
+        request["EnableManagedSpotTraining"] = True
+        request["CheckpointConfig"] = {"S3Uri": layout.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH}
+    return request
+
+
+def _job_exists(sagemaker: Any, name: str) -> bool:
+    try:
+        with transient_aws_errors(f"describing training job {name}"):
+            sagemaker.describe_training_job(TrainingJobName=name)
+    except ClientError as exc:
+        if (
+            exc.response.get("Error", {}).get("Code") == "ValidationException"
+        ):  # "Could not find training job"
+            return False
+        raise
+    return True
+
+
+def _already_exists(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "")
+    return code == "ResourceInUse" or (code == "ValidationException" and "already exists" in message)
+
+
+def start_training_job(sagemaker: Any, request: Mapping[str, Any]) -> bool:
+    """Create the job unless a job of that name exists already (a retried start); True when created here."""
+    name = request["TrainingJobName"]
+    if _job_exists(sagemaker, name):
+        return False
+    try:
+        with transient_aws_errors(f"creating training job {name}"):
+            sagemaker.create_training_job(**request)
+    except ClientError as exc:
+        if _already_exists(exc):
+            return False
+        raise
+    return True

@@ -1,0 +1,145 @@
+"""validate: check the execution input, photos and settings; snapshot them as manifests and a run record."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from facetrain.hyperparameters import to_sagemaker_strings
+from pydantic import BaseModel
+
+from .clients import client
+from .config_check import resolve_settings
+from .dataset import DEFAULT_PAGE_SIZE, check_photos, list_objects, manifest
+from .errors import InvalidInput, transient_aws_errors
+from .layout import RunLayout, s3_uri
+from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
+from .run_input import RunRequest, StackDefaults, resolve_request
+from .run_record import DatasetSummary, RunPointer, RunRecord, read_json, write_json
+
+
+class ValidateEvent(BaseModel):
+    """Payload from the state machine: the execution name and the execution input, untouched."""
+
+    execution: str
+    input: Any = None
+
+
+def _claimed_by_other_execution(s3: Any, layout: RunLayout, execution: str) -> str | None:
+    """The execution that already used this run id, if it is not this one."""
+    try:
+        previous = read_json(s3, layout.bucket, layout.run_record_key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    owner = previous.get("execution") if isinstance(previous, dict) else None
+    return None if owner == execution else str(owner)
+
+
+@tracer.capture_method
+def validate_run(
+    s3: Any, request: RunRequest, max_photo_bytes: int, page_size: int = DEFAULT_PAGE_SIZE
+) -> RunPointer:
+    """Validate a resolved request against the bucket; write manifests and run.json, or raise InvalidInput."""
+    layout = RunLayout(bucket=request.bucket, results_prefix=request.results_prefix, run_id=request.run_id)
+    problems: list[str] = []
+    owner = _claimed_by_other_execution(s3, layout, request.execution)
+    if owner:
+        raise InvalidInput(
+            [
+                f"run_id '{request.run_id}' was already used by execution '{owner}': "
+                "pass a new run_id or leave it out"
+            ]
+        )
+    with transient_aws_errors(f"listing {s3_uri(request.bucket, request.config_prefix)}"):
+        config_objects = list(list_objects(s3, request.bucket, request.config_prefix, page_size))
+    resolved = resolve_settings(
+        s3, request.bucket, request.config_prefix, config_objects, request.hyperparameters
+    )
+    problems.extend(resolved.problems)
+    min_per_identity = resolved.settings.min_images_per_identity if resolved.settings else 1
+    with transient_aws_errors(f"listing {s3_uri(request.bucket, request.images_prefix)}"):
+        snapshot, photo_problems = check_photos(
+            list_objects(s3, request.bucket, request.images_prefix, page_size),
+            request.bucket,
+            request.images_prefix,
+            min_per_identity,
+            max_photo_bytes,
+        )
+    problems.extend(photo_problems)
+    metrics.add_metric(name="ValidationProblems", unit=MetricUnit.Count, value=len(problems))
+    if problems:
+        write_json(s3, request.bucket, layout.problems_key, {"run_id": request.run_id, "problems": problems})
+        raise InvalidInput(problems, where=s3_uri(request.bucket, layout.problems_key))
+
+    assert resolved.settings is not None
+    write_json(
+        s3,
+        request.bucket,
+        layout.manifest_key,
+        manifest(request.bucket, request.images_prefix, snapshot.keys),
+    )
+    cfg_manifest_key = None
+    if resolved.config_keys:
+        cfg_manifest_key = layout.cfg_manifest_key
+        write_json(
+            s3,
+            request.bucket,
+            cfg_manifest_key,
+            manifest(request.bucket, request.config_prefix, resolved.config_keys),
+        )
+    dataset = DatasetSummary(
+        fingerprint=snapshot.fingerprint,
+        identities=len(snapshot.identities),
+        images=len(snapshot.keys),
+        bytes=snapshot.total_bytes,
+        skipped=snapshot.skipped,
+    )
+    record = RunRecord(
+        run_id=request.run_id,
+        execution=request.execution,
+        source=request.source,
+        trigger_key=request.trigger_key,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        bucket=request.bucket,
+        images_prefix=request.images_prefix,
+        config_prefix=request.config_prefix,
+        results_prefix=request.results_prefix,
+        hyperparameters=to_sagemaker_strings(request.hyperparameters),
+        settings=resolved.settings.model_dump(mode="json"),
+        instance_type=request.instance_type,
+        instance_count=request.instance_count,
+        manifest_key=layout.manifest_key,
+        cfg_manifest_key=cfg_manifest_key,
+        dataset=dataset,
+    )
+    write_json(s3, request.bucket, layout.run_record_key, record.model_dump(mode="json"))
+    metrics.add_metric(name="Identities", unit=MetricUnit.Count, value=dataset.identities)
+    metrics.add_metric(name="Images", unit=MetricUnit.Count, value=dataset.images)
+    logger.info("run validated", extra={"run_id": request.run_id, "dataset": dataset.model_dump()})
+    return RunPointer(
+        run_id=request.run_id,
+        bucket=request.bucket,
+        run_record_key=layout.run_record_key,
+        manifest_key=layout.manifest_key,
+        dataset_fingerprint=dataset.fingerprint,
+        identities=dataset.identities,
+        images=dataset.images,
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Lambda entry point (environment: see StackDefaults.from_env)."""
+    payload = parse(event=event, model=ValidateEvent)
+    defaults = StackDefaults.from_env()
+    request = resolve_request(payload.input, payload.execution, defaults)
+    logger.append_keys(run_id=request.run_id)
+    return validate_run(client("s3"), request, defaults.max_photo_bytes).model_dump()

@@ -1,0 +1,62 @@
+"""The custom resource that empties the data bucket on stack deletion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from facetrain_lambdas import cleanup
+from handler_fixtures import BUCKET
+from lambda_adapter import LambdaContext
+
+EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "cleanup.json").read_text())
+
+
+def _event(request_type: str) -> dict:
+    event = {**EVENT, "RequestType": request_type, "ResourceProperties": {"BucketName": BUCKET}}
+    if request_type != "Create":
+        event["PhysicalResourceId"] = f"empty-on-delete-{BUCKET}"
+    return event
+
+
+def _responses(urlopen: mock.MagicMock) -> list[dict]:
+    return [json.loads(call.args[0].data) for call in urlopen.call_args_list]
+
+
+@pytest.fixture
+def versioned(s3):
+    s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    for i in range(5):
+        s3.put_object(Bucket=BUCKET, Key=f"face_imgs/a/{i}.jpg", Body=b"1")
+        s3.put_object(Bucket=BUCKET, Key=f"face_imgs/a/{i}.jpg", Body=b"2")
+    s3.delete_object(Bucket=BUCKET, Key="face_imgs/a/0.jpg")
+    return s3
+
+
+def test_delete_removes_every_version_and_marker(versioned) -> None:
+    with mock.patch("urllib.request.urlopen") as urlopen:
+        cleanup.handler(_event("Delete"), LambdaContext("cleanup"))
+    (response,) = _responses(urlopen)
+    assert response["Status"] == "SUCCESS"
+    assert response["PhysicalResourceId"] == f"empty-on-delete-{BUCKET}"
+    listing = versioned.list_object_versions(Bucket=BUCKET)
+    assert not listing.get("Versions") and not listing.get("DeleteMarkers")
+    versioned.delete_bucket(Bucket=BUCKET)
+
+
+@pytest.mark.parametrize("request_type", ["Create", "Update"])
+def test_create_and_update_keep_the_data(versioned, request_type: str) -> None:
+    with mock.patch("urllib.request.urlopen") as urlopen:
+        cleanup.handler(_event(request_type), LambdaContext("cleanup"))
+    assert _responses(urlopen)[0]["Status"] == "SUCCESS"
+    assert len(versioned.list_object_versions(Bucket=BUCKET)["Versions"]) == 10
+
+
+def test_errors_are_reported_as_failed(s3) -> None:
+    event = {**_event("Delete"), "ResourceProperties": {"BucketName": "no-such-bucket"}}
+    with mock.patch("urllib.request.urlopen") as urlopen:
+        cleanup.handler(event, LambdaContext("cleanup"))
+    (response,) = _responses(urlopen)
+    assert response["Status"] == "FAILED" and "NoSuchBucket" in response["Reason"]

@@ -1,0 +1,125 @@
+"""Photo listing checks and the manifest: pure functions, no AWS."""
+
+from __future__ import annotations
+
+import time
+
+from facetrain_lambdas.dataset import ListedObject, check_photos, list_objects, manifest
+
+MB = 1024 * 1024
+
+
+def _objects(*keys: str, size: int = 1000) -> list[ListedObject]:
+    return [ListedObject(key=key, size=size, etag=f"etag-{key}") for key in keys]
+
+
+def _check(objects: list[ListedObject], min_per_identity: int = 1, max_bytes: int = 20 * MB):
+    return check_photos(objects, "b", "face_imgs/", min_per_identity, max_bytes)
+
+
+def test_good_layout_is_snapshotted() -> None:
+    snapshot, problems = _check(
+        _objects("face_imgs/alice/1.jpg", "face_imgs/alice/sub/2.PNG", "face_imgs/bob/1.jpeg", "face_imgs/")
+    )
+    assert problems == []
+    assert snapshot.keys == ["alice/1.jpg", "alice/sub/2.PNG", "bob/1.jpeg"]
+    assert dict(snapshot.identities) == {"alice": 2, "bob": 1}
+    assert snapshot.total_bytes == 3000
+    assert len(snapshot.fingerprint) == 64
+
+
+def test_skipped_names_follow_the_container() -> None:
+    snapshot, problems = _check(
+        _objects(
+            "face_imgs/alice/1.jpg",
+            "face_imgs/alice/.DS_Store",
+            "face_imgs/_drafts/x.jpg",
+            "face_imgs/.hidden",
+        )
+    )
+    assert problems == []
+    assert snapshot.keys == ["alice/1.jpg"] and snapshot.skipped == 3
+
+
+def test_folder_markers_are_ignored() -> None:
+    objects = [*_objects("face_imgs/alice/1.jpg"), ListedObject("face_imgs/alice/", 0, "")]
+    snapshot, problems = _check(objects)
+    assert problems == [] and snapshot.keys == ["alice/1.jpg"]
+
+
+def test_each_problem_names_the_photo_and_the_fix() -> None:
+    objects = [
+        *_objects(
+            "face_imgs/stray.jpg", "face_imgs/alice/notes.txt", "face_imgs/alice//x.jpg", "face_imgs/bob/1"
+        ),
+        ListedObject("face_imgs/alice/empty.jpg", 0, "e"),
+        ListedObject("face_imgs/alice/huge.jpg", 30 * MB, "e"),
+        *_objects("face_imgs/carol/1.jpg"),
+    ]
+    _, problems = _check(objects, min_per_identity=2)
+    text = "\n".join(problems)
+    assert "s3://b/face_imgs/stray.jpg lies directly under s3://b/face_imgs/: move it into a folder" in text
+    assert "s3://b/face_imgs/alice/notes.txt is not a photo file (.txt)" in text
+    assert "alice//x.jpg: the key has an empty folder name" in text
+    assert "s3://b/face_imgs/bob/1 is not a photo file (no extension)" in text
+    assert "alice/empty.jpg is empty (0 bytes): upload the photo again" in text
+    assert "alice/huge.jpg is 30.0 MB, over the 20.0 MB limit" in text
+    assert "identity 'carol' has 1 photo(s)" in text and "min_images_per_identity is 2" in text
+    assert len(problems) == 7
+
+
+def test_an_empty_prefix_is_a_problem() -> None:
+    _, problems = _check([])
+    assert problems == [
+        "no photos under s3://b/face_imgs/: upload them as face_imgs/<name>/<photo>.jpg, "
+        "one folder per person"
+    ]
+
+
+def test_fingerprint_follows_the_listing() -> None:
+    base = _objects("face_imgs/alice/1.jpg", "face_imgs/bob/1.jpg")
+    same, _ = _check(base)
+    again, _ = _check(list(base))
+    changed, _ = _check([*base[:1], ListedObject("face_imgs/bob/1.jpg", 1000, "other-etag")])
+    assert same.fingerprint == again.fingerprint != changed.fingerprint
+
+
+def test_manifest_format() -> None:
+    assert manifest("b", "face_imgs/", ["alice/1.jpg"]) == [{"prefix": "s3://b/face_imgs/"}, "alice/1.jpg"]
+
+
+def test_hundred_thousand_objects_are_checked_quickly() -> None:
+    objects = (
+        ListedObject(f"face_imgs/person{i // 10:05d}/{i % 10}.jpg", 50_000, f"{i:032x}")
+        for i in range(100_000)
+    )
+    started = time.perf_counter()
+    snapshot, problems = _check(objects, min_per_identity=10)
+    assert problems == []
+    assert len(snapshot.keys) == 100_000 and len(snapshot.identities) == 10_000
+    assert time.perf_counter() - started < 10
+
+
+def test_listing_follows_every_page(s3) -> None:
+    for i in range(25):
+        s3.put_object(Bucket="facetrain-data-test", Key=f"face_imgs/p{i % 5}/{i}.jpg", Body=b"x")
+    s3.put_object(Bucket="facetrain-data-test", Key="elsewhere/x.jpg", Body=b"x")
+    pages = []
+    real = s3.get_paginator
+
+    def counting_paginator(name: str):
+        paginator = real(name)
+        original = paginator.paginate
+
+        def paginate(**kwargs):
+            for page in original(**kwargs):
+                pages.append(page)
+                yield page
+
+        paginator.paginate = paginate
+        return paginator
+
+    s3.get_paginator = counting_paginator
+    listed = list(list_objects(s3, "facetrain-data-test", "face_imgs/", page_size=4))
+    assert len(listed) == 25 and len(pages) == 7
+    assert all(obj.key.startswith("face_imgs/") and obj.etag and obj.size == 1 for obj in listed)

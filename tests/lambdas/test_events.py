@@ -1,0 +1,78 @@
+"""Every file in events/ fed to its handler in-process, with events/env.json as the environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import boto3
+import pytest
+from facetrain_lambdas import cleanup, poll, publish, start, validate
+from facetrain_testkit import FakeSageMaker, upload_photos
+from lambda_adapter import LambdaContext
+from moto import mock_aws
+
+EVENTS = Path(__file__).resolve().parents[2] / "events"
+ENV = json.loads((EVENTS / "env.json").read_text())
+BUCKET = ENV["Parameters"]["DATA_BUCKET"]
+
+
+def _environment(monkeypatch: pytest.MonkeyPatch, function: str) -> None:
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    for name, value in {**ENV["Parameters"], **ENV.get(function, {})}.items():
+        monkeypatch.setenv(name, value)
+
+
+def _load(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    handled: set[str] = {"env.json"}
+    with mock_aws(), FakeSageMaker().installed():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        upload_photos(s3, BUCKET, {"alice": 2, "bob": 2})
+
+        _environment(monkeypatch, "ValidateFunction")
+        pointer = validate.handler(_load("validate.json"), LambdaContext("validate"))
+        assert pointer["run_record_key"] == _load("start.json")["run"]["run_record_key"]
+        handled.add("validate.json")
+
+        console = validate.handler(
+            {"execution": "console-example", "input": _load("console-input.json")}, LambdaContext("validate")
+        )
+        assert console["run_id"] == "2025-06-01-weekly"
+        handled.add("console-input.json")
+
+        from_s3 = validate.handler(
+            {"execution": "s3-event-example", "input": _load("s3-object-created.json")},
+            LambdaContext("validate"),
+        )
+        assert from_s3["run_id"] == "s3-event-example"
+        handled.add("s3-object-created.json")
+
+        _environment(monkeypatch, "StartFunction")
+        started = start.handler(_load("start.json"), LambdaContext("start"))
+        assert started["training_job_name"] == _load("poll.json")["training_job_name"]
+        handled.add("start.json")
+
+        _environment(monkeypatch, "PollFunction")
+        polled = poll.handler(_load("poll.json"), LambdaContext("poll"))
+        assert polled["status"] == "Completed"
+        assert polled["model_artifacts"] == _load("publish.json")["job"]["model_artifacts"]
+        handled.add("poll.json")
+
+        _environment(monkeypatch, "PublishFunction")
+        published = publish.handler(_load("publish.json"), LambdaContext("publish"))
+        assert published["latest_key"] == "results/latest.json"
+        handled.add("publish.json")
+
+        _environment(monkeypatch, "CleanupFunction")
+        with mock.patch.object(cleanup, "respond") as respond:
+            cleanup.handler(_load("cleanup.json"), LambdaContext("cleanup"))
+        assert respond.call_args.args[1] == "SUCCESS"
+        handled.add("cleanup.json")
+
+    assert handled == {path.name for path in EVENTS.iterdir()}, "an events/ file has no handler in this test"

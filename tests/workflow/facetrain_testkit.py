@@ -1,0 +1,186 @@
+"""Test helpers shared by tests/lambdas and tests/workflow: photos in S3, a model.tar.gz like the training
+job writes (built with facetrain's own writers, no torch), and a SageMaker that "trains" in moto.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from unittest import mock
+
+import numpy as np
+from facetrain.embeddings_file import dump_embeddings
+from facetrain.enrollment_csv import render_csv
+from facetrain.rules_file import render_rules
+from moto.s3.models import s3_backends
+from moto.sagemaker.models import SageMakerModelBackend
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+DIM = 512
+JPEG = b"\xff\xd8\xff\xe0" + b"0" * 200  # content is never decoded by the Lambdas
+
+
+def upload_photos(s3: Any, bucket: str, photos: Mapping[str, int], prefix: str = "face_imgs/") -> list[str]:
+    """Put `count` small .jpg objects under prefix/<identity>/ for each identity; return the keys."""
+    keys = []
+    for identity, count in photos.items():
+        for index in range(count):
+            key = f"{prefix}{identity}/{index:03d}.jpg"
+            s3.put_object(Bucket=bucket, Key=key, Body=JPEG + identity.encode() + bytes([index % 256]))
+            keys.append(key)
+    return keys
+
+
+def model_files(
+    identities: Mapping[str, int], not_for_production: bool = True, seed: int = 0
+) -> dict[str, bytes]:
+    """The files the training job writes into model/, for these identities and photo counts."""
+    rng = np.random.default_rng(seed)
+    rows, records = [], []
+    for identity, count in identities.items():
+        vectors = rng.normal(size=(count, DIM)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        mean = vectors.mean(axis=0)
+        rows.append((identity, count, (mean / np.linalg.norm(mean)).tolist()))
+        for index, vector in enumerate(vectors):
+            records.append(
+                {
+                    "identity": identity,
+                    "key": f"{identity}/{index:03d}.jpg",
+                    "sha256": f"{index:064x}",
+                    "box": [0.0, 0.0, 10.0, 10.0],
+                    "probability": 0.99,
+                    "embedding": vector,
+                }
+            )
+    warning = "NOT FOR PRODUCTION" if not_for_production else None
+    rules = render_rules(
+        {
+            "metric": "euclidean",
+            "accept_threshold": 1.1,
+            "embedding_dim": DIM,
+            "identities": list(identities),
+            "image_size": 160,
+            "margin": 0,
+            "weights": "none" if not_for_production else "vggface2",
+            "not_for_production": not_for_production,
+            "dataset_fingerprint": "f" * 64,
+            "created_at": "2025-01-01T00:00:00Z",
+        }
+    )
+    pickle_buffer = io.BytesIO()
+    dump_embeddings({"weights": "none"}, records, pickle_buffer)
+    total = sum(identities.values())
+    metrics = {
+        "status": "succeeded",
+        "images_total": total + 1,
+        "images_accepted": total,
+        "images_rejected": 1,
+        "identities": len(identities),
+        "weights": "none" if not_for_production else "vggface2",
+        "device": "cpu",
+        "images_per_second": 12.5,
+        "timings": {"total": 1.0},
+    }
+    return {
+        "final_mean_embeddings.csv": render_csv(rows, DIM, warning).encode(),
+        "rules.py": rules.encode(),
+        "saved_embeddings.pkl": pickle_buffer.getvalue(),
+        "rejected.csv": b"identity,photo,reason,message\nalice,alice/x.jpg,no_face,no face found\n",
+        "metrics.json": json.dumps(metrics).encode(),
+    }
+
+
+def model_tar(files: Mapping[str, bytes], dot_slash: bool = False) -> bytes:
+    """A model.tar.gz holding these files (members `name`, or `./name` like `tar -C model .`)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(f"./{name}" if dot_slash else name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+def _s3_uri_parts(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+@dataclass
+class FakeSageMaker:
+    """Makes moto's SageMaker behave like a training job ran.
+
+    On CreateTrainingJob it reads the images manifest and writes a model.tar.gz enrolling every identity
+    listed there (or marks the job Failed with `failure_reason`). DescribeTrainingJob reports InProgress
+    for the first `in_progress_polls` calls of each job. `throttle_describes` makes that many describes
+    fail with ThrottlingException first.
+    """
+
+    fail_with: str | None = None
+    in_progress_polls: int = 0
+    throttle_describes: int = 0
+    files_override: Mapping[str, bytes] | None = None
+    created: list[dict[str, Any]] = field(default_factory=list)
+    describes: dict[str, int] = field(default_factory=dict)
+
+    def _create(self, original: Any, backend: SageMakerModelBackend, **kwargs: Any) -> Any:
+        job = original(backend, **kwargs)
+        self.created.append(kwargs)
+        if self.fail_with:
+            job.training_job_status = "Failed"
+            job.secondary_status = "Failed"
+            job.failure_reason = self.fail_with
+            return job
+        s3 = s3_backends[ACCOUNT]["aws"]
+        channel = next(c for c in kwargs["input_data_config"] if c["ChannelName"] == "face_imgs")
+        bucket, key = _s3_uri_parts(channel["DataSource"]["S3DataSource"]["S3Uri"])
+        manifest = json.loads(s3.get_object(bucket, key).value)
+        counts: dict[str, int] = {}
+        for relative in manifest[1:]:
+            identity = relative.split("/", 1)[0]
+            counts[identity] = counts.get(identity, 0) + 1
+        files = self.files_override or model_files(counts)
+        out_bucket, out_key = _s3_uri_parts(job.model_artifacts["S3ModelArtifacts"])
+        s3.put_object(out_bucket, out_key, model_tar(files))
+        job.billable_time_in_seconds = 1234
+        return job
+
+    def _describe(self, original: Any, backend: SageMakerModelBackend, training_job_name: str) -> Any:
+        from moto.core.exceptions import JsonRESTError
+
+        if self.throttle_describes:
+            self.throttle_describes -= 1
+            raise JsonRESTError("ThrottlingException", "Rate exceeded")
+        response = original(backend, training_job_name)
+        calls = self.describes[training_job_name] = self.describes.get(training_job_name, 0) + 1
+        if calls <= self.in_progress_polls and response["TrainingJobStatus"] == "Completed":
+            response = {**response, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Training"}
+            response.pop("BillableTimeInSeconds", None)
+        return response
+
+    @contextmanager
+    def installed(self) -> Iterator[FakeSageMaker]:
+        create, describe = (
+            SageMakerModelBackend.create_training_job,
+            SageMakerModelBackend.describe_training_job,
+        )
+        fake = self
+
+        def patched_create(backend: SageMakerModelBackend, **kwargs: Any) -> Any:
+            return fake._create(create, backend, **kwargs)
+
+        def patched_describe(backend: SageMakerModelBackend, training_job_name: str) -> Any:
+            return fake._describe(describe, backend, training_job_name)
+
+        with (
+            mock.patch.object(SageMakerModelBackend, "create_training_job", patched_create),
+            mock.patch.object(SageMakerModelBackend, "describe_training_job", patched_describe),
+        ):
+            yield self

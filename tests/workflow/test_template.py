@@ -1,0 +1,256 @@
+"""template.yaml and the ASL: external linters, and the properties the issue asks for checked directly.
+
+The external tools live in their own environments (see docs/workflow.md, "Checks"): a missing tool skips
+its test with the reason locally and fails under CI (environment variable CI set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from facetrain_lambdas.run_input import StackDefaults
+from facetrain_lambdas.training_job import JOB_NAME_PREFIX, TrainingSettings
+from template_loader import REPO, TEMPLATE, Resolver, functions, load_template
+
+ASL = REPO / "state_machine" / "retraining.asl.json"
+SAM = REPO / ".venv-sam" / "bin" / "sam"
+CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
+TEMPLATE_DATA = load_template()
+DEFINITION = json.loads(ASL.read_text())
+# Actions without resource-level permissions: "*" is the narrowest resource they accept.
+STAR_RESOURCE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+}
+
+
+def _require(path: Path | str | None, what: str, install: str) -> str:
+    if path and Path(path).exists():
+        return str(path)
+    message = f"{what} is not installed ({install})"
+    if os.environ.get("CI"):
+        pytest.fail(message + " - CI must install it")
+    pytest.skip(message)
+
+
+def _run(command: list[str], extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0", **(extra_env or {})}
+    return subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=600, env=env, check=False
+    )
+
+
+# ------------------------------------------------------------------------------------------ linters
+
+
+def test_cfn_lint_reports_nothing() -> None:
+    cfn_lint = _require(Path(sys.executable).with_name("cfn-lint"), "cfn-lint", "pip install -e '.[dev]'")
+    result = _run([cfn_lint, str(TEMPLATE)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint() -> None:
+    sam = _require(
+        SAM, "SAM CLI (.venv-sam)", "python3 -m venv .venv-sam && .venv-sam/bin/pip install aws-sam-cli"
+    )
+    result = _run([sam, "validate", "--lint", "--template-file", str(TEMPLATE)])
+    assert result.returncode == 0 and "is a valid SAM Template" in result.stdout, (
+        result.stdout + result.stderr
+    )
+
+
+def test_checkov_fails_nothing_and_every_skip_is_justified() -> None:
+    checkov = _require(
+        CHECKOV,
+        "checkov (.venv-checkov)",
+        "python3 -m venv .venv-checkov && .venv-checkov/bin/pip install checkov",
+    )
+    result = _run(
+        [checkov, "--skip-download", "-f", str(TEMPLATE), "--framework", "cloudformation", "-o", "json"]
+    )
+    report = json.loads(result.stdout)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == [] and report["summary"]["failed"] == 0
+    for name, resource in TEMPLATE_DATA["Resources"].items():
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
+            assert len(skip.get("comment", "").split()) >= 8, (
+                f"{name} skips {skip['id']} without a justification"
+            )
+
+
+def test_asl_validator() -> None:
+    npx = _require(shutil.which("npx"), "npx (Node.js)", "apt-get install nodejs npm")
+    result = _run([npx, "--yes", "asl-validator@4.0.0", "--json-path", str(ASL)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_build_makes_the_layer_for_python_3_13(tmp_path: Path) -> None:
+    sam = _require(
+        SAM, "SAM CLI (.venv-sam)", "python3 -m venv .venv-sam && .venv-sam/bin/pip install aws-sam-cli"
+    )
+    python = _require(shutil.which("python3.13"), "python3.13", "e.g. pyenv install 3.13")
+    env = {}
+    if _run([python, "--version"]).returncode != 0 and shutil.which("pyenv"):
+        # A pyenv shim: select an installed 3.13 for sam build's runtime check and the layer's pip.
+        versions = _run(["pyenv", "versions", "--bare"]).stdout.split()
+        env["PYENV_VERSION"] = max((v for v in versions if v.startswith("3.13")), default="3.13")
+    build = tmp_path / "build"
+    result = _run([sam, "build", "--build-dir", str(build), "--template-file", str(TEMPLATE)], extra_env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    layer = build / "FacetrainLayer" / "python"
+    assert {p.name for p in (layer / "facetrain").glob("*.py")} == {
+        "__init__.py",
+        "hyperparameters.py",
+        "config_files.py",
+        "rules_file.py",
+        "embeddings_file.py",
+        "enrollment_csv.py",
+    }
+    assert list(layer.glob("pydantic_core/_pydantic_core.cpython-313-x86_64-linux-gnu.so"))
+    assert (layer / "yaml").is_dir() and (layer / "numpy").is_dir()
+    code = build / "ValidateFunction"
+    assert (code / "facetrain_lambdas" / "validate.py").is_file() and (
+        code / "aws_lambda_powertools"
+    ).is_dir()
+    assert not list(code.glob("torch*")) and not list(layer.glob("torch*"))
+
+
+# ------------------------------------------------------------------------------------------ ASL
+
+
+def _tasks() -> dict[str, dict]:
+    return {name: state for name, state in DEFINITION["States"].items() if state["Type"] == "Task"}
+
+
+def test_every_task_retries_and_catches_into_the_failure_notification() -> None:
+    for name, state in _tasks().items():
+        assert state["Retry"], name
+        for retrier in state["Retry"]:
+            assert retrier["JitterStrategy"] == "FULL" and retrier["BackoffRate"] > 1, name
+        catch_all = [c for c in state["Catch"] if c["ErrorEquals"] == ["States.ALL"]]
+        expected = "Failed" if name == "NotifyFailure" else "NotifyFailure"
+        assert catch_all and catch_all[0]["Next"] == expected, name
+        if state["Resource"] == "arn:aws:states:::lambda:invoke":
+            errors = state["Retry"][0]["ErrorEquals"]
+            assert {"TransientError", "Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= set(
+                errors
+            )
+            assert (
+                "ResultSelector" in state
+                and state["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Name"
+            )
+
+
+def test_no_sync_integrations_and_a_standard_timeout() -> None:
+    assert not any(".sync" in state.get("Resource", "") for state in DEFINITION["States"].values())
+    parameters = TEMPLATE_DATA["Parameters"]
+    longest_job = (
+        2 * parameters["MaxRuntimeSeconds"]["MaxValue"] + parameters["MaxPollIntervalSeconds"]["MaxValue"]
+    )
+    assert DEFINITION["TimeoutSeconds"] > longest_job
+    assert TEMPLATE_DATA["Resources"]["RetrainingStateMachine"]["Properties"]["Type"] == "STANDARD"
+
+
+def test_poll_loop_shape() -> None:
+    states = DEFINITION["States"]
+    assert states["WaitForTrainingJob"]["SecondsPath"] == "$.job.wait_seconds"
+    choice = states["TrainingJobDone"]
+    assert choice["Default"] == "WaitForTrainingJob"
+    assert states["Failed"] == {
+        "Type": "Fail",
+        "ErrorPath": "$.failure.Error",
+        "CausePath": "$.failure.Cause",
+    }
+
+
+def test_substitutions_are_exactly_those_the_definition_uses() -> None:
+    import re
+
+    used = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
+    given = set(TEMPLATE_DATA["Resources"]["RetrainingStateMachine"]["Properties"]["DefinitionSubstitutions"])
+    assert used == given
+
+
+# ------------------------------------------------------------------------------------------ template
+
+
+def _statements(resource: dict) -> list[dict]:
+    properties = resource.get("Properties", {})
+    documents = [p["PolicyDocument"] for p in properties.get("Policies", []) if "PolicyDocument" in p]
+    documents += [p for p in properties.get("Policies", []) if isinstance(p, dict) and "Statement" in p]
+    return [statement for document in documents for statement in document["Statement"]]
+
+
+def _as_list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_iam_is_least_privilege() -> None:
+    pass_role = []
+    for name, resource in TEMPLATE_DATA["Resources"].items():
+        for statement in _statements(resource):
+            actions = _as_list(statement["Action"])
+            assert "*" not in actions and not any(a.endswith(":*") for a in actions), name
+            if "*" in _as_list(statement.get("Resource")):
+                assert set(actions) <= STAR_RESOURCE_ACTIONS, (name, actions)
+            if "iam:PassRole" in actions:
+                pass_role.append((name, statement))
+    ((owner, statement),) = pass_role
+    assert owner == "StartFunction"
+    assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+    assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_sagemaker_job_names_match_the_policies() -> None:
+    for name in ("StartFunction", "PollFunction"):
+        for statement in _statements(TEMPLATE_DATA["Resources"][name]):
+            if any(a.startswith("sagemaker:") for a in _as_list(statement["Action"])):
+                assert statement["Resource"]["Fn::Sub"].endswith(f":training-job/{JOB_NAME_PREFIX}*")
+
+
+def test_data_bucket_is_private_encrypted_versioned_tls_only_with_eventbridge() -> None:
+    resources = TEMPLATE_DATA["Resources"]
+    bucket = resources["DataBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert (
+        all(bucket["PublicAccessBlockConfiguration"].values())
+        and len(bucket["PublicAccessBlockConfiguration"]) == 4
+    )
+    assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+    (deny,) = resources["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    machine = resources["RetrainingStateMachine"]["Properties"]
+    assert machine["Tracing"] == {"Enabled": True} and machine["Logging"]["Level"] == "ALL"
+
+
+def test_functions_get_every_variable_their_handlers_read() -> None:
+    physical = {"DataBucket": "b", "SageMakerExecutionRole.Arn": "arn:aws:iam::1:role/r"}
+    specs = functions(TEMPLATE_DATA, Resolver(TEMPLATE_DATA, physical, {"TrainingImageUri": "i"}))
+    validate_env, start_env = specs["ValidateFunction"].environment, specs["StartFunction"].environment
+    assert set(StackDefaults.ENVIRONMENT.values()) <= set(validate_env)
+    assert set(TrainingSettings.ENVIRONMENT.values()) <= set(start_env)
+    assert (
+        StackDefaults.from_env(validate_env).images_prefix
+        == TEMPLATE_DATA["Parameters"]["ImagesPrefix"]["Default"]
+    )
+    assert TrainingSettings.from_env(start_env).max_runtime_seconds == 21600
+    for spec in specs.values():
+        module, _, attribute = spec.handler.rpartition(".")
+        assert callable(getattr(__import__(module, fromlist=[attribute]), attribute))
+        assert spec.environment["POWERTOOLS_METRICS_NAMESPACE"] == "facetrain"
