@@ -6,16 +6,27 @@ BIN := $(VENV)/bin
 IMAGES ?= ../shared/data/faces-dev
 HP ?= {"weights": "none"}
 
-.PHONY: help setup test lint format bench job image deploy delete clean
+SAM := .venv-sam/bin/sam
+SAM_PYTHON ?= 3.13.0
+AWS_REGION ?= eu-west-1
+
+.PHONY: help setup tools test lint format bench run job image build deploy delete clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## create .venv with everything (torch CUDA build from PyPI runs on CPU; ~5 GB)
+setup: ## create .venv with everything, plus the template-check tools (torch CUDA build runs on CPU; ~5 GB)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[job,lambdas,offline,dev]'
+	$(MAKE) --no-print-directory tools
+
+tools: ## SAM CLI and checkov in their own venvs (their pins clash with ours), asl-validator via npx
+	$(PYTHON) -m venv .venv-sam && .venv-sam/bin/pip install --quiet aws-sam-cli==1.170.0
+	$(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --quiet checkov==3.3.30
+	npx --yes asl-validator@4.0.0 --version >/dev/null
+	@PYENV_VERSION=$(SAM_PYTHON) python3 --version >/dev/null 2>&1 || echo "note: sam build needs Python $(SAM_PYTHON) (pyenv install $(SAM_PYTHON))"
 
 test: ## run the whole test suite (2 workers)
 	$(BIN)/pytest -n 2 -q
@@ -27,6 +38,9 @@ lint: ## ruff lint and format check
 format: ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+run: ## the whole workflow offline on a folder: make run IMAGES=dir [OUT=out]
+	$(BIN)/facetrain run "$(IMAGES)" --out "$(or $(OUT),out)"
 
 bench: ## job vs plain facenet-pytorch loop on ../shared/data/faces-dev (photos/s, ratio, memory)
 	$(BIN)/python benchmarks/bench_job.py $(IMAGES)
@@ -40,6 +54,16 @@ job: ## run the training job on a folder of <person>/<photo>: make job IMAGES=di
 
 image: ## build and push the training image to ECR (needs Docker and AWS credentials)
 	container/build_and_push.sh facetrain
+
+build: ## sam build (the Lambdas' layer is built for python3.13)
+	PYENV_VERSION=$(SAM_PYTHON) $(SAM) build
+
+deploy: build ## sam deploy with the image URI that `make image` wrote (extra: DEPLOY_PARAMETERS='K=V ...')
+	@test -s container/image_uri.txt || { echo "no container/image_uri.txt: run make image first" >&2; exit 1; }
+	$(SAM) deploy --region $(AWS_REGION) --parameter-overrides "TrainingImageUri=$$(cat container/image_uri.txt) $(DEPLOY_PARAMETERS)"
+
+delete: ## sam delete: removes the stack, its bucket and everything in it (see docs/workflow.md)
+	$(SAM) delete --region $(AWS_REGION)
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf .job .aws-sam .pytest_cache .ruff_cache
