@@ -1,0 +1,170 @@
+"""facetrain.hyperparameters: SageMaker string decoding, validation, error messages (no torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from facetrain.hyperparameters import (
+    VALID_KEYS,
+    Hyperparameters,
+    SettingsError,
+    decode_sagemaker_value,
+    parse_settings,
+    to_sagemaker_strings,
+)
+
+
+def settings(**values: str) -> Hyperparameters:
+    return parse_settings([("hyperparameters", values)])
+
+
+def test_torch_free_modules_do_not_import_torch():
+    """The validate Lambda imports these without torch: importing them must not pull torch in."""
+    code = (
+        "import sys\n"
+        "import facetrain.hyperparameters, facetrain.config_files, facetrain.rules_file\n"
+        "import facetrain.enrollment_csv, facetrain.embeddings_file, facetrain.sagemaker_env\n"
+        "import facetrain.photos\n"
+        "print('torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("0.5", 0.5),
+        ("160", 160),
+        ("[0.5,0.6,0.7]", [0.5, 0.6, 0.7]),
+        ("vggface2", "vggface2"),
+        ("none", "none"),
+        ('"quoted"', "quoted"),
+        ("true", True),
+        ("models/custom.pt", "models/custom.pt"),
+        (3, 3),
+    ],
+)
+def test_decode_sagemaker_value_is_json_else_string(raw, expected):
+    assert decode_sagemaker_value(raw) == expected
+
+
+def test_defaults_are_production_settings():
+    defaults = parse_settings([])
+    assert defaults.weights == "vggface2"
+    assert defaults.not_for_production is False
+    assert defaults.image_size == 160
+    assert defaults.detection_thresholds == (0.6, 0.7, 0.7)
+
+
+def test_strings_are_decoded_to_typed_settings():
+    parsed = settings(
+        weights="none",
+        image_size="128",
+        detection_thresholds="[0.5,0.6,0.7]",
+        accept_threshold="0.9",
+        face_selection="most_probable",
+        seed="42",
+    )
+    assert parsed.weights == "none"
+    assert parsed.not_for_production is True
+    assert parsed.image_size == 128
+    assert parsed.detection_thresholds == (0.5, 0.6, 0.7)
+    assert parsed.accept_threshold == pytest.approx(0.9)
+    assert parsed.face_selection == "most_probable"
+    assert parsed.seed == 42
+
+
+def test_later_layers_win_and_errors_name_their_origin():
+    parsed = parse_settings(
+        [("cfg/constants.py", {"margin": 10, "image_size": 128}), ("hyperparameters", {"margin": "4"})]
+    )
+    assert parsed.margin == 4
+    assert parsed.image_size == 128
+    with pytest.raises(SettingsError) as error:
+        parse_settings([("cfg/settings.yaml", {"image_size": 9999}), ("hyperparameters", {"seed": "1"})])
+    assert "'image_size' (from cfg/settings.yaml)" in str(error.value)
+
+
+def test_unknown_key_is_named_and_valid_keys_are_listed():
+    with pytest.raises(SettingsError) as error:
+        settings(weights="none", learning_rate="0.1")
+    message = str(error.value)
+    assert "unknown key 'learning_rate'" in message
+    assert "Valid keys: " + ", ".join(VALID_KEYS) + "." in message
+    for key in ("weights", "image_size", "face_selection", "min_images_per_identity", "seed"):
+        assert key in VALID_KEYS
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(SettingsError) as error:
+        settings(image_size="abc", face_selection="all", bogus="1")
+    assert len(error.value.problems) == 3
+    message = str(error.value)
+    assert "'image_size'" in message
+    assert "'abc'" in message
+    assert "'face_selection'" in message
+    assert "unknown key 'bogus'" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("image_size", "abc"),
+        ("image_size", "32"),
+        ("detection_thresholds", "[0.5,0.6]"),
+        ("detection_thresholds", "[0.5,0.6,1.0]"),
+        ("device", "tpu"),
+        ("min_images_per_identity", "0"),
+        ("max_image_pixels", "100"),
+        ("seed", "-1"),
+        ("accept_threshold", "0"),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_key(key, value):
+    with pytest.raises(SettingsError) as error:
+        settings(**{key: value})
+    assert f"'{key}'" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "weights", ["vggface2", "casia-webface", "none", "custom.pt", "sub/dir/w.pth", "/opt/w.pt"]
+)
+def test_weights_accepts_names_and_pt_paths(weights):
+    assert settings(weights=weights).weights == weights
+
+
+@pytest.mark.parametrize(
+    "weights",
+    ["../secret.pt", "a/../../b.pt", "/opt/../etc/w.pt", "vgg", "weights.bin", "w.pt; rm -rf /", "w .pt"],
+)
+def test_weights_refuses_parent_paths_and_other_values(weights):
+    with pytest.raises(SettingsError) as error:
+        settings(weights=weights)
+    assert "'weights'" in str(error.value)
+    if ".." in weights:
+        assert "'..'" in str(error.value)
+
+
+def test_settings_are_frozen():
+    parsed = settings(weights="none")
+    with pytest.raises(ValueError, match="frozen"):
+        parsed.seed = 3  # type: ignore[misc]
+
+
+def test_to_sagemaker_strings_round_trips():
+    values = {
+        "weights": "none",
+        "image_size": 128,
+        "detection_thresholds": [0.5, 0.6, 0.7],
+        "accept_threshold": 0.9,
+    }
+    encoded = to_sagemaker_strings(values)
+    assert all(isinstance(value, str) for value in encoded.values())
+    assert encoded["detection_thresholds"] == "[0.5, 0.6, 0.7]"
+    parsed = settings(**encoded)
+    assert parsed.image_size == 128
+    assert parsed.detection_thresholds == (0.5, 0.6, 0.7)
+    assert parsed.accept_threshold == pytest.approx(0.9)

@@ -1,0 +1,141 @@
+"""facetrain.rules_file: rules.py is literal data plus fixed helpers; loading never executes it (no torch)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from facetrain.rules_file import FORMAT, RulesError, load_rules, render_rules
+
+HOSTILE_NAMES = [
+    'x"];import os;os.system("touch PWNED")#',
+    "x'];import os;os.system('touch PWNED')#",
+    '"""\nimport os\nos.system("touch PWNED")\n"""',
+    "Zoë Ñúñez",
+    "名前",
+    'O\'Brien "Bob"',
+    "Smith, John, Jr.",
+    "back\\slash\\",
+    "tab\tand\nnewline",
+]
+
+
+def rules(identities: list[str], not_for_production: bool = False) -> dict[str, object]:
+    return {
+        "metric": "euclidean",
+        "accept_threshold": 1.1,
+        "embedding_dim": 512,
+        "identities": identities,
+        "image_size": 160,
+        "margin": 0,
+        "weights": "none" if not_for_production else "vggface2",
+        "weights_sha256": None,
+        "not_for_production": not_for_production,
+        "dataset_fingerprint": "0" * 64,
+        "created_at": "2026-01-01T00:00:00+00:00",
+    }
+
+
+def run_module(path, cwd):
+    """Import rules.py for real in a fresh interpreter (cwd = tmp) and print its identities."""
+    code = textwrap.dedent(
+        """\
+        import importlib.util, json, sys
+        spec = importlib.util.spec_from_file_location("rules", sys.argv[1])
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        a, b = [0.0] * 512, [0.0] * 511 + [1.0]
+        print(json.dumps({"identities": module.RULES["identities"], "d": module.distance(a, b),
+                          "accept": module.accept(module.distance(a, b))}))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return result.stdout
+
+
+@pytest.mark.parametrize("not_for_production", [False, True])
+def test_render_load_round_trip(not_for_production):
+    data = rules(["alice", "bob"], not_for_production)
+    text = render_rules(data)
+    loaded = load_rules(text)
+    assert loaded == {"format": FORMAT, "version": 1, **data}
+    assert ("NOT FOR PRODUCTION" in text) is not_for_production
+
+
+def test_hostile_names_stay_data(tmp_path):
+    text = render_rules(rules(HOSTILE_NAMES, True))
+    assert load_rules(text)["identities"] == HOSTILE_NAMES
+    path = tmp_path / "rules.py"
+    path.write_text(text, encoding="utf-8")
+    result = json.loads(run_module(path, tmp_path))
+    assert result["identities"] == HOSTILE_NAMES
+    assert result["d"] == pytest.approx(1.0)
+    assert result["accept"] is True  # 1.0 <= 1.1
+    assert not (tmp_path / "PWNED").exists()
+    assert {p.name for p in tmp_path.iterdir()} <= {"rules.py", "__pycache__"}
+
+
+def test_extra_import_is_refused():
+    text = render_rules(rules(["alice"]))
+    with pytest.raises(RulesError, match="statements other than RULES"):
+        load_rules(text + "\nimport os\nos.system('touch PWNED')\n")
+
+
+def test_statement_before_rules_is_refused():
+    text = render_rules(rules(["alice"]))
+    tampered = text.replace("RULES = {", "import os\nRULES = {", 1)
+    with pytest.raises(RulesError, match="must start with `RULES"):
+        load_rules(tampered)
+
+
+def test_changed_helper_is_refused():
+    text = render_rules(rules(["alice"]))
+    tampered = text.replace('return dist <= RULES["accept_threshold"]', "return True")
+    assert tampered != text
+    with pytest.raises(RulesError, match="statements other than RULES"):
+        load_rules(tampered)
+
+
+def test_helper_with_side_effect_is_refused():
+    text = render_rules(rules(["alice"]))
+    tampered = text.replace(
+        "def accept(dist):", "def accept(dist, _=__import__('os').system('touch PWNED')):"
+    )
+    with pytest.raises(RulesError):
+        load_rules(tampered)
+
+
+def test_non_literal_rules_are_refused():
+    text = render_rules(rules(["alice"]))
+    tampered = text.replace("'metric': 'euclidean'", "'metric': __import__('os').getcwd()")
+    assert tampered != text
+    with pytest.raises(RulesError, match="not a literal"):
+        load_rules(tampered)
+
+
+def test_missing_key_and_wrong_format_are_refused():
+    text = render_rules(rules(["alice"]))
+    with pytest.raises(RulesError, match="lacks accept_threshold"):
+        load_rules(text.replace("'accept_threshold': 1.1,", ""))
+    with pytest.raises(RulesError, match=r"not a facetrain\.rules mapping"):
+        load_rules(text.replace("'facetrain.rules'", "'other'"))
+    with pytest.raises(RulesError, match="not valid Python"):
+        load_rules(text + "\n)(\n")
+    with pytest.raises(RulesError, match="holds no RULES"):
+        load_rules('"""only a docstring"""\n')
+
+
+def test_render_refuses_non_plain_data_and_missing_keys():
+    with pytest.raises(RulesError, match="not plain data"):
+        render_rules({**rules(["alice"]), "identities": {"alice"}})
+    with pytest.raises(RulesError, match="non-finite"):
+        render_rules({**rules(["alice"]), "accept_threshold": float("nan")})
+    incomplete = rules(["alice"])
+    del incomplete["created_at"]
+    with pytest.raises(RulesError, match="lack created_at"):
+        render_rules(incomplete)
