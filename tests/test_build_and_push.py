@@ -618,6 +618,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         "constraints.txt",
         "container/facetrain",
         "lambdas/facetrain_lambdas",
+        "offline/facetrain_offline",
     }
     # Everything the Dockerfile COPYs from the context is re-included.
     for instr, args in _dockerfile_instructions():

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import ast
 import json
-from pathlib import Path
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
 
 import yaml
 
@@ -41,7 +42,7 @@ def parse_constants(source: str, filename: str = CONSTANTS_FILE) -> dict[str, ob
             )
         try:
             values[target.lower()] = ast.literal_eval(node.value)  # type: ignore[attr-defined]
-        except ValueError:
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             raise ConfigError(
                 f"{filename} line {node.lineno}: the value of {target} is not a literal "
                 "(numbers, strings, lists, tuples, dicts, True/False/None only); the file is never run"
@@ -57,31 +58,45 @@ def _assignment_target(node: ast.stmt) -> str | None:
     return None
 
 
-def parse_data_file(path: Path) -> dict[str, object]:
-    """Load a JSON or YAML mapping of settings."""
-    text = path.read_text(encoding="utf-8")
+def parse_data_text(text: str, name: str) -> dict[str, object]:
+    """Load a JSON (`name` ends in .json) or YAML mapping of settings; `name` is used in messages."""
+    suffix = PurePosixPath(name).suffix
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path.name}: not valid {path.suffix[1:].upper()} ({exc})") from None
+        raise ConfigError(f"{name}: not valid {suffix[1:].upper()} ({exc})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path.name}: must hold a mapping of setting names to values")
+        raise ConfigError(f"{name}: must hold a mapping of setting names to values")
     return {str(key): value for key, value in data.items()}
 
 
-def read_config_dir(cfg_dir: Path) -> list[tuple[str, dict[str, object]]]:
-    """Settings layers found in the cfg channel, in a fixed order: constants.py, then data files by name.
+def parse_data_file(path: Path) -> dict[str, object]:
+    """Load a JSON or YAML mapping of settings from a file."""
+    return parse_data_text(path.read_text(encoding="utf-8"), path.name)
+
+
+def is_config_file(relative: str) -> bool:
+    """Whether the channel reader reads this relative POSIX path: constants.py at the top, data anywhere."""
+    return relative == CONSTANTS_FILE or PurePosixPath(relative).suffix.lower() in DATA_SUFFIXES
+
+
+def config_layers(texts: Mapping[str, str]) -> list[tuple[str, dict[str, object]]]:
+    """Settings layers from the channel's files (relative POSIX path → text), in a fixed order:
+    constants.py, then data files by path. Other files are ignored.
 
     A key given twice with different values in the channel is an error naming both files.
     """
     layers: list[tuple[str, dict[str, object]]] = []
-    constants = cfg_dir / CONSTANTS_FILE
-    if constants.is_file():
-        layers.append((f"cfg/{CONSTANTS_FILE}", parse_constants(constants.read_text(encoding="utf-8"))))
-    for path in sorted(p for p in cfg_dir.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES):
-        layers.append((f"cfg/{path.relative_to(cfg_dir).as_posix()}", parse_data_file(path)))
+    if CONSTANTS_FILE in texts:
+        layers.append((f"cfg/{CONSTANTS_FILE}", parse_constants(texts[CONSTANTS_FILE])))
+    data_files = sorted(
+        (relative for relative in texts if relative != CONSTANTS_FILE and is_config_file(relative)),
+        key=lambda relative: relative.split("/"),
+    )
+    for relative in data_files:
+        layers.append((f"cfg/{relative}", parse_data_text(texts[relative], PurePosixPath(relative).name)))
     seen: dict[str, tuple[str, object]] = {}
     for origin, values in layers:
         for key, value in values.items():
@@ -89,3 +104,13 @@ def read_config_dir(cfg_dir: Path) -> list[tuple[str, dict[str, object]]]:
                 raise ConfigError(f"'{key}' is set to different values in {seen[key][0]} and {origin}")
             seen[key] = (origin, value)
     return layers
+
+
+def read_config_dir(cfg_dir: Path) -> list[tuple[str, dict[str, object]]]:
+    """Settings layers found in the cfg channel folder (see config_layers)."""
+    texts = {
+        relative: path.read_text(encoding="utf-8")
+        for path in cfg_dir.rglob("*")
+        if path.is_file() and is_config_file(relative := path.relative_to(cfg_dir).as_posix())
+    }
+    return config_layers(texts)

@@ -10,16 +10,12 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from .contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV, RULES_PY
 from .embeddings_file import dump_embeddings
 from .enrollment import Enrollment
 from .enrollment_csv import parse_csv, render_csv
 from .rules_file import render_rules
 
-ENROLLMENT_CSV = "final_mean_embeddings.csv"
-RULES_PY = "rules.py"
-EMBEDDINGS_PKL = "saved_embeddings.pkl"
-REJECTED_CSV = "rejected.csv"
-METRICS_JSON = "metrics.json"
 NOT_FOR_PRODUCTION = (
     "NOT FOR PRODUCTION: embeddings from random weights (weights=none), for tests only; "
     "they do not recognise anyone"

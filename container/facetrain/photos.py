@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .contract import is_skipped as _skipped  # the rule the Lambdas apply too
+
 # Pillow's own bomb guard is set per call from max_image_pixels; truncated files must fail, not pad.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 _EXIF_ORIENTATION = 0x0112
@@ -54,10 +56,6 @@ class ChannelListing:
 
     photos: list[PhotoRef]
     stray_files: list[str]
-
-
-def _skipped(name: str) -> bool:
-    return name.startswith(("_", "."))
 
 
 def list_channel(root: Path) -> ChannelListing:

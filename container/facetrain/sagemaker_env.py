@@ -10,11 +10,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# The channel names are shared with the Lambdas; re-exported here for the job's modules.
+from .contract import CONFIG_CHANNEL, IMAGES_CHANNEL, KNOWN_CHANNELS, WEIGHTS_CHANNEL
+
+__all__ = [
+    "CONFIG_CHANNEL",
+    "DEFAULT_BASE_DIR",
+    "IMAGES_CHANNEL",
+    "KNOWN_CHANNELS",
+    "WEIGHTS_CHANNEL",
+    "ContractError",
+    "TrainingEnvironment",
+    "base_dir_from_env",
+    "load_environment",
+]
+
 DEFAULT_BASE_DIR = "/opt/ml"
-IMAGES_CHANNEL = "face_imgs"
-CONFIG_CHANNEL = "cfg"
-WEIGHTS_CHANNEL = "weights"
-KNOWN_CHANNELS = (IMAGES_CHANNEL, CONFIG_CHANNEL, WEIGHTS_CHANNEL)
 
 
 class ContractError(ValueError):

@@ -12,12 +12,12 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO, Any
 
+from facetrain.contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV, RULES_PY
 from facetrain.embeddings_file import EmbeddingsFileError, load_embeddings
 from facetrain.enrollment_csv import EnrollmentCsvError, parse_csv
 from facetrain.rules_file import RulesError, load_rules
 
 from .errors import ResultsInvalid
-from .layout import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV, RULES_PY
 
 REQUIRED_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL, METRICS_JSON)
 OPTIONAL_FILES = (REJECTED_CSV,)

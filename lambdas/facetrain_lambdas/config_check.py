@@ -1,20 +1,20 @@
 """Read the config prefix from S3 and resolve the run's settings exactly as the training container does.
 
-The cfg channel's files are copied into a temporary folder and read by facetrain.config_files, then the
-run's hyperparameters are layered on top (hyperparameters win) and validated by facetrain.hyperparameters.
+The cfg channel's files are read into memory and layered by facetrain.config_files (the container's own
+reader), then the run's hyperparameters are layered on top (hyperparameters win) and validated by
+facetrain.hyperparameters.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from facetrain.config_files import CONSTANTS_FILE, DATA_SUFFIXES, ConfigError, read_config_dir
+from facetrain.config_files import ConfigError, config_layers, is_config_file
 from facetrain.hyperparameters import Hyperparameters, SettingsError, parse_settings
 
 from .dataset import ListedObject
+from .errors import transient_aws_errors
 from .layout import s3_uri
 
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -31,48 +31,45 @@ class ResolvedSettings:
 
 def config_files(objects: list[ListedObject], prefix: str) -> list[ListedObject]:
     """The objects the container reads from the cfg channel: constants.py at the top, JSON/YAML anywhere."""
-    chosen = []
-    for obj in objects:
-        relative = obj.key[len(prefix) :]
-        if relative == CONSTANTS_FILE or relative.lower().endswith(DATA_SUFFIXES):
-            chosen.append(obj)
-    return chosen
+    return [obj for obj in objects if is_config_file(obj.key[len(prefix) :])]
+
+
+def _read_text(s3: Any, bucket: str, key: str) -> str:
+    with transient_aws_errors(f"reading {s3_uri(bucket, key)}"):
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return body.decode("utf-8")
 
 
 def resolve_settings(
     s3: Any, bucket: str, prefix: str, objects: list[ListedObject], hyperparameters: dict[str, Any]
 ) -> ResolvedSettings:
-    """Download the config files, parse them with the container's reader and merge the hyperparameters."""
+    """Read the config files, parse them with the container's reader and merge the hyperparameters."""
     result = ResolvedSettings(settings=None)
-    layers: list[tuple[str, dict[str, object]]] = []
-    chosen = config_files(objects, prefix)
-    with tempfile.TemporaryDirectory(prefix="facetrain-cfg-") as tmp:
-        root = Path(tmp)
-        for obj in chosen:
-            relative = obj.key[len(prefix) :]
-            parts = relative.split("/")
-            if any(part in ("", ".", "..") for part in parts):
-                result.problems.append(
-                    f"{s3_uri(bucket, obj.key)}: rename it without empty, '.' or '..' folders"
-                )
-                continue
-            if obj.size > MAX_CONFIG_BYTES:
-                result.problems.append(
-                    f"{s3_uri(bucket, obj.key)} is {obj.size} bytes; "
-                    f"config files must stay under {MAX_CONFIG_BYTES}"
-                )
-                continue
-            target = root.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj.key, str(target))
-            result.config_keys.append(relative)
-        if result.problems:
-            return result
+    texts: dict[str, str] = {}
+    for obj in config_files(objects, prefix):
+        relative = obj.key[len(prefix) :]
+        if any(part in ("", ".", "..") for part in relative.split("/")):
+            result.problems.append(f"{s3_uri(bucket, obj.key)}: rename it without empty, '.' or '..' folders")
+            continue
+        if obj.size > MAX_CONFIG_BYTES:
+            result.problems.append(
+                f"{s3_uri(bucket, obj.key)} is {obj.size} bytes; "
+                f"config files must stay under {MAX_CONFIG_BYTES}"
+            )
+            continue
         try:
-            layers.extend(read_config_dir(root))
-        except (ConfigError, UnicodeDecodeError) as exc:
-            result.problems.append(f"config {s3_uri(bucket, prefix)}: {exc}")
-            return result
+            texts[relative] = _read_text(s3, bucket, obj.key)
+        except UnicodeDecodeError as exc:
+            result.problems.append(f"{s3_uri(bucket, obj.key)} is not UTF-8 text ({exc}): save it as UTF-8")
+            continue
+        result.config_keys.append(relative)
+    if result.problems:
+        return result
+    try:
+        layers = config_layers(texts)
+    except ConfigError as exc:
+        result.problems.append(f"config {s3_uri(bucket, prefix)}: {exc}")
+        return result
     layers.append(("hyperparameters", hyperparameters))
     try:
         result.settings = parse_settings(layers)

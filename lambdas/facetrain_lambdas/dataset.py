@@ -1,7 +1,9 @@
 """Check a listing of the images prefix and snapshot it as a SageMaker manifest.
 
 The layout is the training container's (facetrain.photos.list_channel): `<prefix><identity>/<photo>`,
-nested folders allowed inside an identity, and any folder or file named `_*` or `.*` skipped.
+nested folders allowed inside an identity. What the container would not enroll without that being an
+error (files directly under the prefix, which it reports in rejected.csv, and any folder or file named
+`_*` or `.*`, which it skips) is left out of the manifest with a warning, not refused.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from facetrain.contract import is_skipped
 
 from .layout import s3_uri
 
@@ -37,7 +41,8 @@ class PhotoSnapshot:
     keys: list[str] = field(default_factory=list)  # relative to prefix, in listing order
     identities: Counter[str] = field(default_factory=Counter)
     total_bytes: int = 0
-    skipped: int = 0
+    skipped: int = 0  # objects left out without being a problem (see warnings)
+    warnings: list[str] = field(default_factory=list)  # what was left out and why, one line per file/folder
     fingerprint: str = ""
 
 
@@ -51,8 +56,21 @@ def list_objects(
             yield ListedObject(key=item["Key"], size=int(item["Size"]), etag=item.get("ETag", "").strip('"'))
 
 
-def _skipped(parts: list[str]) -> bool:
-    return any(part.startswith(("_", ".")) for part in parts)
+def _skipped_root(parts: list[str]) -> str | None:
+    """The key part up to the first name the container skips (`_*`, `.*`), a folder ending in `/`."""
+    for index, part in enumerate(parts):
+        if is_skipped(part):
+            return "/".join(parts[: index + 1]) + ("/" if index < len(parts) - 1 else "")
+    return None
+
+
+def _skipped_warnings(skipped: Counter[str], bucket: str, prefix: str) -> list[str]:
+    return [
+        f"{s3_uri(bucket, prefix + root)}"
+        + (f" ({count} object(s))" if root.endswith("/") else "")
+        + " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them"
+        for root, count in skipped.items()
+    ]
 
 
 def _megabytes(size: int) -> str:
@@ -66,9 +84,14 @@ def check_photos(
     min_per_identity: int,
     max_bytes: int,
 ) -> tuple[PhotoSnapshot, list[str]]:
-    """Snapshot the photos under prefix and list every problem a person must fix (empty when usable)."""
+    """Snapshot the photos under prefix and list every problem a person must fix (empty when usable).
+
+    Files left out without being a problem are counted in `skipped` and described in `warnings`.
+    """
     snapshot = PhotoSnapshot(bucket=bucket, prefix=prefix)
     problems: list[str] = []
+    stray: list[str] = []
+    skipped: Counter[str] = Counter()  # skipped file or folder → objects under it, in listing order
     digest = hashlib.sha256()
     where = s3_uri(bucket, prefix)
     for obj in objects:
@@ -76,14 +99,15 @@ def check_photos(
         if not relative or (relative.endswith("/") and obj.size == 0):
             continue  # the console's zero-byte "folder" markers
         parts = relative.split("/")
-        if _skipped(parts):
-            snapshot.skipped += 1
+        root = _skipped_root(parts)
+        if root is not None:
+            skipped[root] += 1
             continue
         name = s3_uri(bucket, obj.key)
         if len(parts) == 1:
-            problems.append(
+            stray.append(
                 f"{name} lies directly under {where}: move it into a folder named after the person "
-                f"({prefix}<name>/{relative})"
+                f"({prefix}<name>/{relative}) to use it; it is left out of this run"
             )
             continue
         if "" in parts:
@@ -122,6 +146,8 @@ def check_photos(
         problems.append(
             f"no photos under {where}: upload them as {prefix}<name>/<photo>.jpg, one folder per person"
         )
+    snapshot.warnings = [*stray, *_skipped_warnings(skipped, bucket, prefix)]
+    snapshot.skipped = len(stray) + skipped.total()
     snapshot.fingerprint = digest.hexdigest()
     return snapshot, problems
 

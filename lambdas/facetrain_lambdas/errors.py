@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
 
 MAX_LISTED_PROBLEMS = 50
+MAX_LISTED_WARNINGS = 10
 
 # Error codes AWS services return for conditions that go away by themselves.
 TRANSIENT_ERROR_CODES = frozenset(
@@ -26,17 +27,31 @@ TRANSIENT_ERROR_CODES = frozenset(
 )
 
 
-class InvalidInput(Exception):
-    """The run's input, photos or settings need fixing by a person; the message lists every problem."""
+def bulleted(items: list[str], limit: int, where: str | None = None) -> list[str]:
+    """`- item` lines, at most `limit` of them, then one line saying how many more (and where they are)."""
+    lines = [f"- {item}" for item in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"- … and {len(items) - limit} more" + (f" (all listed in {where})" if where else ""))
+    return lines
 
-    def __init__(self, problems: list[str], where: str | None = None) -> None:
+
+class InvalidInput(Exception):
+    """The run's input, photos or settings need fixing by a person; the message lists every problem.
+
+    `warnings` (what validation left out without refusing it) follow the problems, since they may explain
+    them (e.g. photos directly under the images prefix when no person folder was found).
+    """
+
+    def __init__(self, problems: list[str], where: str | None = None, warnings: Sequence[str] = ()) -> None:
         self.problems = problems
-        shown = problems[:MAX_LISTED_PROBLEMS]
-        lines = [f"The retraining input has {len(problems)} problem(s) to fix:", *(f"- {p}" for p in shown)]
-        if len(problems) > len(shown):
-            lines.append(
-                f"- … and {len(problems) - len(shown)} more" + (f" (all listed in {where})" if where else "")
-            )
+        self.warnings = list(warnings)
+        lines = [
+            f"The retraining input has {len(problems)} problem(s) to fix:",
+            *bulleted(problems, MAX_LISTED_PROBLEMS, where),
+        ]
+        if self.warnings:
+            lines.append(f"Left out of the run ({len(self.warnings)}, not errors):")
+            lines.extend(bulleted(self.warnings, MAX_LISTED_WARNINGS, where))
         super().__init__("\n".join(lines))
 
 

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ENROLLMENT_CSV = "final_mean_embeddings.csv"
-RULES_PY = "rules.py"
-EMBEDDINGS_PKL = "saved_embeddings.pkl"
-REJECTED_CSV = "rejected.csv"
-METRICS_JSON = "metrics.json"
+from facetrain.contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
+
 # The files the original job published at the results prefix root.
 CURRENT_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL)
 LATEST_JSON = "latest.json"

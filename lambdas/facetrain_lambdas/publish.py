@@ -13,6 +13,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from facetrain.contract import REJECTED_CSV
 from pydantic import BaseModel
 
 from .artifact import VerifiedResults, read_model_archive, verify_results
@@ -80,13 +81,19 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
         "",
         f"Photos: {metrics_['images_accepted']} of {metrics_['images_total']} used, "
         f"{metrics_['images_rejected']} rejected "
-        f"(see {s3_uri(layout.bucket, layout.run_file_key('rejected.csv'))}).",
+        f"(see {s3_uri(layout.bucket, layout.run_file_key(REJECTED_CSV))}).",
         f"Training job: {job.training_job_name} ({job.billable_seconds} billable seconds, "
         f"{record.instance_count} x {record.instance_type}).",
         f"Current results: {s3_uri(layout.bucket, layout.results_prefix)} ({', '.join(CURRENT_FILES)}).",
         f"This run's files: {s3_uri(layout.bucket, layout.run_prefix)}",
         f"Dataset fingerprint: {record.dataset.fingerprint}",
     ]
+    if record.warnings:
+        lines.insert(
+            3,
+            f"Left out at validation: {record.dataset.skipped} object(s) under the images prefix "
+            f"(see warnings in {s3_uri(layout.bucket, layout.run_record_key)}).",
+        )
     if results.not_for_production:
         lines.insert(1, "WARNING: random weights (weights=none): NOT FOR PRODUCTION.")
     return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import transient_aws_errors
 from .layout import RunLayout
@@ -21,7 +21,7 @@ class DatasetSummary(BaseModel):
     identities: int
     images: int
     bytes: int
-    skipped: int
+    skipped: int  # objects left out without refusing the run (see RunRecord.warnings)
 
 
 class RunRecord(BaseModel):
@@ -47,6 +47,7 @@ class RunRecord(BaseModel):
     manifest_key: str
     cfg_manifest_key: str | None
     dataset: DatasetSummary
+    warnings: list[str] = Field(default_factory=list)  # what validation left out of the run, and why
 
     @property
     def layout(self) -> RunLayout:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
+from facetrain.contract import CONFIG_CHANNEL, IMAGES_CHANNEL
 from pydantic import BaseModel, Field
 
 from .errors import transient_aws_errors
@@ -17,8 +18,6 @@ from .run_record import RunRecord
 
 JOB_NAME_PREFIX = "facetrain-"  # the IAM policies allow training-job/facetrain-*
 MAX_JOB_NAME = 63
-IMAGES_CHANNEL = "face_imgs"  # facetrain.sagemaker_env.IMAGES_CHANNEL
-CONFIG_CHANNEL = "cfg"  # facetrain.sagemaker_env.CONFIG_CHANNEL
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 PROJECT_TAG = "facetrain"
 

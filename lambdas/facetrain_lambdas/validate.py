@@ -21,6 +21,8 @@ from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .run_input import RunRequest, StackDefaults, resolve_request
 from .run_record import DatasetSummary, RunPointer, RunRecord, read_json, write_json
 
+MAX_RECORDED_WARNINGS = 1000  # run.json is read by every later state: keep it bounded
+
 
 class ValidateEvent(BaseModel):
     """Payload from the state machine: the execution name and the execution input, untouched."""
@@ -39,6 +41,13 @@ def _claimed_by_other_execution(s3: Any, layout: RunLayout, execution: str) -> s
         raise
     owner = previous.get("execution") if isinstance(previous, dict) else None
     return None if owner == execution else str(owner)
+
+
+def _recorded(warnings: list[str]) -> list[str]:
+    """The warnings as run.json keeps them: at most MAX_RECORDED_WARNINGS lines, then a count."""
+    if len(warnings) <= MAX_RECORDED_WARNINGS:
+        return warnings
+    return [*warnings[:MAX_RECORDED_WARNINGS], f"… and {len(warnings) - MAX_RECORDED_WARNINGS} more"]
 
 
 @tracer.capture_method
@@ -73,9 +82,22 @@ def validate_run(
         )
     problems.extend(photo_problems)
     metrics.add_metric(name="ValidationProblems", unit=MetricUnit.Count, value=len(problems))
+    metrics.add_metric(name="ValidationWarnings", unit=MetricUnit.Count, value=len(snapshot.warnings))
+    if snapshot.warnings:
+        logger.warning(
+            f"{len(snapshot.warnings)} file(s) or folder(s) under the images prefix are left out of the run",
+            extra={"run_id": request.run_id, "warnings": snapshot.warnings[:MAX_RECORDED_WARNINGS]},
+        )
     if problems:
-        write_json(s3, request.bucket, layout.problems_key, {"run_id": request.run_id, "problems": problems})
-        raise InvalidInput(problems, where=s3_uri(request.bucket, layout.problems_key))
+        write_json(
+            s3,
+            request.bucket,
+            layout.problems_key,
+            {"run_id": request.run_id, "problems": problems, "warnings": snapshot.warnings},
+        )
+        raise InvalidInput(
+            problems, where=s3_uri(request.bucket, layout.problems_key), warnings=snapshot.warnings
+        )
 
     assert resolved.settings is not None
     write_json(
@@ -117,6 +139,7 @@ def validate_run(
         manifest_key=layout.manifest_key,
         cfg_manifest_key=cfg_manifest_key,
         dataset=dataset,
+        warnings=_recorded(snapshot.warnings),
     )
     write_json(s3, request.bucket, layout.run_record_key, record.model_dump(mode="json"))
     metrics.add_metric(name="Identities", unit=MetricUnit.Count, value=dataset.identities)

@@ -2,8 +2,13 @@
 
 moto's simple Lambda backend only echoes the payload; this adapter replaces its `invoke` with a call to
 the function's real handler, under the function's own environment variables, and maps a raised exception
-to Lambda's `Unhandled` function error with the exception's class name as `errorType`, so that the
-state machine's Retry and Catch rules see what they would see on AWS.
+to Lambda's `Unhandled` function error with the exception's class name as `errorType` (a result that is
+not JSON to `Runtime.MarshalError`), so that the state machine's Retry and Catch rules see what they
+would see on AWS.
+
+Environments are applied to os.environ, so invocations in one process run one at a time (a lock
+serialises them); only the function's own variables are set and restored, never the whole environment,
+because other threads (the local training backend) read it meanwhile.
 """
 
 from __future__ import annotations
@@ -22,21 +27,31 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core import DEFAULT_ACCOUNT_ID
 
 InvokeHook = Callable[[str, dict[str, Any]], None]  # (function name, event) before each invocation
 
 
 @dataclass(frozen=True)
 class LambdaContext:
-    """The attributes of the Lambda context object that powertools and our handlers read."""
+    """The attributes of the Lambda context object that powertools and our handlers read.
+
+    Without an ARN, the function's ARN in moto's account and the current region is used.
+    """
 
     function_name: str
-    invoked_function_arn: str
+    invoked_function_arn: str = ""
     memory_limit_in_mb: int = 512
     function_version: str = "$LATEST"
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
+
+    def __post_init__(self) -> None:
+        if not self.invoked_function_arn:
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+            arn = f"arn:aws:lambda:{region}:{DEFAULT_ACCOUNT_ID}:function:{self.function_name}"
+            object.__setattr__(self, "invoked_function_arn", arn)
 
     def get_remaining_time_in_millis(self) -> int:
         return 900_000
@@ -54,7 +69,11 @@ class FunctionSpec:
 
 
 class _InvocationOutput(io.TextIOBase):
-    """The handlers' stdout: forwards to the current sink, so a logger made at import follows it too."""
+    """The handlers' stdout: forwards to the current sink, so a logger made at import follows it too.
+
+    One instance serves every registry: a Powertools Logger binds sys.stdout when its module is first
+    imported, so a later registry (another run in the same process) must still be the one it writes to.
+    """
 
     def __init__(self) -> None:
         self.sink: IO[str] | None = None
@@ -71,49 +90,59 @@ class _InvocationOutput(io.TextIOBase):
             self.sink.flush()
 
 
+_OUTPUT = _InvocationOutput()
+_LOCK = threading.RLock()  # handlers read os.environ: invocations must not interleave, whatever registry
+
+
 class InProcessLambdas:
     """A registry of functions whose invocations run their handlers in this process (one at a time).
 
-    With `log_stream`, what the handlers print (Powertools' JSON logs, EMF metrics) goes there.
+    With `log_stream`, what the handlers print (Powertools' JSON logs, EMF metrics) goes there; without
+    it, to the process's stdout.
     """
 
     def __init__(self, log_stream: IO[str] | None = None) -> None:
         self.log_stream = log_stream
-        self._output = _InvocationOutput()
         self.functions: dict[str, FunctionSpec] = {}
         self.invocations: list[tuple[str, str | None]] = []  # (function name, error type or None)
         self.hooks: list[InvokeHook] = []
-        self._lock = threading.RLock()  # handlers read os.environ: invocations must not interleave
 
     def register(self, spec: FunctionSpec) -> None:
         self.functions[spec.name] = spec
 
     def _spec(self, function_name: str) -> FunctionSpec:
-        name = function_name.split(":function:")[-1].split(":")[0]
+        name = function_name_of(function_name)
         try:
             return self.functions[name]
         except KeyError:
-            raise KeyError(f"no in-process handler registered for Lambda function {name!r}") from None
+            known = ", ".join(sorted(self.functions))
+            raise KeyError(f"no in-process handler for Lambda function {name!r} (known: {known})") from None
 
-    def call(self, function_name: str, event: Any) -> tuple[Any, str | None]:
-        """Invoke a function's handler; return (result or error document, error type or None)."""
+    def call(self, function_name: str, event: Any) -> tuple[str, str | None]:
+        """Invoke a function's handler; return (response payload as JSON, error type or None).
+
+        On error the payload is Lambda's error document (errorMessage, errorType, stackTrace).
+        """
         spec = self._spec(function_name)
         module_name, _, attribute = spec.handler.rpartition(".")
         for hook in self.hooks:
             hook(spec.name, event)
-        with self._lock, _environment(spec.environment), contextlib.redirect_stdout(self._output):
-            self._output.sink = self.log_stream
+        with _LOCK, environment(spec.environment), _output_to(self.log_stream):
             handler = getattr(importlib.import_module(module_name), attribute)
             context = LambdaContext(spec.name, spec.arn, spec.memory_mb)
             try:
                 result = handler(event, context)
             except Exception as exc:
-                error_type = type(exc).__name__
-                self.invocations.append((spec.name, error_type))
-                trace = traceback.format_exception(exc)
-                return {"errorMessage": str(exc), "errorType": error_type, "stackTrace": trace}, error_type
-        self.invocations.append((spec.name, None))
-        return result, None
+                error_type: str | None = type(exc).__name__
+                payload = _error_document(str(exc), error_type, traceback.format_tb(exc.__traceback__))
+            else:
+                try:
+                    payload, error_type = json.dumps(result), None
+                except (TypeError, ValueError) as exc:  # the runtime refuses a result that is not JSON
+                    error_type = "Runtime.MarshalError"
+                    payload = _error_document(f"Unable to marshal response: {exc}", error_type, [])
+        self.invocations.append((spec.name, error_type))
+        return payload, error_type
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[InProcessLambdas]:
@@ -130,10 +159,10 @@ class InProcessLambdas:
             response_headers: dict[str, str],
         ) -> bytes:
             event = json.loads(body) if body else {}
-            result, error_type = registry.call(function_name, event)
+            payload, error_type = registry.call(function_name, event)
             if error_type is not None:
                 response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(result, default=str).encode()
+            return payload.encode()
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
         try:
@@ -143,7 +172,8 @@ class InProcessLambdas:
 
 
 @contextlib.contextmanager
-def _environment(variables: dict[str, str]) -> Iterator[None]:
+def environment(variables: dict[str, str]) -> Iterator[None]:
+    """Set these environment variables for the block; restore exactly these afterwards (and no others)."""
     saved = {key: os.environ.get(key) for key in variables}
     os.environ.update(variables)
     try:
@@ -154,3 +184,23 @@ def _environment(variables: dict[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def function_name_of(name_or_arn: str) -> str:
+    """`name` from a function name, a partial or a full function ARN (qualifier dropped)."""
+    return name_or_arn.split(":function:")[-1].split(":")[0]
+
+
+def _error_document(message: str, error_type: str, stack_trace: list[str]) -> str:
+    return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": stack_trace})
+
+
+@contextlib.contextmanager
+def _output_to(sink: IO[str] | None) -> Iterator[None]:
+    """Route what the handler prints to sink (or the process's stdout) for the invocation."""
+    _OUTPUT.sink = sink
+    try:
+        with contextlib.redirect_stdout(_OUTPUT):
+            yield
+    finally:
+        _OUTPUT.sink = None

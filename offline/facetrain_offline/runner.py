@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -25,7 +24,7 @@ from typing import IO, Any
 import boto3
 from moto import mock_aws
 
-from .lambda_runtime import InProcessLambdas
+from .lambda_runtime import InProcessLambdas, environment
 from .stack import LocalStack, deploy
 from .training_backend import LocalTrainingBackend
 
@@ -58,20 +57,12 @@ class RunOptions:
 @contextlib.contextmanager
 def local_aws(region: str = REGION) -> Iterator[None]:
     """moto with the real ASL interpreter and Docker-less Lambda, plus the environment boto3 needs."""
-    saved = {
-        k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-    }
     fake_credentials = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # moto accepts any
-    os.environ.update(AWS_DEFAULT_REGION=region, **fake_credentials)
-    try:
-        with mock_aws(config=MOCK_CONFIG):  # type: ignore[arg-type]
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with (
+        environment({"AWS_DEFAULT_REGION": region, **fake_credentials}),
+        mock_aws(config=MOCK_CONFIG),  # type: ignore[arg-type]
+    ):
+        yield
 
 
 def _files(root: Path) -> dict[str, Path]:
@@ -284,7 +275,7 @@ def run(options: RunOptions, say: Printer = print) -> dict[str, Any]:
             options.template,
             _stack_parameters(options),
             region=REGION,
-            extra_environment={"POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": REGION},
+            extra_environment={"POWERTOOLS_TRACE_DISABLED": "true"},
         )
         backend = LocalTrainingBackend(
             Path(scratch) / "jobs",
@@ -351,7 +342,10 @@ def _execute(
             "results_prefix": results_prefix,
             "history": [visit.as_dict() for visit in follower.visits],
             "lambda_invocations": len(lambdas.invocations),
+            "notifications": stack.notifications(),
         }
+        for notification in summary["notifications"]:
+            say(f"notify {notification['Subject']}")
         if status == "SUCCEEDED":
             summary["output"] = json.loads(execution.get("output") or "null")
             summary["results"] = _copy_results(s3, bucket, results_prefix, options.out_dir)

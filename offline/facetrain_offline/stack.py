@@ -1,5 +1,8 @@
 """Deploy template.yaml into moto: the bucket, the topic, the Lambdas (real handlers, in-process) and the
 state machine (the real ASL with its DefinitionSubstitutions), all named and wired as the template says.
+
+Each topic also gets a local SQS queue subscribed to it, so that what would have been e-mailed can be
+read back (LocalStack.notifications).
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.core import DEFAULT_ACCOUNT_ID
 
 from .lambda_runtime import FunctionSpec, InProcessLambdas
 from .template import Resolver, Template, TemplateError
 
-ACCOUNT = "123456789012"  # moto's default account
+ACCOUNT = DEFAULT_ACCOUNT_ID
 _SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 # Resources that have no behaviour offline (IAM is not enforced by moto, logs go to the console).
 NOT_DEPLOYED = {
@@ -51,9 +55,26 @@ class LocalStack:
     lambdas: InProcessLambdas
     region: str
     skipped: dict[str, str] = field(default_factory=dict)  # logical id → why it is not deployed
+    topic_queues: dict[str, str] = field(default_factory=dict)  # topic logical id → URL of its SQS queue
 
     def physical(self, logical_id: str) -> str:
         return self.resolver.physical_ids[logical_id]
+
+    def function(self, logical_id: str) -> FunctionSpec:
+        """The deployed function (handler, environment) of a logical id."""
+        return self.lambdas.functions[self.physical(logical_id)]
+
+    def notifications(self, topic: str | None = None) -> list[dict[str, str]]:
+        """Messages published to a topic (default: the only one) since the last call: Subject, Message."""
+        sqs = boto3.client("sqs", region_name=self.region)
+        queue_url = self.topic_queues[topic or self.only("AWS::SNS::Topic")]
+        messages: list[dict[str, str]] = []
+        while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in batch:
+                body = json.loads(message["Body"])
+                messages.append({"Subject": body.get("Subject", ""), "Message": body["Message"]})
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return messages
 
     def only(self, resource_type: str) -> str:
         """The logical id of the single resource of a type (e.g. the state machine)."""
@@ -117,13 +138,20 @@ def _placeholder_zip() -> bytes:
 
 
 def substitute_definition(text: str, substitutions: dict[str, Any]) -> str:
-    """Apply DefinitionSubstitutions as Step Functions does (`${Name}` replaced, unknown names kept)."""
+    """Apply DefinitionSubstitutions (`${Name}` replaced). A name the template gives no substitution is an
+    error at deploy time, not a literal `${Name}` left in the definition to fail an execution later."""
+    missing = sorted(set(_SUBSTITUTION.findall(text)) - set(substitutions))
+    if missing:
+        raise TemplateError(f"the definition uses substitutions the template does not define: {missing}")
+    return _SUBSTITUTION.sub(lambda match: str(substitutions[match.group(1)]), text)
 
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return str(substitutions[name]) if name in substitutions else match.group(0)
 
-    return _SUBSTITUTION.sub(replace, text)
+def _subscribe_queue(sqs: Any, sns: Any, topic_arn: str, queue_name: str) -> str:
+    """A queue receiving the topic's messages (SNS JSON envelopes); its URL."""
+    queue_url = sqs.create_queue(QueueName=queue_name[:80])["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["QueueArn"])
+    return queue_url
 
 
 def deploy(
@@ -134,7 +162,11 @@ def deploy(
     region: str = "eu-west-1",
     extra_environment: dict[str, str] | None = None,
 ) -> LocalStack:
-    """Create the template's resources in moto (call inside an active mock) and register the handlers."""
+    """Create the template's resources in moto (call inside an active mock) and register the handlers.
+
+    Each function's environment is the template's, then the variables the Lambda runtime sets
+    (AWS_REGION, AWS_DEFAULT_REGION), then extra_environment (e.g. AWS_MAX_ATTEMPTS=1 in tests).
+    """
     template = Template.load(template_path)
     declared = template.body.get("Parameters", {})
     unknown = sorted(set(parameter_overrides) - set(declared))
@@ -149,6 +181,7 @@ def deploy(
     stack = LocalStack(template, resolver, InProcessLambdas(), region)
     s3 = boto3.client("s3", region_name=region)
     sns = boto3.client("sns", region_name=region)
+    sqs = boto3.client("sqs", region_name=region)
     iam = boto3.client("iam", region_name=region)
     lambda_client = boto3.client("lambda", region_name=region)
     sfn = boto3.client("stepfunctions", region_name=region)
@@ -175,14 +208,18 @@ def deploy(
             if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
                 s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         elif kind == "AWS::SNS::Topic":
-            sns.create_topic(Name=resolver.attributes[(logical_id, "TopicName")])
+            topic_name = resolver.attributes[(logical_id, "TopicName")]
+            topic_arn = sns.create_topic(Name=topic_name)["TopicArn"]
+            stack.topic_queues[logical_id] = _subscribe_queue(sqs, sns, topic_arn, f"{topic_name}-deliveries")
         elif kind == "AWS::IAM::Role":
             iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
         elif kind == "AWS::Serverless::Function":
             environment = {
                 k: str(v) for k, v in properties.get("Environment", {}).get("Variables", {}).items()
             }
-            environment.update(extra_environment or {})
+            environment.update(
+                {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}, **(extra_environment or {})
+            )
             lambda_client.create_function(
                 FunctionName=name,
                 Runtime=properties.get("Runtime", "python3.13"),

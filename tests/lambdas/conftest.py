@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
-from moto import mock_aws
-
-# Shared helpers (facetrain_testkit, lambda_adapter, template_loader) live next to the workflow tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
-
 from handler_fixtures import BUCKET, IMAGE, ROLE
+from moto import mock_aws
 
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",

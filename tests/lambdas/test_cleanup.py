@@ -8,8 +8,8 @@ from unittest import mock
 
 import pytest
 from facetrain_lambdas import cleanup
+from facetrain_offline.lambda_runtime import LambdaContext
 from handler_fixtures import BUCKET
-from lambda_adapter import LambdaContext
 
 EVENT = json.loads((Path(__file__).resolve().parents[2] / "events" / "cleanup.json").read_text())
 

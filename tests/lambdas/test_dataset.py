@@ -39,6 +39,46 @@ def test_skipped_names_follow_the_container() -> None:
     )
     assert problems == []
     assert snapshot.keys == ["alice/1.jpg"] and snapshot.skipped == 3
+    why = " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them"
+    assert snapshot.warnings == [
+        f"s3://b/face_imgs/{name}{why}" for name in ("alice/.DS_Store", "_drafts/ (1 object(s))", ".hidden")
+    ]
+
+
+def test_skipped_folders_give_one_warning_each() -> None:
+    snapshot, problems = _check(
+        _objects(
+            "face_imgs/alice/1.jpg", *(f"face_imgs/_old/{i}.jpg" for i in range(5)), "face_imgs/bob/.x/1.jpg"
+        )
+    )
+    assert problems == [] and snapshot.skipped == 6
+    assert [warning.split(" is skipped")[0] for warning in snapshot.warnings] == [
+        "s3://b/face_imgs/_old/ (5 object(s))",
+        "s3://b/face_imgs/bob/.x/ (1 object(s))",
+    ]
+
+
+def test_files_directly_under_the_prefix_are_left_out_with_a_warning() -> None:
+    snapshot, problems = _check(
+        _objects("face_imgs/README.md", "face_imgs/alice/1.jpg", "face_imgs/stray.jpg")
+    )
+    assert problems == []
+    assert snapshot.keys == ["alice/1.jpg"] and snapshot.skipped == 2
+    assert snapshot.warnings == [
+        "s3://b/face_imgs/README.md lies directly under s3://b/face_imgs/: move it into a folder named after "
+        "the person (face_imgs/<name>/README.md) to use it; it is left out of this run",
+        "s3://b/face_imgs/stray.jpg lies directly under s3://b/face_imgs/: move it into a folder named after "
+        "the person (face_imgs/<name>/stray.jpg) to use it; it is left out of this run",
+    ]
+
+
+def test_only_stray_files_and_no_identity_folder_is_a_problem() -> None:
+    snapshot, problems = _check(_objects("face_imgs/README.md", "face_imgs/1.jpg", "face_imgs/_x/2.jpg"))
+    (problem,) = problems
+    assert problem.startswith(
+        "no photos under s3://b/face_imgs/: upload them as face_imgs/<name>/<photo>.jpg"
+    )
+    assert len(snapshot.warnings) == 3 and snapshot.keys == []
 
 
 def test_folder_markers_are_ignored() -> None:
@@ -56,16 +96,21 @@ def test_each_problem_names_the_photo_and_the_fix() -> None:
         ListedObject("face_imgs/alice/huge.jpg", 30 * MB, "e"),
         *_objects("face_imgs/carol/1.jpg"),
     ]
-    _, problems = _check(objects, min_per_identity=2)
+    snapshot, problems = _check(objects, min_per_identity=2)
     text = "\n".join(problems)
-    assert "s3://b/face_imgs/stray.jpg lies directly under s3://b/face_imgs/: move it into a folder" in text
+    # A file directly under the prefix is not a problem (the job would report it in rejected.csv): a warning.
+    assert "stray.jpg" not in text
+    (warning,) = snapshot.warnings
+    assert (
+        "s3://b/face_imgs/stray.jpg lies directly under s3://b/face_imgs/: move it into a folder" in warning
+    )
     assert "s3://b/face_imgs/alice/notes.txt is not a photo file (.txt)" in text
     assert "alice//x.jpg: the key has an empty folder name" in text
     assert "s3://b/face_imgs/bob/1 is not a photo file (no extension)" in text
     assert "alice/empty.jpg is empty (0 bytes): upload the photo again" in text
     assert "alice/huge.jpg is 30.0 MB, over the 20.0 MB limit" in text
     assert "identity 'carol' has 1 photo(s)" in text and "min_images_per_identity is 2" in text
-    assert len(problems) == 7
+    assert len(problems) == 6
 
 
 def test_an_empty_prefix_is_a_problem() -> None:

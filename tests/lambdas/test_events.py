@@ -9,9 +9,9 @@ from unittest import mock
 import boto3
 import pytest
 from facetrain_lambdas import cleanup, poll, publish, start, validate
-from facetrain_testkit import FakeSageMaker, upload_photos
-from lambda_adapter import LambdaContext
+from facetrain_offline.lambda_runtime import LambdaContext
 from moto import mock_aws
+from support.testkit import FakeSageMaker, upload_photos
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 ENV = json.loads((EVENTS / "env.json").read_text())

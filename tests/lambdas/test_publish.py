@@ -13,9 +13,9 @@ from facetrain_lambdas.artifact import read_model_archive, verify_results
 from facetrain_lambdas.errors import ResultsInvalid
 from facetrain_lambdas.run_input import StackDefaults, resolve_request
 from facetrain_lambdas.validate import validate_run
-from facetrain_testkit import model_files, model_tar, upload_photos
+from facetrain_offline.lambda_runtime import LambdaContext
 from handler_fixtures import BUCKET
-from lambda_adapter import LambdaContext
+from support.testkit import model_files, model_tar, upload_photos
 
 PHOTOS = {"alice": 2, "bob": 3}
 CURRENT = ("final_mean_embeddings.csv", "rules.py", "saved_embeddings.pkl")

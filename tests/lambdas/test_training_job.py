@@ -16,9 +16,9 @@ from facetrain_lambdas.training_job import (
     training_job_request,
 )
 from facetrain_lambdas.validate import validate_run
-from facetrain_testkit import upload_photos
+from facetrain_offline.lambda_runtime import LambdaContext
 from handler_fixtures import BUCKET, IMAGE, ROLE
-from lambda_adapter import LambdaContext
+from support.testkit import upload_photos
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # CreateTrainingJob's pattern
 

@@ -8,9 +8,9 @@ import pytest
 from facetrain_lambdas import validate
 from facetrain_lambdas.errors import InvalidInput, TransientError
 from facetrain_lambdas.run_input import StackDefaults, resolve_request
-from facetrain_testkit import upload_photos
+from facetrain_offline.lambda_runtime import LambdaContext
 from handler_fixtures import BUCKET
-from lambda_adapter import LambdaContext
+from support.testkit import upload_photos
 
 
 def _read(s3, key: str) -> object:
@@ -35,6 +35,38 @@ def test_writes_manifest_and_run_record(s3, function_env) -> None:
     assert record["settings"]["batch_size"] == 8 and record["settings"]["image_size"] == 160
     assert record["cfg_manifest_key"] is None
     assert record["dataset"]["fingerprint"] == pointer["dataset_fingerprint"]
+
+
+def test_stray_files_are_left_out_with_warnings_not_refused(s3, function_env) -> None:
+    upload_photos(s3, BUCKET, {"alice": 2, "bob": 1})
+    s3.put_object(Bucket=BUCKET, Key="face_imgs/README.md", Body=b"# photos of the team")
+    s3.put_object(Bucket=BUCKET, Key="face_imgs/_archive/old.jpg", Body=b"x")
+
+    pointer = _run("exec-1", {})
+
+    assert pointer["identities"] == 2 and pointer["images"] == 3
+    assert _read(s3, pointer["manifest_key"])[1:] == ["alice/000.jpg", "alice/001.jpg", "bob/000.jpg"]
+    record = _read(s3, pointer["run_record_key"])
+    assert record["dataset"]["skipped"] == 2
+    first, second = record["warnings"]
+    assert first.startswith(f"s3://{BUCKET}/face_imgs/README.md lies directly under s3://{BUCKET}/face_imgs/")
+    assert second.startswith(f"s3://{BUCKET}/face_imgs/_archive/ (1 object(s)) is skipped")
+
+
+def test_stray_files_without_any_identity_folder_are_refused(s3, function_env) -> None:
+    s3.put_object(Bucket=BUCKET, Key="face_imgs/README.md", Body=b"# photos of the team")
+    s3.put_object(Bucket=BUCKET, Key="face_imgs/alice.jpg", Body=b"x")
+
+    with pytest.raises(InvalidInput) as raised:
+        _run("exec-1", {})
+
+    message = str(raised.value)
+    assert f"no photos under s3://{BUCKET}/face_imgs/" in message
+    assert "Left out of the run (2, not errors):" in message
+    assert "face_imgs/alice.jpg lies directly under" in message
+    problems = _read(s3, "results/runs/exec-1/problems.json")
+    assert len(problems["problems"]) == 1 and len(problems["warnings"]) == 2
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="results/runs/exec-1/manifest.json").get("Contents")
 
 
 def test_photos_uploaded_later_do_not_enter_the_snapshot(s3, function_env) -> None:

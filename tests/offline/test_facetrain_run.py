@@ -86,6 +86,11 @@ def test_an_empty_folder_fails_at_validation_and_starts_no_job(tmp_path, capsys)
     assert summary["history"][0]["state"] == "Validate"
     assert "StartTrainingJob" not in [visit["state"] for visit in summary["history"]]
     assert "InvalidInput" in screen
+    (notification,) = summary["notifications"]
+    assert (
+        notification["Subject"] == "facetrain retraining failed" and "InvalidInput" in notification["Message"]
+    )
+    assert "notify facetrain retraining failed" in screen
 
 
 def test_state_keeps_published_results_between_runs(shared_data, tmp_path, capsys):

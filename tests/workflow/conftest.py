@@ -1,4 +1,4 @@
-"""Fixtures of the workflow tests: an offline stack (see offline_stack.py)."""
+"""Fixtures of the workflow tests: template.yaml deployed by facetrain_offline (see support/workflow.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from facetrain_testkit import REGION, FakeSageMaker
-from offline_stack import OfflineStack, offline_stack
+from support.testkit import FakeSageMaker
+from support.workflow import REGION, WorkflowStack, deployed_workflow
 
+# The handlers' modules may be imported at collection, outside any function's environment: Powertools
+# reads these when its objects are made.
 for _name, _value in {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -27,6 +29,6 @@ def fake_sagemaker() -> FakeSageMaker:
 
 
 @pytest.fixture
-def stack(fake_sagemaker: FakeSageMaker) -> Iterator[OfflineStack]:
-    with offline_stack(fake_sagemaker) as running:
+def stack(fake_sagemaker: FakeSageMaker) -> Iterator[WorkflowStack]:
+    with deployed_workflow(fake_sagemaker) as running:
         yield running

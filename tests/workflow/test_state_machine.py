@@ -6,16 +6,16 @@ import json
 
 from facetrain.enrollment_csv import parse_csv
 from facetrain_lambdas.poll import LOOP_TRANSITIONS, OTHER_TRANSITIONS, transitions_for
-from facetrain_testkit import FakeSageMaker, model_files, upload_photos
-from offline_stack import OfflineStack
-from template_loader import REPO
+from facetrain_offline.runner import REPO_ROOT
+from support.testkit import FakeSageMaker, model_files, upload_photos
+from support.workflow import WorkflowStack
 
 PHOTOS = {"alice": 3, "bob": 2, "carol": 2}
-REPO_EVENTS = REPO / "events"
+REPO_EVENTS = REPO_ROOT / "events"
 CURRENT = ("final_mean_embeddings.csv", "rules.py", "saved_embeddings.pkl")
 
 
-def _states_entered(stack: OfflineStack, execution_arn: str) -> list[str]:
+def _states_entered(stack: WorkflowStack, execution_arn: str) -> list[str]:
     return [
         event["stateEnteredEventDetails"]["name"]
         for event in stack.history(execution_arn)
@@ -23,7 +23,7 @@ def _states_entered(stack: OfflineStack, execution_arn: str) -> list[str]:
     ]
 
 
-def _seed_current_results(stack: OfflineStack) -> dict[str, bytes]:
+def _seed_current_results(stack: WorkflowStack) -> dict[str, bytes]:
     """Results of an earlier run at the results prefix root."""
     old = {name: f"old {name}".encode() for name in (*CURRENT, "latest.json")}
     for name, body in old.items():
@@ -31,7 +31,7 @@ def _seed_current_results(stack: OfflineStack) -> dict[str, bytes]:
     return old
 
 
-def test_successful_run_publishes_results_and_notifies(stack: OfflineStack) -> None:
+def test_successful_run_publishes_results_and_notifies(stack: WorkflowStack) -> None:
     upload_photos(stack.s3, stack.bucket, PHOTOS)
     stack.s3.put_object(Bucket=stack.bucket, Key="config/constants.py", Body=b"BATCH_SIZE = 16\n")
     stack.fake_sagemaker.in_progress_polls = 2
@@ -58,7 +58,7 @@ def test_successful_run_publishes_results_and_notifies(stack: OfflineStack) -> N
     assert len(entered) == OTHER_TRANSITIONS + LOOP_TRANSITIONS * 3
 
 
-def test_state_output_stays_small_whatever_the_dataset(stack: OfflineStack) -> None:
+def test_state_output_stays_small_whatever_the_dataset(stack: WorkflowStack) -> None:
     upload_photos(stack.s3, stack.bucket, {f"person{i:03d}": 2 for i in range(150)})
 
     result = stack.run({}, name="exec-big")
@@ -77,7 +77,7 @@ def test_one_hour_job_takes_at_most_30_transitions() -> None:
 
 
 def test_failed_training_job_reports_its_reason_and_keeps_current_results(
-    stack: OfflineStack, fake_sagemaker: FakeSageMaker
+    stack: WorkflowStack, fake_sagemaker: FakeSageMaker
 ) -> None:
     upload_photos(stack.s3, stack.bucket, PHOTOS)
     old = _seed_current_results(stack)
@@ -98,7 +98,7 @@ def test_failed_training_job_reports_its_reason_and_keeps_current_results(
 
 
 def test_results_failing_verification_leave_current_results(
-    stack: OfflineStack, fake_sagemaker: FakeSageMaker
+    stack: WorkflowStack, fake_sagemaker: FakeSageMaker
 ) -> None:
     upload_photos(stack.s3, stack.bucket, PHOTOS)
     old = _seed_current_results(stack)
@@ -115,7 +115,7 @@ def test_results_failing_verification_leave_current_results(
     assert [n["Subject"] for n in stack.notifications()] == ["facetrain retraining failed"]
 
 
-def test_transient_error_is_retried(stack: OfflineStack, fake_sagemaker: FakeSageMaker) -> None:
+def test_transient_error_is_retried(stack: WorkflowStack, fake_sagemaker: FakeSageMaker) -> None:
     upload_photos(stack.s3, stack.bucket, PHOTOS)
     # The first DescribeTrainingJob (start's check for an existing job) is throttled: start raises
     # TransientError and the state's Retry runs it again.
@@ -124,13 +124,13 @@ def test_transient_error_is_retried(stack: OfflineStack, fake_sagemaker: FakeSag
     result = stack.run({"run_id": "flaky"}, name="exec-flaky")
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    failed = [(name, error) for name, _, error in stack.lambdas.calls if error]
+    failed = [(name, error) for name, error in stack.lambdas.invocations if error]
     assert failed == [("facetrain-StartFunction", "TransientError")]
     assert len(stack.fake_sagemaker.created) == 1
     assert [n["Subject"] for n in stack.notifications()] == ["facetrain retraining succeeded"]
 
 
-def test_invalid_input_fails_before_any_training_job(stack: OfflineStack) -> None:
+def test_invalid_input_fails_before_any_training_job(stack: WorkflowStack) -> None:
     upload_photos(stack.s3, stack.bucket, {"alice": 3, "bob": 1})
     stack.s3.put_object(Bucket=stack.bucket, Key="face_imgs/stray.jpg", Body=b"x")
     stack.s3.put_object(Bucket=stack.bucket, Key="face_imgs/bob/notes.txt", Body=b"x")
@@ -150,7 +150,22 @@ def test_invalid_input_fails_before_any_training_job(stack: OfflineStack) -> Non
     assert json.loads(stack.read("results/runs/exec-invalid/problems.json"))["problems"]
 
 
-def test_unknown_console_field_is_refused_by_name(stack: OfflineStack) -> None:
+def test_stray_files_are_left_out_with_a_warning_and_the_run_succeeds(stack: WorkflowStack) -> None:
+    upload_photos(stack.s3, stack.bucket, PHOTOS)
+    stack.s3.put_object(Bucket=stack.bucket, Key="face_imgs/README.md", Body=b"# team photos")
+
+    result = stack.run({"run_id": "with-readme"}, name="exec-readme")
+
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    manifest = json.loads(stack.read("results/runs/with-readme/manifest.json"))
+    assert "README.md" not in manifest[1:] and len(manifest) == 1 + sum(PHOTOS.values())
+    (warning,) = json.loads(stack.read("results/runs/with-readme/run.json"))["warnings"]
+    assert "face_imgs/README.md lies directly under" in warning
+    (notification,) = stack.notifications()
+    assert "Left out at validation: 1 object(s)" in notification["Message"]
+
+
+def test_unknown_console_field_is_refused_by_name(stack: WorkflowStack) -> None:
     upload_photos(stack.s3, stack.bucket, PHOTOS)
 
     result = stack.run({"instance_typ": "ml.m5.large"}, name="exec-typo")
@@ -161,7 +176,7 @@ def test_unknown_console_field_is_refused_by_name(stack: OfflineStack) -> None:
     assert stack.fake_sagemaker.created == []
 
 
-def test_s3_object_created_event_starts_a_run(stack: OfflineStack) -> None:
+def test_s3_object_created_event_starts_a_run(stack: WorkflowStack) -> None:
     upload_photos(stack.s3, stack.bucket, PHOTOS)
     event = json.loads((REPO_EVENTS / "s3-object-created.json").read_text())
     event["detail"]["bucket"]["name"] = stack.bucket

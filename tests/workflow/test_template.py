@@ -16,12 +16,17 @@ from pathlib import Path
 import pytest
 from facetrain_lambdas.run_input import StackDefaults
 from facetrain_lambdas.training_job import JOB_NAME_PREFIX, TrainingSettings
-from template_loader import REPO, TEMPLATE, Resolver, functions, load_template
+from facetrain_offline.runner import DEFAULT_TEMPLATE as TEMPLATE
+from facetrain_offline.runner import REPO_ROOT as REPO
+from facetrain_offline.runner import local_aws
+from facetrain_offline.stack import deploy
+from facetrain_offline.template import Template
+from support.workflow import IMAGE
 
 ASL = REPO / "state_machine" / "retraining.asl.json"
 SAM = REPO / ".venv-sam" / "bin" / "sam"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
-TEMPLATE_DATA = load_template()
+TEMPLATE_DATA = Template.load(TEMPLATE).body  # intrinsics in long form, Globals merged into functions
 DEFINITION = json.loads(ASL.read_text())
 # Actions without resource-level permissions: "*" is the narrowest resource they accept.
 STAR_RESOURCE_ACTIONS = {
@@ -114,6 +119,7 @@ def test_sam_build_makes_the_layer_for_python_3_13(tmp_path: Path) -> None:
     layer = build / "FacetrainLayer" / "python"
     assert {p.name for p in (layer / "facetrain").glob("*.py")} == {
         "__init__.py",
+        "contract.py",
         "hyperparameters.py",
         "config_files.py",
         "rules_file.py",
@@ -240,8 +246,9 @@ def test_data_bucket_is_private_encrypted_versioned_tls_only_with_eventbridge() 
 
 
 def test_functions_get_every_variable_their_handlers_read() -> None:
-    physical = {"DataBucket": "b", "SageMakerExecutionRole.Arn": "arn:aws:iam::1:role/r"}
-    specs = functions(TEMPLATE_DATA, Resolver(TEMPLATE_DATA, physical, {"TrainingImageUri": "i"}))
+    with local_aws():
+        stack = deploy(TEMPLATE, {"TrainingImageUri": IMAGE})
+    specs = {name: stack.function(name) for name in stack.template.of_type("AWS::Serverless::Function")}
     validate_env, start_env = specs["ValidateFunction"].environment, specs["StartFunction"].environment
     assert set(StackDefaults.ENVIRONMENT.values()) <= set(validate_env)
     assert set(TrainingSettings.ENVIRONMENT.values()) <= set(start_env)

@@ -1,5 +1,5 @@
-"""Test helpers shared by tests/lambdas and tests/workflow: photos in S3, a model.tar.gz like the training
-job writes (built with facetrain's own writers, no torch), and a SageMaker that "trains" in moto.
+"""Test doubles and data: photos in S3, a model.tar.gz like the training job writes (built with facetrain's
+own writers, no torch), and a SageMaker that "trains" in moto.
 """
 
 from __future__ import annotations
@@ -14,14 +14,22 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+from facetrain.contract import (
+    EMBEDDINGS_PKL,
+    ENROLLMENT_CSV,
+    IMAGES_CHANNEL,
+    METRICS_JSON,
+    REJECTED_CSV,
+    RULES_PY,
+)
 from facetrain.embeddings_file import dump_embeddings
 from facetrain.enrollment_csv import render_csv
 from facetrain.rules_file import render_rules
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.exceptions import JsonRESTError
 from moto.s3.models import s3_backends
 from moto.sagemaker.models import SageMakerModelBackend
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
 DIM = 512
 JPEG = b"\xff\xd8\xff\xe0" + b"0" * 200  # content is never decoded by the Lambdas
 
@@ -89,11 +97,11 @@ def model_files(
         "timings": {"total": 1.0},
     }
     return {
-        "final_mean_embeddings.csv": render_csv(rows, DIM, warning).encode(),
-        "rules.py": rules.encode(),
-        "saved_embeddings.pkl": pickle_buffer.getvalue(),
-        "rejected.csv": b"identity,photo,reason,message\nalice,alice/x.jpg,no_face,no face found\n",
-        "metrics.json": json.dumps(metrics).encode(),
+        ENROLLMENT_CSV: render_csv(rows, DIM, warning).encode(),
+        RULES_PY: rules.encode(),
+        EMBEDDINGS_PKL: pickle_buffer.getvalue(),
+        REJECTED_CSV: b"identity,photo,reason,message\nalice,alice/x.jpg,no_face,no face found\n",
+        METRICS_JSON: json.dumps(metrics).encode(),
     }
 
 
@@ -138,8 +146,8 @@ class FakeSageMaker:
             job.secondary_status = "Failed"
             job.failure_reason = self.fail_with
             return job
-        s3 = s3_backends[ACCOUNT]["aws"]
-        channel = next(c for c in kwargs["input_data_config"] if c["ChannelName"] == "face_imgs")
+        s3 = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+        channel = next(c for c in kwargs["input_data_config"] if c["ChannelName"] == IMAGES_CHANNEL)
         bucket, key = _s3_uri_parts(channel["DataSource"]["S3DataSource"]["S3Uri"])
         manifest = json.loads(s3.get_object(bucket, key).value)
         counts: dict[str, int] = {}
@@ -153,8 +161,6 @@ class FakeSageMaker:
         return job
 
     def _describe(self, original: Any, backend: SageMakerModelBackend, training_job_name: str) -> Any:
-        from moto.core.exceptions import JsonRESTError
-
         if self.throttle_describes:
             self.throttle_describes -= 1
             raise JsonRESTError("ThrottlingException", "Rate exceeded")

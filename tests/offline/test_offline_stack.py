@@ -1,0 +1,132 @@
+"""facetrain_offline's in-process Lambdas and template deployment, without the training job (fast)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+from typing import IO, Any
+
+import boto3
+import pytest
+from facetrain_offline.lambda_runtime import FunctionSpec, InProcessLambdas, LambdaContext
+from facetrain_offline.runner import DEFAULT_TEMPLATE, local_aws
+from facetrain_offline.stack import deploy, substitute_definition
+from facetrain_offline.template import TemplateError
+
+REGION = "eu-west-1"
+IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/facetrain:test"
+_bound_at_first_call: list[IO[str]] = []  # like a Powertools Logger, which binds sys.stdout at import
+
+
+class QuotaExceeded(Exception):
+    """An error class the state machine would match by name."""
+
+
+def failing_handler(event: Any, context: Any) -> Any:
+    raise QuotaExceeded(f"no room for {event['what']}")
+
+
+def not_json_handler(event: Any, context: Any) -> Any:
+    return {"when": object()}
+
+
+def environment_handler(event: Any, context: Any) -> Any:
+    return {"value": os.environ.get("OFFLINE_TEST_VARIABLE"), "arn": context.invoked_function_arn}
+
+
+def printing_handler(event: Any, context: Any) -> Any:
+    import sys
+
+    if not _bound_at_first_call:
+        _bound_at_first_call.append(sys.stdout)
+    print(f"print {event['n']}")
+    _bound_at_first_call[0].write(f"bound {event['n']}\n")
+    return None
+
+
+def _lambdas(handler: str, log: IO[str] | None = None, **environment: str) -> InProcessLambdas:
+    lambdas = InProcessLambdas(log_stream=log)
+    arn = f"arn:aws:lambda:{REGION}:123456789012:function:fn"
+    lambdas.register(FunctionSpec("fn", arn, f"{__name__}.{handler}", dict(environment)))
+    return lambdas
+
+
+def test_a_raised_exception_is_an_unhandled_error_named_after_its_class() -> None:
+    with local_aws(REGION):
+        client = boto3.client("lambda", region_name=REGION)
+        role = boto3.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        package = io.BytesIO()
+        with zipfile.ZipFile(package, "w") as archive:
+            archive.writestr("x.py", "")
+        client.create_function(
+            FunctionName="fn",
+            Runtime="python3.13",
+            Role=role,
+            Handler="x.y",
+            Code={"ZipFile": package.getvalue()},
+        )
+        lambdas = _lambdas("failing_handler")
+        with lambdas.installed():
+            response = client.invoke(FunctionName="fn", Payload=json.dumps({"what": "photos"}))
+    assert response["FunctionError"] == "Unhandled"
+    error = json.loads(response["Payload"].read())
+    assert error["errorType"] == "QuotaExceeded" and error["errorMessage"] == "no room for photos"
+    assert any("failing_handler" in frame for frame in error["stackTrace"])
+    assert lambdas.invocations == [("fn", "QuotaExceeded")]
+
+
+def test_a_result_that_is_not_json_is_a_marshal_error() -> None:
+    payload, error_type = _lambdas("not_json_handler").call("fn", {})
+    assert error_type == "Runtime.MarshalError"
+    assert json.loads(payload)["errorMessage"].startswith("Unable to marshal response")
+
+
+def test_the_function_environment_applies_during_the_call_only() -> None:
+    payload, error_type = _lambdas("environment_handler", OFFLINE_TEST_VARIABLE="set").call("fn", {})
+    assert error_type is None
+    assert json.loads(payload) == {"value": "set", "arn": f"arn:aws:lambda:{REGION}:123456789012:function:fn"}
+    assert "OFFLINE_TEST_VARIABLE" not in os.environ
+
+
+def test_output_goes_to_the_current_registry_log_even_from_streams_bound_earlier() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    _lambdas("printing_handler", first).call("fn", {"n": 1})
+    _lambdas("printing_handler", second).call("fn", {"n": 2})  # a later run in the same process
+    assert first.getvalue() == "print 1\nbound 1\n"
+    assert second.getvalue() == "print 2\nbound 2\n"
+
+
+def test_context_without_an_arn_gets_the_function_arn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    context = LambdaContext("validate")
+    assert context.invoked_function_arn == "arn:aws:lambda:eu-central-1:123456789012:function:validate"
+
+
+def test_a_substitution_the_template_does_not_define_is_an_error() -> None:
+    assert substitute_definition('{"R": "${A}"}', {"A": "x"}) == '{"R": "x"}'
+    with pytest.raises(TemplateError, match=r"\['B'\]"):
+        substitute_definition('{"R": "${A}", "S": "${B}"}', {"A": "x"})
+
+
+def test_deployed_functions_and_topic_deliveries(tmp_path: Path) -> None:
+    with local_aws(REGION):
+        stack = deploy(
+            DEFAULT_TEMPLATE,
+            {"TrainingImageUri": IMAGE},
+            region=REGION,
+            extra_environment={"AWS_MAX_ATTEMPTS": "1"},
+        )
+        environment = stack.function("ValidateFunction").environment
+        topic = stack.physical(stack.only("AWS::SNS::Topic"))
+        sns = boto3.client("sns", region_name=REGION)
+        sns.publish(TopicArn=topic, Subject="one", Message="first")
+        sns.publish(TopicArn=topic, Subject="two", Message="second")
+        delivered = stack.notifications()
+        again = stack.notifications()
+    assert environment["AWS_REGION"] == environment["AWS_DEFAULT_REGION"] == REGION
+    assert environment["AWS_MAX_ATTEMPTS"] == "1"  # extra_environment wins over the template's "5"
+    assert delivered == [{"Subject": "one", "Message": "first"}, {"Subject": "two", "Message": "second"}]
+    assert again == []

@@ -1,0 +1,93 @@
+"""The workflow under test: template.yaml deployed into moto by facetrain_offline (the stack `facetrain run`
+uses: real handlers in-process, the real ASL), with FakeSageMaker in place of training, and helpers to run
+executions and read what they left.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from facetrain_offline.lambda_runtime import InProcessLambdas
+from facetrain_offline.runner import DEFAULT_TEMPLATE, FINAL_STATUSES, local_aws
+from facetrain_offline.stack import ACCOUNT, LocalStack, deploy
+
+from support.testkit import FakeSageMaker
+
+REGION = "us-east-1"
+STACK_NAME = "facetrain"  # functions are named facetrain-<LogicalId>
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/facetrain:test"
+# Waits of 0 s, then at most 1 s: the loop runs as deployed, without the minutes.
+TEST_PARAMETERS = {"TrainingImageUri": IMAGE, "PollIntervalSeconds": "0", "MaxPollIntervalSeconds": "1"}
+# No botocore retries in the functions: throttling reaches the handlers' TransientError at once.
+TEST_ENVIRONMENT = {"AWS_MAX_ATTEMPTS": "1"}
+
+
+@dataclass
+class WorkflowStack:
+    """The deployed stack, its fake SageMaker, and clients of the local account."""
+
+    local: LocalStack
+    fake_sagemaker: FakeSageMaker
+    s3: Any = field(init=False)
+    sfn: Any = field(init=False)
+    sagemaker: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        session = boto3.Session(region_name=self.local.region)
+        self.s3, self.sfn, self.sagemaker = (session.client(n) for n in ("s3", "stepfunctions", "sagemaker"))
+
+    @property
+    def bucket(self) -> str:
+        return self.local.physical(self.local.only("AWS::S3::Bucket"))
+
+    @property
+    def state_machine_arn(self) -> str:
+        return self.local.physical(self.local.only("AWS::Serverless::StateMachine"))
+
+    @property
+    def lambdas(self) -> InProcessLambdas:
+        return self.local.lambdas
+
+    def run(self, execution_input: object, name: str, timeout: float = 60) -> dict[str, Any]:
+        """Start an execution and wait for it to end; return DescribeExecution."""
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn, name=name, input=json.dumps(execution_input)
+        )["executionArn"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            description = self.sfn.describe_execution(executionArn=arn)
+            if description["status"] in FINAL_STATUSES:
+                return description
+            time.sleep(0.05)
+        raise TimeoutError(f"execution {name} still running after {timeout} s")
+
+    def history(self, execution_arn: str) -> list[dict[str, Any]]:
+        return self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+
+    def notifications(self) -> list[dict[str, str]]:
+        """Messages published to the notification topic since the last call: {"Subject", "Message"}."""
+        return self.local.notifications()
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+
+@contextmanager
+def deployed_workflow(fake_sagemaker: FakeSageMaker) -> Iterator[WorkflowStack]:
+    """template.yaml deployed into a fresh moto account, handlers and FakeSageMaker installed."""
+    with local_aws(REGION):
+        local = deploy(
+            DEFAULT_TEMPLATE,
+            TEST_PARAMETERS,
+            stack_name=STACK_NAME,
+            region=REGION,
+            extra_environment=TEST_ENVIRONMENT,
+        )
+        with local.lambdas.installed(), fake_sagemaker.installed():
+            yield WorkflowStack(local, fake_sagemaker)
