@@ -52,8 +52,10 @@ def render_csv(
 
 def parse_csv(text: str, dimension: int | None = None) -> list[tuple[str, int, np.ndarray]]:
     """Parse and check the CSV: header, unique identities, counts ≥ 1, finite values of one dimension."""
-    lines = [line for line in text.splitlines(keepends=True) if not line.startswith(COMMENT)]
-    reader = csv.reader(lines, quoting=csv.QUOTE_NONNUMERIC)
+    body = text
+    while body.startswith(COMMENT):  # only the leading comment lines: a quoted name may hold "\n#"
+        body = body.partition("\n")[2]
+    reader = csv.reader(io.StringIO(body, newline=""), quoting=csv.QUOTE_NONNUMERIC)
     try:
         head = next(reader)
     except StopIteration:

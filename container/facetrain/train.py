@@ -12,25 +12,12 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from types import FrameType
 
-from .config_files import ConfigError
-from .faces import DeviceError, WeightsError
-from .hyperparameters import SettingsError
-from .job import JobFailure, run_job
-from .sagemaker_env import ContractError, base_dir_from_env, load_environment
+from . import stopping
+from .sagemaker_env import base_dir_from_env
 
 log = logging.getLogger("facetrain")
 EXIT_STOPPED = 128 + signal.SIGTERM
-EXPECTED_FAILURES = (JobFailure, SettingsError, ConfigError, ContractError, WeightsError, DeviceError)
-
-
-class JobStopped(Exception):
-    """SIGTERM arrived: SageMaker is stopping the job."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise JobStopped
 
 
 def write_failure(base_dir: Path, message: str) -> None:
@@ -55,23 +42,29 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
     )
     base_dir = base_dir_from_env()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = stopping.install()  # before the heavy imports: a stop during start-up is handled too
     try:
-        env = load_environment(base_dir)
-        run_job(env)
-        return 0
-    except JobStopped:
-        message = (
-            "Stopped: the job received SIGTERM (StopTrainingJob) and ended before writing an enrollment."
-        )
+        # Imported here, after the handler: torch takes seconds to import.
+        from .config_files import ConfigError
+        from .faces import DeviceError, WeightsError
+        from .hyperparameters import SettingsError
+        from .job import JobFailure, run_job
+        from .sagemaker_env import ContractError, load_environment
+
+        expected = (JobFailure, SettingsError, ConfigError, ContractError, WeightsError, DeviceError)
+        try:
+            run_job(load_environment(base_dir))
+            return 0
+        except expected as exc:
+            message = str(exc)
+            log.error("job failed: %s", message)
+            write_failure(base_dir, message)
+            return 1
+    except stopping.JobStopped as exc:
+        message = f"Stopped: {exc}; model/ holds no partial output."
         log.warning(message)
         write_failure(base_dir, message)
         return EXIT_STOPPED
-    except EXPECTED_FAILURES as exc:
-        message = str(exc)
-        log.error("job failed: %s", message)
-        write_failure(base_dir, message)
-        return 1
     except Exception as exc:
         log.error("internal error:\n%s", traceback.format_exc())
         write_failure(

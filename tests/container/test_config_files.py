@@ -61,12 +61,6 @@ def test_refusal_names_the_given_file():
         parse_constants("import os\n", filename="cfg/constants.py")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG config_files.py:43-44: ast.literal_eval raises TypeError for unhashable dict keys or set "
-    "items; it escapes parse_constants, so the job reports 'Internal error … facetrain bug' instead of the "
-    "file and line",
-)
 @pytest.mark.parametrize("source", ["X = {[1]: 2}\n", "X = {[]}\n"])
 def test_unhashable_literal_is_a_config_error(source):
     with pytest.raises(ConfigError, match=r"constants\.py line 1"):

@@ -106,12 +106,6 @@ def test_rejected_csv_keeps_hostile_names(sagemaker_tree, run_job, shared_data):
     assert HOSTILE in sagemaker_tree.metrics()["identities_excluded"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG enrollment_csv.py:55 (parse_csv drops lines starting with '#' inside quoted fields): a "
-    "folder named 'x\\n#y' makes write_enrollment's parse-back raise, and the whole job fails as an "
-    "internal error",
-)
 def test_identity_with_newline_and_hash(sagemaker_tree, run_job, shared_data):
     sagemaker_tree.add_photo("x\n#y", "1.jpg", shared_data / "faces-small" / "kate_siegel" / "1.jpg")
     sagemaker_tree.add_photo("kate", "1.jpg", shared_data / "faces-small" / "kate_siegel" / "1.jpg")
