@@ -13,7 +13,7 @@ from .config_files import read_config_dir
 from .enrollment import Enrollment, EnrollmentBuilder
 from .faces import EMBEDDING_DIM, FaceEncoder, choose_device, resolve_weights
 from .hyperparameters import Hyperparameters, parse_settings
-from .outputs import NOT_FOR_PRODUCTION, write_enrollment, write_report_files
+from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
 from .photos import list_channel
 from .pipeline import PhotoPipeline
 from .sagemaker_env import CONFIG_CHANNEL, IMAGES_CHANNEL, WEIGHTS_CHANNEL, TrainingEnvironment
@@ -131,13 +131,13 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
     timings = {"model_setup": round(setup_seconds, 4), **pipeline.times.as_dict()}
     if not enrollment.identities:
         metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
-        write_report_files(env.model_dir, enrollment, metrics)
+        write_outputs(env.model_dir, render_reports(enrollment, metrics))
         raise JobFailure(_failure_summary(enrollment))
-    write_started = time.perf_counter()
-    write_enrollment(env.model_dir, enrollment, settings.model_dump(mode="json"), run)
-    timings["write"] = round(time.perf_counter() - write_started, 4)
+    render_started = time.perf_counter()
+    files = render_enrollment(enrollment, settings.model_dump(mode="json"), run)
+    timings["write"] = round(time.perf_counter() - render_started, 4)
     metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
-    write_report_files(env.model_dir, enrollment, metrics)
+    write_outputs(env.model_dir, {**files, **render_reports(enrollment, metrics)})
     log.info(
         "enrolled %d identities from %d of %d photos (%s photos/s); %d rejected",
         len(enrollment.identities),

@@ -1,4 +1,4 @@
-"""Write the job's files into model/: each rendered and checked first, then moved in atomically."""
+"""Render the job's files (each checked by reading it back), then move them into model/ all at once."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from .embeddings_file import dump_embeddings
 from .enrollment import Enrollment
 from .enrollment_csv import parse_csv, render_csv
 from .rules_file import render_rules
+from .stopping import signals_deferred
 
 NOT_FOR_PRODUCTION = (
     "NOT FOR PRODUCTION: embeddings from random weights (weights=none), for tests only; "
@@ -27,7 +28,7 @@ def render_rejected(enrollment: Enrollment, warning: str | None) -> str:
     buffer = io.StringIO()
     if warning:
         buffer.write(f"# {warning}\n")
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")  # no row starts with '#'
     writer.writerow(["identity", "photo", "reason", "message"])
     for row in enrollment.rejected:
         writer.writerow([row.identity, row.photo, row.reason, row.message])
@@ -52,36 +53,19 @@ def rules_data(enrollment: Enrollment, settings: Mapping[str, object], run: Mapp
     }
 
 
-def _write_atomic(directory: Path, name: str, payload: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(payload)
-        Path(temporary).chmod(0o644)
-        Path(temporary).replace(directory / name)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def write_report_files(model_dir: Path, enrollment: Enrollment, metrics: Mapping[str, object]) -> None:
+def render_reports(enrollment: Enrollment, metrics: Mapping[str, object]) -> dict[str, bytes]:
     """rejected.csv and metrics.json: written whether or not an enrollment could be made."""
-    model_dir.mkdir(parents=True, exist_ok=True)
     warning = NOT_FOR_PRODUCTION if metrics.get("not_for_production") else None
-    _write_atomic(model_dir, REJECTED_CSV, render_rejected(enrollment, warning).encode())
-    _write_atomic(
-        model_dir, METRICS_JSON, (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode()
-    )
+    return {
+        REJECTED_CSV: render_rejected(enrollment, warning).encode(),
+        METRICS_JSON: (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode(),
+    }
 
 
-def write_enrollment(
-    model_dir: Path,
-    enrollment: Enrollment,
-    settings: Mapping[str, object],
-    run: Mapping[str, object],
-) -> None:
-    """final_mean_embeddings.csv, rules.py and saved_embeddings.pkl, each verified before it is moved in."""
-    model_dir.mkdir(parents=True, exist_ok=True)
+def render_enrollment(
+    enrollment: Enrollment, settings: Mapping[str, object], run: Mapping[str, object]
+) -> dict[str, bytes]:
+    """final_mean_embeddings.csv, rules.py and saved_embeddings.pkl, each verified by reading it back."""
     warning = NOT_FOR_PRODUCTION if run["not_for_production"] else None
     dimension = int(run["embedding_dim"])  # type: ignore[call-overload]
     table = render_csv(
@@ -89,11 +73,32 @@ def write_enrollment(
     )
     if [row[0] for row in parse_csv(table, dimension)] != [item.identity for item in enrollment.identities]:
         raise RuntimeError("final_mean_embeddings.csv did not parse back to the enrolled identities")
-    rules = render_rules(rules_data(enrollment, settings, run))
     pickled = io.BytesIO()
     dump_embeddings(
         {**run, "warning": warning, "hyperparameters": dict(settings)}, enrollment.records, pickled
     )
-    _write_atomic(model_dir, EMBEDDINGS_PKL, pickled.getvalue())
-    _write_atomic(model_dir, RULES_PY, rules.encode())
-    _write_atomic(model_dir, ENROLLMENT_CSV, table.encode())
+    return {
+        EMBEDDINGS_PKL: pickled.getvalue(),
+        RULES_PY: render_rules(rules_data(enrollment, settings, run)).encode(),
+        ENROLLMENT_CSV: table.encode(),
+    }
+
+
+def write_outputs(model_dir: Path, files: Mapping[str, bytes]) -> None:
+    """Write the files under temporary names, then move them all into model/ with SIGTERM deferred, so
+    that model/ holds either none or all of them."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, str]] = []
+    try:
+        for name, payload in files.items():
+            handle, temporary = tempfile.mkstemp(dir=model_dir, prefix=f".{name}.")
+            staged.append((Path(temporary), name))
+            with os.fdopen(handle, "wb") as out:
+                out.write(payload)
+            Path(temporary).chmod(0o644)
+        with signals_deferred():
+            for temporary, name in staged:
+                temporary.replace(model_dir / name)
+    finally:
+        for temporary, _ in staged:
+            temporary.unlink(missing_ok=True)

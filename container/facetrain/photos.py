@@ -115,14 +115,22 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def configure_pillow(max_pixels: int) -> None:
+    """Set Pillow's process-wide bomb guard once, from the main thread, before photos are decoded.
+
+    Pillow refuses images over twice MAX_IMAGE_PIXELS itself and only warns between once and twice;
+    `_open_checked` refuses those from the header, so the warning is silenced rather than caught per call
+    (warnings filters are not thread-safe).
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
     """Open (header only) and refuse photos over the pixel budget before any decoding."""
-    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
         raise PhotoRejected(
             "too_large",
             f"more than max_image_pixels={max_pixels} pixels; resize the photo or raise max_image_pixels",

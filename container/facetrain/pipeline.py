@@ -18,7 +18,7 @@ import torch
 
 from .faces import DetectedFace, FaceEncoder
 from .hyperparameters import Hyperparameters
-from .photos import DecodedPhoto, PhotoRef, PhotoRejected, Rejection, decode_photo
+from .photos import DecodedPhoto, PhotoRef, PhotoRejected, Rejection, configure_pillow, decode_photo
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class PhotoPipeline:
         self.prefetch = prefetch
         self.on_progress = on_progress
         self.times = StageTimes()
+        configure_pillow(settings.max_image_pixels)
 
     def _decode(self, photo: PhotoRef) -> tuple[DecodedPhoto | None, Rejection | None, float]:
         started = time.perf_counter()

@@ -113,12 +113,6 @@ def test_identity_with_newline_and_hash(sagemaker_tree, run_job, shared_data):
     assert [name for name, _, _ in sagemaker_tree.enrollment()] == ["kate", "x\n#y"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG outputs.py:34 render_rejected writes rejected.csv with QUOTE_MINIMAL: a row whose identity "
-    "starts with '#' begins with '#', like the '# NOT FOR PRODUCTION' comment line, and readers skip it "
-    "(fix: quoting=csv.QUOTE_ALL, as final_mean_embeddings.csv quotes its strings)",
-)
 def test_rejected_row_of_identity_starting_with_hash_is_not_a_comment(sagemaker_tree, run_job, shared_data):
     sagemaker_tree.add_photo("kate", "1.jpg", shared_data / "faces-small" / "kate_siegel" / "1.jpg")
     sagemaker_tree.add_photo("#team", "bad.jpg", b"not an image")

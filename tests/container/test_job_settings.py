@@ -275,7 +275,7 @@ def test_named_weights_from_channel_are_production_outputs(kate_tree, run_job, w
     assert "NOT FOR PRODUCTION" not in kate_tree.rules_text()
     assert kate_tree.rules()["not_for_production"] is False
     assert kate_tree.rules()["weights_sha256"] == metrics["weights_sha256"]
-    assert kate_tree.rejected_text().startswith("identity,photo,reason,message")
+    assert kate_tree.rejected_text().startswith('"identity","photo","reason","message"')
     assert kate_tree.embeddings()["metadata"]["warning"] is None
 
 

@@ -1,0 +1,41 @@
+"""SIGTERM while the outputs are moved into model/: the move completes, then the job stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from facetrain import outputs, stopping
+
+
+def test_sigterm_during_the_commit_waits_for_every_file(tmp_path, monkeypatch):
+    previous = stopping.install()
+    real_replace = type(tmp_path).replace
+    moved: list[str] = []
+
+    def replace_then_signal(self, target):
+        result = real_replace(self, target)
+        moved.append(target.name)
+        if len(moved) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives after the first file is in place
+        return result
+
+    monkeypatch.setattr(type(tmp_path), "replace", replace_then_signal)
+    try:
+        with pytest.raises(stopping.JobStopped, match="while writing its outputs"):
+            outputs.write_outputs(tmp_path / "model", {"a.csv": b"a", "b.py": b"b", "c.pkl": b"c"})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["a.csv", "b.py", "c.pkl"]
+
+
+def test_sigterm_outside_a_deferred_block_stops_at_once():
+    previous = stopping.install()
+    try:
+        with pytest.raises(stopping.JobStopped):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
