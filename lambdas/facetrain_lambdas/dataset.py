@@ -9,8 +9,9 @@ error (files directly under the prefix, which it reports in rejected.csv, and an
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,6 +151,18 @@ def check_photos(
     snapshot.skipped = len(stray) + skipped.total()
     snapshot.fingerprint = digest.hexdigest()
     return snapshot, problems
+
+
+def run_fingerprint(photos: str, config: Iterable[ListedObject], settings: Mapping[str, Any]) -> str:
+    """What a run trains on: the photos' fingerprint, the config files (key, ETag) and the resolved settings.
+
+    Equal fingerprints mean a retrain would reproduce the published enrollment.
+    """
+    digest = hashlib.sha256(f"photos\0{photos}\n".encode())
+    for obj in sorted(config, key=lambda o: o.key):
+        digest.update(f"config\0{obj.key}\0{obj.etag}\n".encode())
+    digest.update(("settings\0" + json.dumps(settings, sort_keys=True)).encode())
+    return digest.hexdigest()
 
 
 def manifest(bucket: str, prefix: str, relative_keys: Iterable[str]) -> list[object]:

@@ -14,10 +14,11 @@ from .errors import transient_aws_errors
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 
 NO_REASON = "SageMaker gave no FailureReason"
-# States of a wait/poll loop iteration (Wait, Poll, Choice) and of the rest of a successful run
-# (Validate, Start, Publish, NotifySuccess): see state_machine/retraining.asl.json.
+# States of a wait/poll loop iteration (Wait, Poll, Choice) and of the rest of a successful console run
+# (RouteTrigger, Validate, AnythingToTrain, Start, Publish, RunEnded, NotifySuccess): see
+# state_machine/retraining.asl.json.
 LOOP_TRANSITIONS = 3
-OTHER_TRANSITIONS = 4
+OTHER_TRANSITIONS = 7
 
 
 class PollEvent(BaseModel):

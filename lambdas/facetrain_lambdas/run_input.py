@@ -21,6 +21,16 @@ _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ConsoleHyperparameters = dict[str, str | int | float | bool | list[Any] | None]
 
 
+class UploadBatch(BaseModel):
+    """The upload-batch bookkeeping the state machine carries (see upload_batch.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generation: int = Field(ge=0)
+    settled: bool | None = None
+    wait_seconds: int | None = None
+
+
 class ConsoleInput(BaseModel):
     """What an operator may pass to StartExecution. Missing fields take the stack's defaults."""
 
@@ -41,6 +51,12 @@ class ConsoleInput(BaseModel):
     )
     instance_count: Annotated[int, Field(ge=1, le=20)] | None = Field(None, description="Training instances.")
     run_id: str | None = Field(None, description="Id of this run (default: the execution name).")
+    force: bool = Field(
+        False, description="Retrain even when photos, config and settings match the published run."
+    )
+    upload_batch: UploadBatch | None = Field(
+        None, description="Set by the upload trigger: the batch of uploads this execution trains on."
+    )
 
 
 VALID_FIELDS: tuple[str, ...] = tuple(ConsoleInput.model_fields)
@@ -82,7 +98,7 @@ class RunRequest(BaseModel):
 
     run_id: str
     execution: str
-    source: Literal["console", "s3-event"]
+    source: Literal["console", "s3-event", "upload-batch"]
     bucket: str
     images_prefix: str
     config_prefix: str
@@ -91,6 +107,7 @@ class RunRequest(BaseModel):
     instance_type: str
     instance_count: int
     trigger_key: str | None = None
+    force: bool = False
 
 
 def _describe(error: Mapping[str, Any]) -> str:
@@ -122,7 +139,7 @@ def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> Run
             [f"the execution input must be a JSON object with fields {', '.join(VALID_FIELDS)}"]
         )
     trigger_key = None
-    source: Literal["console", "s3-event"] = "console"
+    source: Literal["console", "s3-event", "upload-batch"] = "console"
     try:
         if is_s3_event(raw):
             event = S3EventNotificationEventBridgeModel.model_validate(raw)
@@ -130,6 +147,8 @@ def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> Run
             trigger_key, source = event.detail.object.key, "s3-event"
         else:
             console = ConsoleInput.model_validate(raw)
+            if console.upload_batch is not None:
+                source = "upload-batch"
     except ValidationError as exc:
         raise InvalidInput([_describe(error) for error in exc.errors()]) from None
 
@@ -176,5 +195,6 @@ def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> Run
         instance_type=instance_type,
         instance_count=console.instance_count or defaults.instance_count,
         trigger_key=trigger_key,
+        force=console.force,
         **prefixes,
     )

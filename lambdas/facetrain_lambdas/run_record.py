@@ -17,7 +17,7 @@ VERSION = 1
 class DatasetSummary(BaseModel):
     """What validate saw under the images prefix."""
 
-    fingerprint: str
+    fingerprint: str  # of the photos, the config files and the resolved settings (see run_fingerprint)
     identities: int
     images: int
     bytes: int
@@ -48,6 +48,7 @@ class RunRecord(BaseModel):
     cfg_manifest_key: str | None
     dataset: DatasetSummary
     warnings: list[str] = Field(default_factory=list)  # what validation left out of the run, and why
+    no_change: bool = False  # same fingerprint as the published run, and not forced: nothing to train
 
     @property
     def layout(self) -> RunLayout:
@@ -64,6 +65,7 @@ class RunPointer(BaseModel):
     dataset_fingerprint: str
     identities: int
     images: int
+    no_change: bool = False
 
 
 def read_json(s3: Any, bucket: str, key: str) -> Any:

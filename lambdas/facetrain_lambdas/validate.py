@@ -13,8 +13,8 @@ from facetrain.hyperparameters import to_sagemaker_strings
 from pydantic import BaseModel
 
 from .clients import client
-from .config_check import resolve_settings
-from .dataset import DEFAULT_PAGE_SIZE, check_photos, list_objects, manifest
+from .config_check import config_files, resolve_settings
+from .dataset import DEFAULT_PAGE_SIZE, check_photos, list_objects, manifest, run_fingerprint
 from .errors import InvalidInput, transient_aws_errors
 from .layout import RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
@@ -48,6 +48,25 @@ def _recorded(warnings: list[str]) -> list[str]:
     if len(warnings) <= MAX_RECORDED_WARNINGS:
         return warnings
     return [*warnings[:MAX_RECORDED_WARNINGS], f"… and {len(warnings) - MAX_RECORDED_WARNINGS} more"]
+
+
+def published_fingerprint(s3: Any, layout: RunLayout) -> str | None:
+    """The dataset fingerprint of the currently published run (latest.json), if any.
+
+    An unreadable latest.json counts as no published run: retraining then replaces it.
+    """
+    try:
+        latest = read_json(s3, layout.bucket, layout.latest_key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    except ValueError:
+        logger.warning(
+            "latest.json is not JSON: comparing with no published run", extra={"key": layout.latest_key}
+        )
+        return None
+    return latest.get("dataset_fingerprint") if isinstance(latest, dict) else None
 
 
 @tracer.capture_method
@@ -115,8 +134,14 @@ def validate_run(
             cfg_manifest_key,
             manifest(request.bucket, request.config_prefix, resolved.config_keys),
         )
+    fingerprint = run_fingerprint(
+        snapshot.fingerprint,
+        config_files(config_objects, request.config_prefix),
+        resolved.settings.model_dump(mode="json"),
+    )
+    no_change = not request.force and published_fingerprint(s3, layout) == fingerprint
     dataset = DatasetSummary(
-        fingerprint=snapshot.fingerprint,
+        fingerprint=fingerprint,
         identities=len(snapshot.identities),
         images=len(snapshot.keys),
         bytes=snapshot.total_bytes,
@@ -144,7 +169,12 @@ def validate_run(
     write_json(s3, request.bucket, layout.run_record_key, record.model_dump(mode="json"))
     metrics.add_metric(name="Identities", unit=MetricUnit.Count, value=dataset.identities)
     metrics.add_metric(name="Images", unit=MetricUnit.Count, value=dataset.images)
-    logger.info("run validated", extra={"run_id": request.run_id, "dataset": dataset.model_dump()})
+    if no_change:
+        metrics.add_metric(name="RunsWithoutChange", unit=MetricUnit.Count, value=1)
+    logger.info(
+        "run validated",
+        extra={"run_id": request.run_id, "dataset": dataset.model_dump(), "no_change": no_change},
+    )
     return RunPointer(
         run_id=request.run_id,
         bucket=request.bucket,
@@ -153,6 +183,7 @@ def validate_run(
         dataset_fingerprint=dataset.fingerprint,
         identities=dataset.identities,
         images=dataset.images,
+        no_change=no_change,
     )
 
 

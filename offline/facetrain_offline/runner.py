@@ -24,6 +24,7 @@ from typing import IO, Any
 import boto3
 from moto import mock_aws
 
+from .event_sources import s3_events_as_aws_sends_them
 from .lambda_runtime import InProcessLambdas, environment
 from .stack import LocalStack, deploy
 from .training_backend import LocalTrainingBackend
@@ -56,11 +57,13 @@ class RunOptions:
 
 @contextlib.contextmanager
 def local_aws(region: str = REGION) -> Iterator[None]:
-    """moto with the real ASL interpreter and Docker-less Lambda, plus the environment boto3 needs."""
+    """moto with the real ASL interpreter and Docker-less Lambda, S3 events as AWS sends them, and the
+    environment boto3 needs."""
     fake_credentials = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # moto accepts any
     with (
         environment({"AWS_DEFAULT_REGION": region, **fake_credentials}),
         mock_aws(config=MOCK_CONFIG),  # type: ignore[arg-type]
+        s3_events_as_aws_sends_them(),
     ):
         yield
 

@@ -1,8 +1,10 @@
-"""Deploy template.yaml into moto: the bucket, the topic, the Lambdas (real handlers, in-process) and the
-state machine (the real ASL with its DefinitionSubstitutions), all named and wired as the template says.
+"""Deploy template.yaml into moto: the bucket (with its EventBridge notifications), the topic, the queues,
+the table, the EventBridge rules, the Lambdas (real handlers, in-process) and the state machine (the real
+ASL with its DefinitionSubstitutions), all named and wired as the template says.
 
 Each topic also gets a local SQS queue subscribed to it, so that what would have been e-mailed can be
-read back (LocalStack.notifications).
+read back (LocalStack.notifications). The functions' SQS event sources are recorded (LocalStack.
+event_sources) for the local event-source poller (event_sources.py).
 """
 
 from __future__ import annotations
@@ -40,10 +42,24 @@ NOT_DEPLOYED = {
 _DEPLOYED = {
     "AWS::S3::Bucket",
     "AWS::SNS::Topic",
+    "AWS::SQS::Queue",
+    "AWS::DynamoDB::Table",
+    "AWS::Events::Rule",
     "AWS::IAM::Role",
     "AWS::Serverless::Function",
     "AWS::Serverless::StateMachine",
 }
+
+
+@dataclass(frozen=True)
+class SqsEventSource:
+    """A function's SQS event source (SAM `Events: {Type: SQS}`), as the Lambda service would poll it."""
+
+    function: str  # physical function name
+    queue_url: str
+    batch_size: int
+    batching_window_seconds: int
+    report_batch_item_failures: bool
 
 
 @dataclass
@@ -56,6 +72,7 @@ class LocalStack:
     region: str
     skipped: dict[str, str] = field(default_factory=dict)  # logical id → why it is not deployed
     topic_queues: dict[str, str] = field(default_factory=dict)  # topic logical id → URL of its SQS queue
+    event_sources: list[SqsEventSource] = field(default_factory=list)
 
     def physical(self, logical_id: str) -> str:
         return self.resolver.physical_ids[logical_id]
@@ -111,7 +128,7 @@ def _assign_names(template: Template, resolver: Resolver, stack: str, region: st
             resolver.physical_ids[logical_id] = name
             resolver.attributes[(logical_id, "Arn")] = arn % ("lambda", f"function:{name}")
         elif kind == "AWS::Serverless::StateMachine":
-            name = _physical_name(stack, logical_id, "statemachine")
+            name = _declared_name(resolver, properties.get("Name")) or _physical_name(stack, logical_id, "sm")
             resolver.physical_ids[logical_id] = arn % ("states", f"stateMachine:{name}")
             resolver.attributes[(logical_id, "Name")] = name
             resolver.attributes[(logical_id, "Arn")] = arn % ("states", f"stateMachine:{name}")
@@ -119,6 +136,19 @@ def _assign_names(template: Template, resolver: Resolver, stack: str, region: st
             name = _physical_name(stack, logical_id, "role")
             resolver.physical_ids[logical_id] = name
             resolver.attributes[(logical_id, "Arn")] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+        elif kind == "AWS::SQS::Queue":
+            name = _physical_name(stack, logical_id, "queue")[:80]
+            resolver.physical_ids[logical_id] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"
+            resolver.attributes[(logical_id, "Arn")] = arn % ("sqs", name)
+            resolver.attributes[(logical_id, "QueueName")] = name
+        elif kind == "AWS::DynamoDB::Table":
+            name = _physical_name(stack, logical_id, "table")
+            resolver.physical_ids[logical_id] = name
+            resolver.attributes[(logical_id, "Arn")] = arn % ("dynamodb", f"table/{name}")
+        elif kind == "AWS::Events::Rule":
+            name = _physical_name(stack, logical_id, "rule")
+            resolver.physical_ids[logical_id] = name
+            resolver.attributes[(logical_id, "Arn")] = arn % ("events", f"rule/{name}")
         elif kind == "AWS::Logs::LogGroup":
             name = f"/local/{stack}/{logical_id}"
             resolver.physical_ids[logical_id] = name
@@ -126,7 +156,11 @@ def _assign_names(template: Template, resolver: Resolver, stack: str, region: st
         else:
             resolver.physical_ids[logical_id] = _physical_name(stack, logical_id, "other")
             resolver.attributes[(logical_id, "Arn")] = arn % ("local", f"{logical_id}")
-        del properties
+
+
+def _declared_name(resolver: Resolver, value: Any) -> str | None:
+    """A name the template sets explicitly (it may only use parameters and pseudo parameters)."""
+    return None if value is None else str(resolver.resolve(value))
 
 
 def _placeholder_zip() -> bytes:
@@ -144,6 +178,28 @@ def substitute_definition(text: str, substitutions: dict[str, Any]) -> str:
     if missing:
         raise TemplateError(f"the definition uses substitutions the template does not define: {missing}")
     return _SUBSTITUTION.sub(lambda match: str(substitutions[match.group(1)]), text)
+
+
+def _sqs_event_sources(resolver: Resolver, function: str, properties: dict[str, Any]) -> list[SqsEventSource]:
+    """The function's SAM SQS events (queue given by ARN, as the template does)."""
+    sources = []
+    for event in properties.get("Events", {}).values():
+        if event.get("Type") != "SQS":
+            continue
+        options = event["Properties"]
+        queue_name = options["Queue"].rsplit(":", 1)[-1]
+        queue_url = f"https://sqs.{resolver.region}.amazonaws.com/{resolver.account}/{queue_name}"
+        sources.append(
+            SqsEventSource(
+                function=function,
+                queue_url=queue_url,
+                batch_size=int(options.get("BatchSize", 10)),
+                batching_window_seconds=int(options.get("MaximumBatchingWindowInSeconds", 0)),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in options.get("FunctionResponseTypes", []),
+            )
+        )
+    return sources
 
 
 def _subscribe_queue(sqs: Any, sns: Any, topic_arn: str, queue_name: str) -> str:
@@ -180,6 +236,8 @@ def deploy(
     _assign_names(template, resolver, stack_name, region)
     stack = LocalStack(template, resolver, InProcessLambdas(), region)
     s3 = boto3.client("s3", region_name=region)
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    events = boto3.client("events", region_name=region)
     sns = boto3.client("sns", region_name=region)
     sqs = boto3.client("sqs", region_name=region)
     iam = boto3.client("iam", region_name=region)
@@ -207,6 +265,39 @@ def deploy(
             s3.create_bucket(Bucket=name, **location)
             if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
                 s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+            notifications = properties.get("NotificationConfiguration", {})
+            if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+                s3.put_bucket_notification_configuration(
+                    Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+                )
+        elif kind == "AWS::SQS::Queue":
+            attributes = {
+                key: json.dumps(value) if isinstance(value, dict) else str(value)
+                for key, value in properties.items()
+                if key in ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "DelaySeconds")
+            }
+            sqs.create_queue(QueueName=resolver.attributes[(logical_id, "QueueName")], Attributes=attributes)
+        elif kind == "AWS::DynamoDB::Table":
+            dynamodb.create_table(
+                TableName=name,
+                AttributeDefinitions=properties["AttributeDefinitions"],
+                KeySchema=properties["KeySchema"],
+                BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+            )
+        elif kind == "AWS::Events::Rule":
+            events.put_rule(
+                Name=name,
+                EventPattern=json.dumps(properties["EventPattern"]),
+                State=properties.get("State", "ENABLED"),
+                EventBusName=properties.get("EventBusName", "default"),
+            )
+            events.put_targets(
+                Rule=name,
+                EventBusName=properties.get("EventBusName", "default"),
+                Targets=[
+                    {"Id": target["Id"], "Arn": target["Arn"]} for target in properties.get("Targets", [])
+                ],
+            )
         elif kind == "AWS::SNS::Topic":
             topic_name = resolver.attributes[(logical_id, "TopicName")]
             topic_arn = sns.create_topic(Name=topic_name)["TopicArn"]
@@ -239,13 +330,14 @@ def deploy(
                     memory_mb=int(properties.get("MemorySize", 128)),
                 )
             )
+            stack.event_sources.extend(_sqs_event_sources(resolver, name, properties))
         elif kind == "AWS::Serverless::StateMachine":
             definition_path = template.path.parent / properties["DefinitionUri"]
             definition = substitute_definition(
                 definition_path.read_text(encoding="utf-8"), properties.get("DefinitionSubstitutions", {})
             )
             sfn.create_state_machine(
-                name=resolver.attributes[(logical_id, "Name")],
+                name=resolver.physical_ids[logical_id].rsplit(":", 1)[-1],
                 definition=definition,
                 roleArn=role_arn,
                 type=properties.get("Type", "STANDARD"),

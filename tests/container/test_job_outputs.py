@@ -130,7 +130,7 @@ def test_rejected_csv_is_empty_but_marked(dev_run):
     assert dev_run.rejected_text().splitlines() == [
         "# NOT FOR PRODUCTION: embeddings from random weights (weights=none), for tests only; "
         "they do not recognise anyone",
-        "\"identity\",\"photo\",\"reason\",\"message\"",
+        '"identity","photo","reason","message"',
     ]
 
 

@@ -40,7 +40,7 @@ def test_run_publishes_results_and_a_run_summary(shared_data, tmp_path, capsys):
     assert summary["training_jobs_started"] == 1
     assert summary["training_job_name"]
     states = [visit["state"] for visit in summary["history"]]
-    assert states[0] == "Validate" and "Publish" in states and "NotifySuccess" in states
+    assert states[:2] == ["RouteTrigger", "Validate"] and "Publish" in states and "NotifySuccess" in states
     assert all(visit["seconds"] is not None and visit["seconds"] >= 0 for visit in summary["history"])
     # The published files, as they land at the results prefix.
     rows = parse_csv((out / "final_mean_embeddings.csv").read_text(), 512)
@@ -83,7 +83,7 @@ def test_an_empty_folder_fails_at_validation_and_starts_no_job(tmp_path, capsys)
     assert summary["status"] == "FAILED"
     assert summary["training_jobs_started"] == 0
     assert summary["error"] == "InvalidInput"
-    assert summary["history"][0]["state"] == "Validate"
+    assert [v["state"] for v in summary["history"]][:2] == ["RouteTrigger", "Validate"]
     assert "StartTrainingJob" not in [visit["state"] for visit in summary["history"]]
     assert "InvalidInput" in screen
     (notification,) = summary["notifications"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -127,12 +128,13 @@ class FakeSageMaker:
 
     On CreateTrainingJob it reads the images manifest and writes a model.tar.gz enrolling every identity
     listed there (or marks the job Failed with `failure_reason`). DescribeTrainingJob reports InProgress
-    for the first `in_progress_polls` calls of each job. `throttle_describes` makes that many describes
-    fail with ThrottlingException first.
+    for the first `in_progress_polls` calls of each job, and while `hold` is an unset Event.
+    `throttle_describes` makes that many describes fail with ThrottlingException first.
     """
 
     fail_with: str | None = None
     in_progress_polls: int = 0
+    hold: threading.Event | None = None  # jobs report InProgress until the test sets it
     throttle_describes: int = 0
     files_override: Mapping[str, bytes] | None = None
     created: list[dict[str, Any]] = field(default_factory=list)
@@ -166,7 +168,8 @@ class FakeSageMaker:
             raise JsonRESTError("ThrottlingException", "Rate exceeded")
         response = original(backend, training_job_name)
         calls = self.describes[training_job_name] = self.describes.get(training_job_name, 0) + 1
-        if calls <= self.in_progress_polls and response["TrainingJobStatus"] == "Completed":
+        held = self.hold is not None and not self.hold.is_set()
+        if (held or calls <= self.in_progress_polls) and response["TrainingJobStatus"] == "Completed":
             response = {**response, "TrainingJobStatus": "InProgress", "SecondaryStatus": "Training"}
             response.pop("BillableTimeInSeconds", None)
         return response

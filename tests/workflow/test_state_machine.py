@@ -6,7 +6,8 @@ import json
 
 from facetrain.enrollment_csv import parse_csv
 from facetrain_lambdas.poll import LOOP_TRANSITIONS, OTHER_TRANSITIONS, transitions_for
-from facetrain_offline.runner import REPO_ROOT
+from facetrain_offline.runner import DEFAULT_TEMPLATE, REPO_ROOT
+from facetrain_offline.template import Template
 from support.testkit import FakeSageMaker, model_files, upload_photos
 from support.workflow import WorkflowStack
 
@@ -72,8 +73,10 @@ def test_state_output_stays_small_whatever_the_dataset(stack: WorkflowStack) -> 
 
 
 def test_one_hour_job_takes_at_most_30_transitions() -> None:
-    # The deployed defaults (template.yaml): first wait 30 s, doubling to 900 s.
-    assert transitions_for(3600, base=30, cap=900) <= 30
+    # The deployed defaults, read from template.yaml: first wait, doubling up to the cap.
+    parameters = Template.load(DEFAULT_TEMPLATE).parameter_defaults()
+    base, cap = int(parameters["PollIntervalSeconds"]), int(parameters["MaxPollIntervalSeconds"])
+    assert transitions_for(3600, base=base, cap=cap) <= 30
 
 
 def test_failed_training_job_reports_its_reason_and_keeps_current_results(

@@ -148,7 +148,9 @@ def test_every_task_retries_and_catches_into_the_failure_notification() -> None:
         for retrier in state["Retry"]:
             assert retrier["JitterStrategy"] == "FULL" and retrier["BackoffRate"] > 1, name
         catch_all = [c for c in state["Catch"] if c["ErrorEquals"] == ["States.ALL"]]
-        expected = "Failed" if name == "NotifyFailure" else "NotifyFailure"
+        # After the failure notification (and after the last upload-batch step) no second notification:
+        # RunEnded routes to the Fail state; a failing FinishUploadBatch goes there directly (no loop).
+        expected = {"NotifyFailure": "RunEnded", "FinishUploadBatch": "Failed"}.get(name, "NotifyFailure")
         assert catch_all and catch_all[0]["Next"] == expected, name
         if state["Resource"] == "arn:aws:states:::lambda:invoke":
             errors = state["Retry"][0]["ErrorEquals"]

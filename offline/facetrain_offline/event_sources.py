@@ -1,0 +1,173 @@
+"""Deliver offline what AWS delivers by itself: S3 events as AWS sends them, and SQS event sources.
+
+moto routes an S3 upload through the bucket's EventBridge notifications and the template's rule into the
+rule's SQS target, in the shape AWS uses, with two gaps that `s3_events_as_aws_sends_them` closes: every
+event carries the same id (AWS gives each its own; re-deliveries keep it), and deleting from a versioned
+bucket (a delete marker) sends no "Object Deleted" event. moto does not poll SQS for Lambda event sources:
+`SqsEventPoller` does, as the Lambda service would: batches of up to BatchSize records, gathered for at
+most MaximumBatchingWindowInSeconds, deleted when the function succeeds (all but the reported failures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import moto.events.utils
+from moto.s3 import notifications
+from moto.s3.models import FakeKey, S3Backend
+
+from .stack import LocalStack, SqsEventSource
+
+
+class _FreshEventId(dict):
+    """moto builds every S3 EventBridge event from one template dict with a fixed id; AWS gives each event
+    its own id (re-deliveries keep it). Copying this template yields a new id each time."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
+        return {**copy.deepcopy(dict(self), memo), "id": str(uuid.uuid4())}
+
+
+def _delete_with_marker_event(original: Any) -> Any:
+    """S3Backend.delete_object that also announces the delete marker of a versioned bucket, as AWS does."""
+
+    def delete_object(
+        backend: S3Backend,
+        bucket_name: str,
+        key_name: str,
+        version_id: str | None = None,
+        bypass: bool = False,
+    ) -> Any:
+        bucket = backend.get_bucket(bucket_name)
+        previous = bucket.keys.get(key_name) if bucket.is_versioned and version_id is None else None
+        result = original(backend, bucket_name, key_name, version_id, bypass)
+        if isinstance(previous, FakeKey) and result[1].get("delete-marker") == "true":
+            notifications.send_event(
+                backend.account_id,
+                notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
+                bucket,
+                previous,
+            )
+        return result
+
+    return delete_object
+
+
+@contextlib.contextmanager
+def s3_events_as_aws_sends_them() -> Iterator[None]:
+    """Each S3 event gets its own id, and delete markers are announced (see the module's docstring)."""
+    original_message = moto.events.utils._BASE_EVENT_MESSAGE
+    original_delete = S3Backend.delete_object
+    moto.events.utils._BASE_EVENT_MESSAGE = _FreshEventId(original_message)
+    S3Backend.delete_object = _delete_with_marker_event(original_delete)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        moto.events.utils._BASE_EVENT_MESSAGE = original_message
+        S3Backend.delete_object = original_delete  # type: ignore[method-assign]
+
+
+def _lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """An SQS message in the shape Lambda's SQS event source hands to a function."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+class SqsEventPoller:
+    """Polls the stack's SQS event sources and invokes their functions in-process."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self.sqs = boto3.client("sqs", region_name=stack.region)
+        self.invocations = 0
+        self.failed_records = 0
+        self._stop = threading.Event()
+
+    def _queue_arn(self, source: SqsEventSource) -> str:
+        attributes = self.sqs.get_queue_attributes(QueueUrl=source.queue_url, AttributeNames=["QueueArn"])
+        return attributes["Attributes"]["QueueArn"]
+
+    def _gather(self, source: SqsEventSource) -> list[dict[str, Any]]:
+        """Up to batch_size messages, waiting at most the batching window after the first one."""
+        messages: list[dict[str, Any]] = []
+        deadline: float | None = None
+        while len(messages) < source.batch_size:
+            batch = self.sqs.receive_message(
+                QueueUrl=source.queue_url,
+                MaxNumberOfMessages=min(10, source.batch_size - len(messages)),
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if batch:
+                messages.extend(batch)
+                deadline = deadline or time.monotonic() + source.batching_window_seconds
+                continue
+            if deadline is None or time.monotonic() >= deadline or self._stop.is_set():
+                break
+            time.sleep(0.1)
+        return messages
+
+    def poll_once(self) -> int:
+        """One batch per event source; returns how many records were delivered."""
+        delivered = 0
+        for source in self.stack.event_sources:
+            messages = self._gather(source)
+            if not messages:
+                continue
+            arn = self._queue_arn(source)
+            event = {"Records": [_lambda_record(m, arn, self.stack.region) for m in messages]}
+            result, error = self.stack.lambdas.call(source.function, event)
+            self.invocations += 1
+            delivered += len(messages)
+            if error is not None:
+                continue  # the whole batch becomes visible again after the visibility timeout
+            failed = set()
+            if source.report_batch_item_failures and isinstance(result, dict):
+                failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
+            self.failed_records += len(failed)
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    self.sqs.delete_message(QueueUrl=source.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return delivered
+
+    def pending(self) -> int:
+        """Messages waiting in the event-source queues."""
+        total = 0
+        for source in self.stack.event_sources:
+            attributes = self.sqs.get_queue_attributes(
+                QueueUrl=source.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+            total += int(attributes["ApproximateNumberOfMessages"])
+        return total
+
+    @contextlib.contextmanager
+    def running(self, interval: float = 0.2) -> Iterator[SqsEventPoller]:
+        """Poll in a background thread for the block's duration."""
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                if not self.poll_once():
+                    self._stop.wait(interval)
+
+        thread = threading.Thread(target=loop, name="sqs-event-sources", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join(timeout=30)

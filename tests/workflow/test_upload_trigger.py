@@ -1,0 +1,199 @@
+"""Upload-triggered retraining, end to end in moto: S3 → EventBridge rule → SQS → trigger Lambda → the
+state machine (settle, validate, train, publish, release or hand over), as template.yaml wires them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from facetrain.enrollment_csv import parse_csv
+from facetrain_offline.event_sources import SqsEventPoller
+from facetrain_offline.runner import local_aws
+from facetrain_offline.stack import deploy
+from support.testkit import JPEG, FakeSageMaker, upload_photos
+from support.workflow import (
+    DEFAULT_TEMPLATE,
+    REGION,
+    STACK_NAME,
+    TEST_ENVIRONMENT,
+    TEST_PARAMETERS,
+    WorkflowStack,
+)
+
+# Settle after 1 s of quiet; the event source hands over what it has at once.
+UPLOAD_PARAMETERS = {**TEST_PARAMETERS, "UploadSettleSeconds": "1", "UploadBatchingWindowSeconds": "0"}
+
+
+class UploadWorkflow(WorkflowStack):
+    """The deployed workflow plus the SQS event-source poller, and helpers to wait for all work."""
+
+    poller: SqsEventPoller
+
+    def executions(self) -> list[dict[str, Any]]:
+        return self.sfn.list_executions(stateMachineArn=self.state_machine_arn)["executions"]
+
+    def settle(self, timeout: float = 90) -> list[dict[str, Any]]:
+        """Deliver every queued event and wait until no execution runs; return the executions."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while time.monotonic() < deadline:
+            delivered = self.poller.poll_once()
+            running = [e for e in self.executions() if e["status"] == "RUNNING"]
+            quiet = quiet + 1 if not delivered and not running and not self.poller.pending() else 0
+            if quiet >= 3:
+                return self.executions()
+            time.sleep(0.1)
+        raise TimeoutError("upload work still going on")
+
+    def states(self, execution: dict[str, Any]) -> list[str]:
+        return [
+            event["stateEnteredEventDetails"]["name"]
+            for event in self.history(execution["executionArn"])
+            if event["type"].endswith("StateEntered")
+        ]
+
+    def manifest(self, job: dict[str, Any]) -> list[str]:
+        channel = next(c for c in job["input_data_config"] if c["ChannelName"] == "face_imgs")
+        key = channel["DataSource"]["S3DataSource"]["S3Uri"].split("/", 3)[3]
+        return json.loads(self.read(key))[1:]
+
+    def published_identities(self) -> list[str]:
+        rows = parse_csv(self.read("results/final_mean_embeddings.csv").decode())
+        return sorted(identity for identity, _, _ in rows)
+
+
+@pytest.fixture
+def uploads(fake_sagemaker: FakeSageMaker) -> Iterator[UploadWorkflow]:
+    with local_aws(REGION):
+        local = deploy(
+            DEFAULT_TEMPLATE,
+            UPLOAD_PARAMETERS,
+            stack_name=STACK_NAME,
+            region=REGION,
+            extra_environment=TEST_ENVIRONMENT,
+        )
+        with local.lambdas.installed(), fake_sagemaker.installed():
+            workflow = UploadWorkflow(local, fake_sagemaker)
+            workflow.poller = SqsEventPoller(local)
+            yield workflow
+
+
+def _invocations(workflow: UploadWorkflow) -> Counter[str]:
+    return Counter(name.removeprefix(f"{STACK_NAME}-") for name, _ in workflow.lambdas.invocations)
+
+
+def test_a_300_photo_upload_trains_once(uploads: UploadWorkflow, capsys: pytest.CaptureFixture[str]) -> None:
+    upload_photos(uploads.s3, uploads.bucket, {f"person{i:02d}": 10 for i in range(30)})
+
+    (execution,) = uploads.settle()
+
+    assert execution["status"] == "SUCCEEDED"
+    assert len(uploads.fake_sagemaker.created) == 1
+    assert len(uploads.manifest(uploads.fake_sagemaker.created[0])) == 300
+    assert len(uploads.published_identities()) == 30
+    states = uploads.states(execution)
+    assert states[:2] == ["RouteTrigger", "CheckUploadsSettled"] and "FinishUploadBatch" in states
+    calls = _invocations(uploads)
+    with capsys.disabled():
+        print(
+            f"\n300-photo upload: executions={len(uploads.executions())} "
+            f"training_jobs={len(uploads.fake_sagemaker.created)} state_transitions={len(states)} "
+            f"lambda_invocations={sum(calls.values())} {dict(sorted(calls.items()))}"
+        )
+
+
+def test_every_event_delivered_twice_still_trains_once(uploads: UploadWorkflow) -> None:
+    upload_photos(uploads.s3, uploads.bucket, {"ann": 3, "bob": 2})
+    queue = uploads.local.event_sources[0].queue_url
+    bodies = []
+    while batch := uploads.poller.sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages"):
+        for message in batch:
+            bodies.append(message["Body"])
+            uploads.poller.sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    for body in bodies + bodies:  # at-least-once delivery: every event twice
+        uploads.poller.sqs.send_message(QueueUrl=queue, MessageBody=body)
+
+    executions = uploads.settle()
+
+    assert len(bodies) == 5
+    assert len(executions) == 1 and len(uploads.fake_sagemaker.created) == 1
+
+
+def test_identical_reupload_ends_in_no_change_without_a_job(uploads: UploadWorkflow) -> None:
+    upload_photos(uploads.s3, uploads.bucket, {"ann": 2, "bob": 2})
+    uploads.settle()
+    published = uploads.read("results/latest.json")
+
+    upload_photos(uploads.s3, uploads.bucket, {"ann": 2, "bob": 2})  # the same bytes again
+    executions = uploads.settle()
+
+    assert len(executions) == 2 and len(uploads.fake_sagemaker.created) == 1
+    newest = max(executions, key=lambda e: e["startDate"])
+    assert newest["status"] == "SUCCEEDED"
+    assert "NoChange" in uploads.states(newest) and "StartTrainingJob" not in uploads.states(newest)
+    output = json.loads(uploads.sfn.describe_execution(executionArn=newest["executionArn"])["output"])
+    assert output["outcome"] == "no_change"
+    assert uploads.read("results/latest.json") == published
+
+
+def test_uploads_during_a_running_job_make_exactly_one_follow_up(
+    uploads: UploadWorkflow, fake_sagemaker: FakeSageMaker
+) -> None:
+    fake_sagemaker.hold = threading.Event()
+    upload_photos(uploads.s3, uploads.bucket, {"ann": 2, "bob": 2})
+    deadline = time.monotonic() + 30
+    while not fake_sagemaker.created and time.monotonic() < deadline:  # the first job is running
+        uploads.poller.poll_once()
+        time.sleep(0.1)
+    assert len(fake_sagemaker.created) == 1
+
+    late = upload_photos(uploads.s3, uploads.bucket, {"carol": 3})
+    for _ in range(5):
+        uploads.poller.poll_once()
+    assert len(uploads.executions()) == 1  # no parallel execution while the job runs
+    fake_sagemaker.hold.set()
+    executions = uploads.settle()
+
+    assert len(executions) == 2 and all(e["status"] == "SUCCEEDED" for e in executions)
+    assert len(fake_sagemaker.created) == 2
+    follow_up_manifest = uploads.manifest(fake_sagemaker.created[1])
+    assert {f"face_imgs/{key}" for key in follow_up_manifest} >= set(late)
+    assert uploads.published_identities() == ["ann", "bob", "carol"]
+
+
+def test_deleting_a_person_retrains_without_them(uploads: UploadWorkflow) -> None:
+    keys = upload_photos(uploads.s3, uploads.bucket, {"ann": 2, "bob": 2, "carol": 1})
+    uploads.settle()
+    for key in keys:
+        if key.startswith("face_imgs/bob/"):
+            uploads.s3.delete_object(Bucket=uploads.bucket, Key=key)
+
+    uploads.settle()
+
+    assert len(uploads.fake_sagemaker.created) == 2
+    assert uploads.published_identities() == ["ann", "carol"]
+
+
+def test_a_config_change_retrains(uploads: UploadWorkflow) -> None:
+    upload_photos(uploads.s3, uploads.bucket, {"ann": 2, "bob": 2})
+    uploads.settle()
+
+    uploads.s3.put_object(Bucket=uploads.bucket, Key="config/constants.py", Body=b"BATCH_SIZE = 8\n")
+    uploads.settle()
+
+    assert len(uploads.fake_sagemaker.created) == 2
+    assert [c["ChannelName"] for c in uploads.fake_sagemaker.created[1]["input_data_config"]] == [
+        "face_imgs",
+        "cfg",
+    ]
+
+
+def test_uploads_outside_the_watched_prefixes_start_nothing(uploads: UploadWorkflow) -> None:
+    uploads.s3.put_object(Bucket=uploads.bucket, Key="elsewhere/notes.jpg", Body=JPEG)
+
+    assert uploads.settle() == [] and uploads.fake_sagemaker.created == []
