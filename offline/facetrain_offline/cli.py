@@ -64,6 +64,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--instance-count", type=int, help="number of training instances (default: stack's)")
     run.add_argument("--run-id", help="id of the run (default: the execution name)")
     run.add_argument(
+        "--trigger",
+        choices=["console", "upload"],
+        default="console",
+        help="console (default): upload the folder, then start one execution with the console input; "
+        "upload: upload one object at a time and let the template's upload trigger (EventBridge rule → "
+        "SQS → trigger Lambda) start what it starts; -p settings then go to a file under the config prefix",
+    )
+    run.add_argument(
+        "--settle-seconds", type=int, default=2, help="with --trigger upload: quiet time before training (2)"
+    )
+    run.add_argument(
+        "--force", action="store_true", help="retrain even when nothing changed since the published run"
+    )
+    run.add_argument(
         "--template", type=Path, help="SAM template to deploy (default: the project's template.yaml)"
     )
     run.add_argument("--poll-seconds", type=int, default=1, help="first wait between training-job polls (1)")
@@ -87,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         template=args.template or DEFAULT_TEMPLATE,
         poll_seconds=args.poll_seconds,
         run_id=args.run_id,
+        trigger=args.trigger,
+        settle_seconds=args.settle_seconds,
+        force=args.force,
     )
     screen = sys.stdout  # bound now: in-process Lambdas redirect sys.stdout to their log while they run
 

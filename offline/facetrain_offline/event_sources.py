@@ -1,11 +1,12 @@
 """Deliver offline what AWS delivers by itself: S3 events as AWS sends them, and SQS event sources.
 
 moto routes an S3 upload through the bucket's EventBridge notifications and the template's rule into the
-rule's SQS target, in the shape AWS uses, with two gaps that `s3_events_as_aws_sends_them` closes: every
-event carries the same id (AWS gives each its own; re-deliveries keep it), and deleting from a versioned
-bucket (a delete marker) sends no "Object Deleted" event. moto does not poll SQS for Lambda event sources:
-`SqsEventPoller` does, as the Lambda service would: batches of up to BatchSize records, gathered for at
-most MaximumBatchingWindowInSeconds, deleted when the function succeeds (all but the reported failures).
+rule's SQS target, in the shape AWS uses, with three gaps that `s3_events_as_aws_sends_them` closes:
+every event carries the same id (AWS gives each its own; re-deliveries keep it), deleting from a
+versioned bucket (a delete marker) sends no "Object Deleted" event, and a disabled rule still delivers
+S3 events. moto does not poll SQS for Lambda event sources: `SqsEventPoller` does, as the Lambda service
+would: batches of up to BatchSize records, gathered for at most MaximumBatchingWindowInSeconds, deleted
+when the function succeeds (all but the reported failures).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import boto3
 import moto.events.utils
+from moto.events.models import Rule
 from moto.s3 import notifications
 from moto.s3.models import FakeKey, S3Backend
 
@@ -64,13 +66,21 @@ def s3_events_as_aws_sends_them() -> Iterator[None]:
     """Each S3 event gets its own id, and delete markers are announced (see the module's docstring)."""
     original_message = moto.events.utils._BASE_EVENT_MESSAGE
     original_delete = S3Backend.delete_object
+    original_send = Rule.send_to_targets
+
+    def send_when_enabled(rule: Rule, event: Any, transform_input: bool = True) -> None:
+        if rule.state != "DISABLED":
+            original_send(rule, event, transform_input)
+
     moto.events.utils._BASE_EVENT_MESSAGE = _FreshEventId(original_message)
     S3Backend.delete_object = _delete_with_marker_event(original_delete)  # type: ignore[method-assign]
+    Rule.send_to_targets = send_when_enabled  # type: ignore[method-assign]
     try:
         yield
     finally:
         moto.events.utils._BASE_EVENT_MESSAGE = original_message
         S3Backend.delete_object = original_delete  # type: ignore[method-assign]
+        Rule.send_to_targets = original_send  # type: ignore[method-assign]
 
 
 def _lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import IO, Any
 import boto3
 from moto import mock_aws
 
-from .event_sources import s3_events_as_aws_sends_them
+from .event_sources import SqsEventPoller, s3_events_as_aws_sends_them
 from .lambda_runtime import InProcessLambdas, environment
 from .stack import LocalStack, deploy
 from .training_backend import LocalTrainingBackend
@@ -35,6 +35,8 @@ REGION = "eu-west-1"
 LOCAL_IMAGE_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/facetrain:local"
 MOCK_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+OFFLINE_SETTINGS_FILE = "facetrain-run.json"  # where --trigger upload puts -p settings (config prefix)
+QUIET_SECONDS = 3.0  # upload mode ends when nothing was queued or running for this long
 
 Printer = Callable[[str], None]
 
@@ -53,6 +55,9 @@ class RunOptions:
     poll_seconds: int = 1
     run_id: str | None = None
     timeout_seconds: float = 3600.0
+    trigger: str = "console"  # or "upload": one object at a time through the template's upload trigger
+    settle_seconds: int = 2
+    force: bool = False
 
 
 @contextlib.contextmanager
@@ -227,14 +232,19 @@ def console_input(options: RunOptions, hyperparameters: dict[str, str]) -> dict[
         payload["instance_count"] = options.instance_count
     if options.run_id:
         payload["run_id"] = options.run_id
+    if options.force:
+        payload["force"] = True
     return payload
 
 
 def _stack_parameters(options: RunOptions) -> dict[str, str]:
+    """Seconds instead of minutes for the waits; everything else as deployed."""
     return {
         "TrainingImageUri": LOCAL_IMAGE_URI,
         "PollIntervalSeconds": str(options.poll_seconds),
         "MaxPollIntervalSeconds": str(max(options.poll_seconds, 2)),
+        "UploadSettleSeconds": str(options.settle_seconds),
+        "UploadBatchingWindowSeconds": "1",
     }
 
 
@@ -303,62 +313,178 @@ def _execute(
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
     machine_arn = stack.physical(stack.only("AWS::Serverless::StateMachine"))
     parameters = stack.resolver.parameters
-    images_prefix, results_prefix = parameters["ImagesPrefix"], parameters["ResultsPrefix"]
+    results_prefix = parameters["ResultsPrefix"]
     lambdas: InProcessLambdas = stack.lambdas
     log_file = (options.out_dir / "lambdas.log").open("a", encoding="utf-8")
     lambdas.log_stream = log_file
     with log_file, _quiet_libraries(log_file), lambdas.installed(), backend.installed():
         if options.state_dir:
-            restored = restore_state(s3, bucket, options.state_dir)
+            with _rules_disabled(stack):  # loading saved state is not an upload
+                restored = restore_state(s3, bucket, options.state_dir)
             say(f"state  restored {restored} objects from {options.state_dir}")
-        uploaded, deleted = sync_images(s3, bucket, images_prefix, options.images_dir)
-        say(
-            f"upload {uploaded} photos to s3://{bucket}/{images_prefix}"
-            + (f" ({deleted} removed)" if deleted else "")
-        )
-        payload = console_input(options, hyperparameters)
-        name = execution_name()
-        execution_arn = sfn.start_execution(
-            stateMachineArn=machine_arn, name=name, input=json.dumps(payload)
-        )["executionArn"]
-        say(f"start  execution {name} with input {json.dumps(payload)}")
-        follower = HistoryFollower(sfn, execution_arn, say)
-        deadline = time.monotonic() + options.timeout_seconds
-        while True:
-            follower.poll()
-            execution = sfn.describe_execution(executionArn=execution_arn)
-            if execution["status"] in FINAL_STATUSES or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        follower.poll()
+        if options.trigger == "upload":
+            payload, followers = _run_by_uploads(stack, options, hyperparameters, say)
+        else:
+            payload, followers = _run_from_console(stack, options, hyperparameters, say)
         backend.wait_all(timeout=60)
-        status = execution["status"]
+        executions = [sfn.describe_execution(executionArn=f.arn) for f in followers]
         jobs = list(backend.jobs.values())
         summary: dict[str, Any] = {
-            "status": status if status in FINAL_STATUSES else "TIMED_OUT_LOCALLY",
-            "execution_arn": execution_arn,
+            "status": _overall_status(executions),
+            "trigger": options.trigger,
             "executions_started": len(sfn.list_executions(stateMachineArn=machine_arn)["executions"]),
             "training_jobs_started": len(jobs),
             "training_job_name": jobs[-1].name if jobs else None,
             "input": payload,
             "bucket": bucket,
             "results_prefix": results_prefix,
-            "history": [visit.as_dict() for visit in follower.visits],
+            "executions": [_execution_summary(e, f) for e, f in zip(executions, followers, strict=True)],
+            "history": [visit.as_dict() for visit in followers[-1].visits] if followers else [],
             "lambda_invocations": len(lambdas.invocations),
             "notifications": stack.notifications(),
         }
         for notification in summary["notifications"]:
             say(f"notify {notification['Subject']}")
-        if status == "SUCCEEDED":
-            summary["output"] = json.loads(execution.get("output") or "null")
+        if summary["status"] == "SUCCEEDED":
             summary["results"] = _copy_results(s3, bucket, results_prefix, options.out_dir)
-            say(f"done   SUCCEEDED: results in {options.out_dir}")
+            outcome = "nothing changed" if not jobs else f"results in {options.out_dir}"
+            say(f"done   SUCCEEDED: {outcome}")
         else:
-            error, cause = _failure(sfn, execution, follower)
-            summary["error"] = error
-            summary["failure_reason"] = cause
-            say(f"done   {summary['status']}: {error}: {cause}")
+            failed = next((e for e in executions if e["status"] != "SUCCEEDED"), None)
+            if failed is None:
+                summary["error"], summary["failure_reason"] = (
+                    "NoUploads",
+                    "the folder holds no file to upload",
+                )
+            else:
+                follower = followers[executions.index(failed)]
+                summary["error"], summary["failure_reason"] = _failure(sfn, failed, follower)
+            say(f"done   {summary['status']}: {summary['error']}: {summary['failure_reason']}")
         if options.state_dir:
             saved = save_state(s3, bucket, options.state_dir)
             say(f"state  saved {saved} objects to {options.state_dir}")
     return summary
+
+
+def _overall_status(executions: list[dict[str, Any]]) -> str:
+    """SUCCEEDED when every execution did; else the first other status (FAILED when none ran)."""
+    if not executions:
+        return "FAILED"
+    return next((e["status"] for e in executions if e["status"] != "SUCCEEDED"), "SUCCEEDED")
+
+
+def _execution_summary(execution: dict[str, Any], follower: HistoryFollower) -> dict[str, Any]:
+    states = [visit.state for visit in follower.visits]
+    outcome = "no_change" if "NoChange" in states else "published" if "Publish" in states else None
+    return {
+        "name": execution["name"],
+        "status": execution["status"],
+        "outcome": outcome,
+        "states": len(states),
+    }
+
+
+def _wait_for(sfn: Any, followers: list[HistoryFollower], options: RunOptions) -> None:
+    deadline = time.monotonic() + options.timeout_seconds
+    while time.monotonic() < deadline:
+        for follower in followers:
+            follower.poll()
+        statuses = [sfn.describe_execution(executionArn=f.arn)["status"] for f in followers]
+        if all(status in FINAL_STATUSES for status in statuses):
+            return
+        time.sleep(0.2)
+
+
+def _run_from_console(
+    stack: LocalStack, options: RunOptions, hyperparameters: dict[str, str], say: Printer
+) -> tuple[dict[str, Any], list[HistoryFollower]]:
+    """Upload the folder, then start one execution with the console input."""
+    s3 = boto3.client("s3", region_name=REGION)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    bucket = stack.physical(stack.only("AWS::S3::Bucket"))
+    images_prefix = stack.resolver.parameters["ImagesPrefix"]
+    with _rules_disabled(stack):  # the console run is the trigger here, not the uploads
+        uploaded, deleted = sync_images(s3, bucket, images_prefix, options.images_dir)
+    say(
+        f"upload {uploaded} photos to s3://{bucket}/{images_prefix}"
+        + (f" ({deleted} removed)" if deleted else "")
+    )
+    payload = console_input(options, hyperparameters)
+    name = execution_name()
+    machine_arn = stack.physical(stack.only("AWS::Serverless::StateMachine"))
+    arn = sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(payload))[
+        "executionArn"
+    ]
+    say(f"start  execution {name} with input {json.dumps(payload)}")
+    follower = HistoryFollower(sfn, arn, say)
+    _wait_for(sfn, [follower], options)
+    follower.poll()
+    return payload, [follower]
+
+
+def _run_by_uploads(
+    stack: LocalStack, options: RunOptions, hyperparameters: dict[str, str], say: Printer
+) -> tuple[dict[str, Any], list[HistoryFollower]]:
+    """Upload one object at a time; the template's rule, queue and trigger start what they start.
+
+    Settings go where an operator would put them for upload-triggered runs: a file under the config
+    prefix (itself an upload, so a settings change retrains).
+    """
+    s3 = boto3.client("s3", region_name=REGION)
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    bucket = stack.physical(stack.only("AWS::S3::Bucket"))
+    machine_arn = stack.physical(stack.only("AWS::Serverless::StateMachine"))
+    parameters = stack.resolver.parameters
+    followers: dict[str, HistoryFollower] = {}
+    started: dict[str, Any] = {}
+    poller = SqsEventPoller(stack)
+    with poller.running():
+        if hyperparameters:
+            key = f"{parameters['ConfigPrefix']}{OFFLINE_SETTINGS_FILE}"
+            s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(hyperparameters, sort_keys=True).encode())
+            say(f"upload settings {json.dumps(hyperparameters)} to s3://{bucket}/{key}")
+        uploaded, deleted = sync_images(s3, bucket, parameters["ImagesPrefix"], options.images_dir)
+        say(
+            f"upload {uploaded} photos one by one to s3://{bucket}/{parameters['ImagesPrefix']}"
+            + (f" ({deleted} removed)" if deleted else "")
+            + f"; the upload trigger takes over (settles after {parameters['UploadSettleSeconds']} s)"
+        )
+        deadline = time.monotonic() + options.timeout_seconds
+        quiet_since: float | None = None
+        while time.monotonic() < deadline:
+            for execution in sfn.list_executions(stateMachineArn=machine_arn)["executions"]:
+                if execution["executionArn"] not in followers:
+                    say(f"start  execution {execution['name']} (started by the upload trigger)")
+                    followers[execution["executionArn"]] = HistoryFollower(
+                        sfn, execution["executionArn"], say
+                    )
+                    started[execution["executionArn"]] = execution["startDate"]
+            for follower in followers.values():
+                follower.poll()
+            busy = poller.pending() or any(
+                sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" for arn in followers
+            )
+            quiet_since = None if busy else quiet_since or time.monotonic()
+            if quiet_since is not None and time.monotonic() - quiet_since > QUIET_SECONDS:
+                break
+            time.sleep(0.2)
+    ordered = [followers[arn] for arn in sorted(followers, key=started.__getitem__)]
+    return {"trigger": "upload", "settings": hyperparameters}, ordered
+
+
+@contextlib.contextmanager
+def _rules_disabled(stack: LocalStack) -> Iterator[None]:
+    """Pause the template's EventBridge rules (uploads made by the tool itself start nothing)."""
+    events = boto3.client("events", region_name=stack.region)
+    rules = [
+        stack.physical(name)
+        for name in stack.template.of_type("AWS::Events::Rule")
+        if name not in stack.skipped
+    ]
+    for rule in rules:
+        events.disable_rule(Name=rule)
+    try:
+        yield
+    finally:
+        for rule in rules:
+            events.enable_rule(Name=rule)

@@ -118,3 +118,25 @@ def test_state_keeps_published_results_between_runs(shared_data, tmp_path, capsy
     assert first_latest["run_id"] in runs and third_latest["run_id"] in runs
     assert third_latest["identities"] == first_latest["identities"] - 1
     assert first["executions_started"] == third["executions_started"] == 1
+
+
+def test_upload_trigger_trains_once_then_only_on_change(shared_data, tmp_path, capsys):
+    images = _photos(shared_data, tmp_path / "photos")
+    state = tmp_path / "state"
+    common = ["--state", str(state), "--trigger", "upload", "-p", "weights=none"]
+
+    first_code, screen, first = _run(capsys, str(images), "--out", str(tmp_path / "out1"), *common)
+    same_code, _, same = _run(capsys, str(images), "--out", str(tmp_path / "out2"), *common)
+    extra = images / "newcomer"
+    extra.mkdir()
+    (extra / "1.jpg").write_bytes((shared_data / "faces-dev" / "person_02" / "img12.jpg").read_bytes())
+    more_code, _, more = _run(capsys, str(images), "--out", str(tmp_path / "out3"), *common)
+
+    assert (first_code, same_code, more_code) == (0, 0, 0)
+    assert "started by the upload trigger" in screen
+    assert (first["executions_started"], first["training_jobs_started"]) == (1, 1)
+    assert (same["executions_started"], same["training_jobs_started"]) == (1, 0)
+    assert same["executions"][0]["outcome"] == "no_change"
+    assert (more["executions_started"], more["training_jobs_started"]) == (1, 1)
+    rows = parse_csv((tmp_path / "out3" / "final_mean_embeddings.csv").read_text(), 512)
+    assert "newcomer" in [identity for identity, _, _ in rows]
