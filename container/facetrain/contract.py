@@ -18,6 +18,7 @@ RULES_PY = "rules.py"
 EMBEDDINGS_PKL = "saved_embeddings.pkl"
 REJECTED_CSV = "rejected.csv"
 METRICS_JSON = "metrics.json"
+REPORT_HTML = "report.html"
 
 SKIPPED_PREFIXES = ("_", ".")
 

@@ -12,7 +12,14 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO, Any
 
-from facetrain.contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV, RULES_PY
+from facetrain.contract import (
+    EMBEDDINGS_PKL,
+    ENROLLMENT_CSV,
+    METRICS_JSON,
+    REJECTED_CSV,
+    REPORT_HTML,
+    RULES_PY,
+)
 from facetrain.embeddings_file import EmbeddingsFileError, load_embeddings
 from facetrain.enrollment_csv import EnrollmentCsvError, parse_csv
 from facetrain.rules_file import RulesError, load_rules
@@ -20,7 +27,7 @@ from facetrain.rules_file import RulesError, load_rules
 from .errors import ResultsInvalid
 
 REQUIRED_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL, METRICS_JSON)
-OPTIONAL_FILES = (REJECTED_CSV,)
+OPTIONAL_FILES = (REJECTED_CSV, REPORT_HTML)
 REQUIRED_METRICS = (
     "images_total",
     "images_accepted",

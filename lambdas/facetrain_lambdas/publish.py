@@ -1,7 +1,9 @@
-"""publish: verify the job's model.tar.gz, store the run's files, then update the current results.
+"""publish: verify the job's model.tar.gz, store the run's files, apply the quality gate, then update the
+current results.
 
-Order matters: nothing at the results prefix root changes until the archive is verified and the run's
-own copy is stored; latest.json is written last and is the pointer consumers should follow.
+Order matters: nothing at the results prefix root changes until the archive is verified, the run's own
+copy is stored and the quality gate passed; latest.json is written last and is the pointer consumers
+should follow. Every published run also keeps its record as runs/<run_id>/published.json.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from facetrain.contract import REJECTED_CSV
+from botocore.exceptions import ClientError
+from facetrain.contract import REJECTED_CSV, REPORT_HTML
 from pydantic import BaseModel
 
 from .artifact import VerifiedResults, read_model_archive, verify_results
@@ -21,9 +24,17 @@ from .clients import client
 from .errors import ResultsInvalid, transient_aws_errors
 from .layout import CURRENT_FILES, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
-from .run_record import RunPointer, RunRecord, load_run_record, write_json
+from .quality_gate import QualityGate, QualityGateFailed, gate_problems
+from .run_record import RunPointer, RunRecord, load_run_record, read_json, write_json
 
-CONTENT_TYPES = {".csv": "text/csv", ".py": "text/x-python", ".pkl": "application/octet-stream"}
+CONTENT_TYPES = {
+    ".csv": "text/csv",
+    ".py": "text/x-python",
+    ".pkl": "application/octet-stream",
+    ".html": "text/html; charset=utf-8",
+}
+QUALITY_GATE_JSON = "quality_gate.json"
+PUBLISHED_JSON = "published.json"
 
 
 class JobState(BaseModel):
@@ -99,9 +110,45 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
     return "\n".join(lines)
 
 
+def _published_accuracy(s3: Any, layout: RunLayout) -> float | None:
+    """Identification accuracy of the currently published run (latest.json), if recorded."""
+    try:
+        latest = read_json(s3, layout.bucket, layout.latest_key)
+    except (ClientError, ValueError):
+        return None
+    value = latest.get("identification_accuracy") if isinstance(latest, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def check_quality_gate(s3: Any, record: RunRecord, results: VerifiedResults) -> dict[str, Any]:
+    """Apply the run's quality gate; record the decision under runs/<run_id>/; raise QualityGateFailed."""
+    layout = record.layout
+    evaluation = results.metrics.get("evaluation")
+    gate = record.quality_gate or QualityGate()
+    published = _published_accuracy(s3, layout)
+    problems = gate_problems(gate, evaluation, published)
+    decision = {
+        "run_id": record.run_id,
+        "gate": gate.model_dump(),
+        "identification_accuracy": (evaluation or {}).get("identification_accuracy"),
+        "published_identification_accuracy": published,
+        "passed": not problems,
+        "problems": problems,
+    }
+    write_json(s3, layout.bucket, layout.run_file_key(QUALITY_GATE_JSON), decision)
+    if problems:
+        metrics.add_metric(name="RunsRefusedByQualityGate", unit=MetricUnit.Count, value=1)
+        raise QualityGateFailed(
+            f"run {record.run_id} was not published: " + "; ".join(problems) + ". Its files, report "
+            f"included, are under {s3_uri(layout.bucket, layout.run_prefix)}; the published results are "
+            "unchanged."
+        )
+    return decision
+
+
 @tracer.capture_method
 def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> PublishResult:
-    """Verify, store the run's files, then copy the current files and write latest.json."""
+    """Verify, store the run's files, pass the quality gate, then update the current files and latest.json."""
     record = load_run_record(s3, event.run)
     layout = record.layout
     results = fetch_and_verify(s3, layout, event.job.model_artifacts)
@@ -113,8 +160,11 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
                 Body=body,
                 ContentType=_content_type(name),
             )
-    # Verified and stored: from here on the current results change.
-    for name in CURRENT_FILES:
+    gate = check_quality_gate(s3, record, results)
+    previous = _latest_run_id(s3, layout)
+    # Verified, stored and through the gate: from here on the current results change.
+    current = [name for name in (*CURRENT_FILES, REPORT_HTML) if name in results.files]
+    for name in current:
         with transient_aws_errors(f"updating the current {name}"):
             s3.copy_object(
                 Bucket=layout.bucket,
@@ -122,10 +172,12 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
                 CopySource={"Bucket": layout.bucket, "Key": layout.run_file_key(name)},
                 MetadataDirective="COPY",
             )
+    evaluation = results.metrics.get("evaluation") or {}
     latest = {
         "format": "facetrain.latest",
         "version": 1,
         "run_id": record.run_id,
+        "previous_run_id": previous,
         "execution": event.execution,
         "published_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "training_job_name": event.job.training_job_name,
@@ -133,10 +185,15 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
         "identities": len(results.identities),
         "images_accepted": results.metrics["images_accepted"],
         "images_rejected": results.metrics["images_rejected"],
+        "identification_accuracy": evaluation.get("identification_accuracy"),
+        "accept_threshold": evaluation.get("threshold"),
+        "quality_gate": gate,
         "not_for_production": results.not_for_production,
         "run_files": {name: layout.run_file_key(name) for name in sorted(results.files)},
-        "current_files": {name: layout.current_file_key(name) for name in CURRENT_FILES},
+        "current_files": {name: layout.current_file_key(name) for name in current},
     }
+    # Every published run keeps its own record (runs/<run_id>/published.json); latest.json points to one.
+    write_json(s3, layout.bucket, layout.run_file_key(PUBLISHED_JSON), latest)
     write_json(s3, layout.bucket, layout.latest_key, latest)
     metrics.add_metric(name="RunsPublished", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="IdentitiesPublished", unit=MetricUnit.Count, value=len(results.identities))
@@ -147,6 +204,14 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
         latest_key=layout.latest_key,
         summary=summary_text(record, event.job, results, layout),
     )
+
+
+def _latest_run_id(s3: Any, layout: RunLayout) -> str | None:
+    try:
+        latest = read_json(s3, layout.bucket, layout.latest_key)
+    except (ClientError, ValueError):
+        return None
+    return latest.get("run_id") if isinstance(latest, dict) else None
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)

@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEve
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidInput
+from .quality_gate import QualityGate
 
 # S3 key prefixes: relative, non-empty, '/'-separated safe characters, normalised to end with '/'.
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+(/[A-Za-z0-9!_.*'()=+-]+)*/?$")
@@ -53,6 +54,9 @@ class ConsoleInput(BaseModel):
     run_id: str | None = Field(None, description="Id of this run (default: the execution name).")
     force: bool = Field(
         False, description="Retrain even when photos, config and settings match the published run."
+    )
+    quality_gate: QualityGate | None = Field(
+        None, description="Figures the run must reach to be published (otherwise QualityGateFailed)."
     )
     upload_batch: UploadBatch | None = Field(
         None, description="Set by the upload trigger: the batch of uploads this execution trains on."
@@ -108,6 +112,7 @@ class RunRequest(BaseModel):
     instance_count: int
     trigger_key: str | None = None
     force: bool = False
+    quality_gate: QualityGate | None = None
 
 
 def _describe(error: Mapping[str, Any]) -> str:
@@ -196,5 +201,6 @@ def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> Run
         instance_count=console.instance_count or defaults.instance_count,
         trigger_key=trigger_key,
         force=console.force,
+        quality_gate=console.quality_gate,
         **prefixes,
     )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import transient_aws_errors
 from .layout import RunLayout
+from .quality_gate import QualityGate
 
 FORMAT = "facetrain.run"
 VERSION = 1
@@ -49,6 +50,7 @@ class RunRecord(BaseModel):
     dataset: DatasetSummary
     warnings: list[str] = Field(default_factory=list)  # what validation left out of the run, and why
     no_change: bool = False  # same fingerprint as the published run, and not forced: nothing to train
+    quality_gate: QualityGate | None = None
 
     @property
     def layout(self) -> RunLayout:

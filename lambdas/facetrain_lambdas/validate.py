@@ -165,6 +165,8 @@ def validate_run(
         cfg_manifest_key=cfg_manifest_key,
         dataset=dataset,
         warnings=_recorded(snapshot.warnings),
+        no_change=no_change,
+        quality_gate=request.quality_gate,
     )
     write_json(s3, request.bucket, layout.run_record_key, record.model_dump(mode="json"))
     metrics.add_metric(name="Identities", unit=MetricUnit.Count, value=dataset.identities)

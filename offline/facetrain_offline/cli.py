@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="retrain even when nothing changed since the published run"
     )
     run.add_argument(
+        "--min-accuracy",
+        type=float,
+        metavar="X",
+        help="quality gate: publish only if the leave-one-out identification accuracy is at least X "
+        "(0-1); a run below it fails with QualityGateFailed and changes nothing published",
+    )
+    run.add_argument(
         "--template", type=Path, help="SAM template to deploy (default: the project's template.yaml)"
     )
     run.add_argument("--poll-seconds", type=int, default=1, help="first wait between training-job polls (1)")
@@ -88,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .runner import DEFAULT_TEMPLATE, RunOptions, run  # lazy: moto and boto3 are slow to import
 
+    if args.min_accuracy is not None and args.trigger == "upload":
+        print(
+            "facetrain run: --min-accuracy is part of the console input; use it without --trigger upload",
+            file=sys.stderr,
+        )
+        return 2
     if not args.images_dir.is_dir():
         print(f"facetrain run: {args.images_dir} is not a folder of <person>/<photo> files", file=sys.stderr)
         return 2
@@ -104,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         trigger=args.trigger,
         settle_seconds=args.settle_seconds,
         force=args.force,
+        min_accuracy=args.min_accuracy,
     )
     screen = sys.stdout  # bound now: in-process Lambdas redirect sys.stdout to their log while they run
 

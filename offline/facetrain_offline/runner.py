@@ -58,6 +58,7 @@ class RunOptions:
     trigger: str = "console"  # or "upload": one object at a time through the template's upload trigger
     settle_seconds: int = 2
     force: bool = False
+    min_accuracy: float | None = None
 
 
 @contextlib.contextmanager
@@ -234,6 +235,8 @@ def console_input(options: RunOptions, hyperparameters: dict[str, str]) -> dict[
         payload["run_id"] = options.run_id
     if options.force:
         payload["force"] = True
+    if options.min_accuracy is not None:
+        payload["quality_gate"] = {"min_identification_accuracy": options.min_accuracy}
     return payload
 
 
@@ -259,6 +262,22 @@ def _copy_results(s3: Any, bucket: str, results_prefix: str, out_dir: Path) -> l
     keys = [latest_key, *latest.get("current_files", {}).values(), *latest.get("run_files", {}).values()]
     for key in keys:
         relative = key.removeprefix(results_prefix)
+        target = out_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+        copied.append(relative)
+    return copied
+
+
+def _copy_run_files(s3: Any, bucket: str, results_prefix: str, run_id: str, out_dir: Path) -> list[str]:
+    """What a failed run left under runs/<run_id>/ (its report and metrics after a refused gate, its
+    problems after a refused input), into out_dir/runs/<run_id>/; SageMaker's own output stays behind."""
+    prefix = f"{results_prefix}runs/{run_id}/"
+    copied = []
+    for key in _all_keys(s3, bucket, prefix):
+        relative = key.removeprefix(results_prefix)
+        if relative.startswith(f"runs/{run_id}/training/"):
+            continue
         target = out_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(target))

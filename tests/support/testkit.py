@@ -21,6 +21,7 @@ from facetrain.contract import (
     IMAGES_CHANNEL,
     METRICS_JSON,
     REJECTED_CSV,
+    REPORT_HTML,
     RULES_PY,
 )
 from facetrain.embeddings_file import dump_embeddings
@@ -47,9 +48,13 @@ def upload_photos(s3: Any, bucket: str, photos: Mapping[str, int], prefix: str =
 
 
 def model_files(
-    identities: Mapping[str, int], not_for_production: bool = True, seed: int = 0
+    identities: Mapping[str, int],
+    not_for_production: bool = True,
+    seed: int = 0,
+    identification_accuracy: float | None = 0.95,
 ) -> dict[str, bytes]:
-    """The files the training job writes into model/, for these identities and photo counts."""
+    """The files the training job writes into model/, for these identities and photo counts (with an
+    evaluation reporting `identification_accuracy` and a report.html)."""
     rng = np.random.default_rng(seed)
     rows, records = [], []
     for identity, count in identities.items():
@@ -96,6 +101,7 @@ def model_files(
         "device": "cpu",
         "images_per_second": 12.5,
         "timings": {"total": 1.0},
+        "evaluation": {"identification_accuracy": identification_accuracy, "threshold": 1.1},
     }
     return {
         ENROLLMENT_CSV: render_csv(rows, DIM, warning).encode(),
@@ -103,6 +109,7 @@ def model_files(
         EMBEDDINGS_PKL: pickle_buffer.getvalue(),
         REJECTED_CSV: b"identity,photo,reason,message\nalice,alice/x.jpg,no_face,no face found\n",
         METRICS_JSON: json.dumps(metrics).encode(),
+        REPORT_HTML: b"<!doctype html><title>facetrain report</title><p>test report</p>",
     }
 
 
@@ -137,6 +144,7 @@ class FakeSageMaker:
     hold: threading.Event | None = None  # jobs report InProgress until the test sets it
     throttle_describes: int = 0
     files_override: Mapping[str, bytes] | None = None
+    identification_accuracy: float | None = 0.95
     created: list[dict[str, Any]] = field(default_factory=list)
     describes: dict[str, int] = field(default_factory=dict)
 
@@ -156,7 +164,9 @@ class FakeSageMaker:
         for relative in manifest[1:]:
             identity = relative.split("/", 1)[0]
             counts[identity] = counts.get(identity, 0) + 1
-        files = self.files_override or model_files(counts)
+        files = self.files_override or model_files(
+            counts, identification_accuracy=self.identification_accuracy
+        )
         out_bucket, out_key = _s3_uri_parts(job.model_artifacts["S3ModelArtifacts"])
         s3.put_object(out_bucket, out_key, model_tar(files))
         job.billable_time_in_seconds = 1234
