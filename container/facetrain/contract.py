@@ -10,7 +10,8 @@ from __future__ import annotations
 IMAGES_CHANNEL = "face_imgs"
 CONFIG_CHANNEL = "cfg"
 WEIGHTS_CHANNEL = "weights"
-KNOWN_CHANNELS = (IMAGES_CHANNEL, CONFIG_CHANNEL, WEIGHTS_CHANNEL)
+PREVIOUS_CHANNEL = "previous"  # the published run's saved_embeddings.pkl, for incremental retraining
+KNOWN_CHANNELS = (IMAGES_CHANNEL, CONFIG_CHANNEL, WEIGHTS_CHANNEL, PREVIOUS_CHANNEL)
 
 # Files the job writes into model/ (and so into model.tar.gz).
 ENROLLMENT_CSV = "final_mean_embeddings.csv"

@@ -3,6 +3,7 @@
 <results_prefix>runs/<run_id>/run.json            run record written by validate
 <results_prefix>runs/<run_id>/manifest.json       SageMaker manifest of the validated photos
 <results_prefix>runs/<run_id>/cfg-manifest.json   SageMaker manifest of the validated config files
+<results_prefix>runs/<run_id>/previous-manifest.json  the published run's saved_embeddings.pkl (reuse)
 <results_prefix>runs/<run_id>/problems.json       every problem, when validation failed
 <results_prefix>runs/<run_id>/training/           SageMaker output (<job>/output/model.tar.gz)
 <results_prefix>runs/<run_id>/checkpoints/        Spot checkpoints
@@ -49,6 +50,10 @@ class RunLayout:
     @property
     def cfg_manifest_key(self) -> str:
         return f"{self.run_prefix}cfg-manifest.json"
+
+    @property
+    def previous_manifest_key(self) -> str:
+        return f"{self.run_prefix}previous-manifest.json"
 
     @property
     def problems_key(self) -> str:

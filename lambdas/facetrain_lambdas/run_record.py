@@ -47,6 +47,8 @@ class RunRecord(BaseModel):
     instance_count: int
     manifest_key: str
     cfg_manifest_key: str | None
+    previous_manifest_key: str | None = None  # per-photo embeddings of the published run, to reuse
+    previous_run_id: str | None = None
     dataset: DatasetSummary
     warnings: list[str] = Field(default_factory=list)  # what validation left out of the run, and why
     no_change: bool = False  # same fingerprint as the published run, and not forced: nothing to train

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
-from facetrain.contract import CONFIG_CHANNEL, IMAGES_CHANNEL
+from facetrain.contract import CONFIG_CHANNEL, IMAGES_CHANNEL, PREVIOUS_CHANNEL
 from pydantic import BaseModel, Field
 
 from .errors import transient_aws_errors
@@ -60,14 +60,15 @@ def job_name(run_id: str) -> str:
     return f"{JOB_NAME_PREFIX}{stem}-{digest}" if stem else f"{JOB_NAME_PREFIX}{digest}"
 
 
-def _manifest_channel(name: str, bucket: str, key: str) -> dict[str, Any]:
+def _manifest_channel(name: str, bucket: str, key: str, sharded: bool = False) -> dict[str, Any]:
+    """A File-mode channel of the manifest's objects; sharded: each host gets only its share."""
     return {
         "ChannelName": name,
         "DataSource": {
             "S3DataSource": {
                 "S3DataType": "ManifestFile",
                 "S3Uri": s3_uri(bucket, key),
-                "S3DataDistributionType": "FullyReplicated",
+                "S3DataDistributionType": "ShardedByS3Key" if sharded else "FullyReplicated",
             }
         },
         "InputMode": "File",
@@ -77,9 +78,13 @@ def _manifest_channel(name: str, bucket: str, key: str) -> dict[str, Any]:
 def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[str, Any]:
     """The CreateTrainingJob request of a run."""
     layout = record.layout
-    channels = [_manifest_channel(IMAGES_CHANNEL, record.bucket, record.manifest_key)]
+    # Several instances: each downloads and embeds only its share of the photos (the job gathers them).
+    sharded = record.instance_count > 1
+    channels = [_manifest_channel(IMAGES_CHANNEL, record.bucket, record.manifest_key, sharded=sharded)]
     if record.cfg_manifest_key:
         channels.append(_manifest_channel(CONFIG_CHANNEL, record.bucket, record.cfg_manifest_key))
+    if record.previous_manifest_key:
+        channels.append(_manifest_channel(PREVIOUS_CHANNEL, record.bucket, record.previous_manifest_key))
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
     request: dict[str, Any] = {
         "TrainingJobName": job_name(record.run_id),

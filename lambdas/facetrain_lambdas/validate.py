@@ -9,6 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
+from facetrain.contract import EMBEDDINGS_PKL
 from facetrain.hyperparameters import to_sagemaker_strings
 from pydantic import BaseModel
 
@@ -50,8 +51,8 @@ def _recorded(warnings: list[str]) -> list[str]:
     return [*warnings[:MAX_RECORDED_WARNINGS], f"… and {len(warnings) - MAX_RECORDED_WARNINGS} more"]
 
 
-def published_fingerprint(s3: Any, layout: RunLayout) -> str | None:
-    """The dataset fingerprint of the currently published run (latest.json), if any.
+def published_run(s3: Any, layout: RunLayout) -> dict[str, Any]:
+    """latest.json of the currently published run ({} when none).
 
     An unreadable latest.json counts as no published run: retraining then replaces it.
     """
@@ -59,14 +60,23 @@ def published_fingerprint(s3: Any, layout: RunLayout) -> str | None:
         latest = read_json(s3, layout.bucket, layout.latest_key)
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
+            return {}
         raise
     except ValueError:
         logger.warning(
             "latest.json is not JSON: comparing with no published run", extra={"key": layout.latest_key}
         )
-        return None
-    return latest.get("dataset_fingerprint") if isinstance(latest, dict) else None
+        return {}
+    return latest if isinstance(latest, dict) else {}
+
+
+def previous_embeddings_key(latest: dict[str, Any], layout: RunLayout) -> str | None:
+    """The published run's own saved_embeddings.pkl (immutable, under runs/<run_id>/), if it lies there."""
+    key = (latest.get("run_files") or {}).get(EMBEDDINGS_PKL)
+    run_prefix = f"{layout.results_prefix}runs/"
+    if isinstance(key, str) and key.startswith(run_prefix) and key.endswith(f"/{EMBEDDINGS_PKL}"):
+        return key
+    return None
 
 
 @tracer.capture_method
@@ -139,7 +149,14 @@ def validate_run(
         config_files(config_objects, request.config_prefix),
         resolved.settings.model_dump(mode="json"),
     )
-    no_change = not request.force and published_fingerprint(s3, layout) == fingerprint
+    latest = published_run(s3, layout)
+    no_change = not request.force and latest.get("dataset_fingerprint") == fingerprint
+    previous_key = previous_embeddings_key(latest, layout)
+    previous_manifest_key = None
+    if previous_key is not None:
+        previous_manifest_key = layout.previous_manifest_key
+        folder, _, name = previous_key.rpartition("/")
+        write_json(s3, request.bucket, previous_manifest_key, manifest(request.bucket, f"{folder}/", [name]))
     dataset = DatasetSummary(
         fingerprint=fingerprint,
         identities=len(snapshot.identities),
@@ -163,6 +180,8 @@ def validate_run(
         instance_count=request.instance_count,
         manifest_key=layout.manifest_key,
         cfg_manifest_key=cfg_manifest_key,
+        previous_manifest_key=previous_manifest_key,
+        previous_run_id=latest.get("run_id") if previous_manifest_key else None,
         dataset=dataset,
         warnings=_recorded(snapshot.warnings),
         no_change=no_change,

@@ -15,6 +15,7 @@ import contextlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -139,30 +140,37 @@ class LocalTrainingBackend:
         try:
             s3 = boto3.client("s3", region_name=region)
             self._status(job, "InProgress", "Downloading", "Downloading input data")
-            base = self._lay_out(job, local.directory, s3)
+            count = int((job.resource_config or {}).get("InstanceCount", 1))
+            hosts = [f"algo-{i}" for i in range(1, count + 1)]
+            bases = [self._lay_out(job, local.directory / host, s3, hosts, host) for host in hosts]
             self._status(
                 job, "InProgress", "Training", "Training image download completed. Training in progress."
             )
             job.training_start_time = datetime.now(UTC)
             max_runtime = int((job.stopping_condition or {}).get("MaxRuntimeInSeconds", 86400))
-            exit_code, timed_out = self._train(local, base, max_runtime)
-            local.exit_code = exit_code
+            codes, timed_out = self._train(local, bases, max_runtime)
+            local.exit_code = next((code for code in codes if code != 0), 0)
             if timed_out:
                 self._finish(job, "Stopped", "MaxRuntimeExceeded", started)
                 return
-            if exit_code != 0:
-                reason = _failure_reason(base, exit_code)
+            failed = [
+                (host, base, code) for host, base, code in zip(hosts, bases, codes, strict=True) if code
+            ]
+            if failed:
+                host, base, code = failed[0]
+                reason = _failure_reason(base, code, host if count > 1 else None)
                 self._finish(job, "Failed", "Failed", started, reason)
                 return
             self._status(job, "InProgress", "Uploading", "Uploading generated training model")
-            self._upload_model(job, base, s3)
+            self._upload_model(job, bases, s3)
             self._finish(job, "Completed", "Completed", started)
         except Exception as exc:  # the local backend itself failed: report it as SageMaker would
             self._emit(local, f"local training backend error: {type(exc).__name__}: {exc}")
             self._finish(job, "Failed", "Failed", started, f"ClientError: {type(exc).__name__}: {exc}"[:1024])
 
-    def _lay_out(self, job: FakeTrainingJob, base: Path, s3: Any) -> Path:
-        """Create /opt/ml as SageMaker does for this job, downloading every channel."""
+    def _lay_out(self, job: FakeTrainingJob, base: Path, s3: Any, hosts: list[str], host: str) -> Path:
+        """Create one host's /opt/ml as SageMaker does, downloading every channel (its shard of sharded
+        ones: `ShardedByS3Key` gives each host every n-th object of the sorted list)."""
         config = base / "input" / "config"
         config.mkdir(parents=True, exist_ok=True)
         (base / "model").mkdir(exist_ok=True)
@@ -174,59 +182,96 @@ class LocalTrainingBackend:
             source = channel["DataSource"]["S3DataSource"]
             target = base / "input" / "data" / name
             target.mkdir(parents=True, exist_ok=True)
-            _download_channel(s3, source, target)
+            distribution = source.get("S3DataDistributionType", "FullyReplicated")
+            shard = (hosts.index(host), len(hosts)) if distribution == "ShardedByS3Key" else (0, 1)
+            _download_channel(s3, source, target, shard)
             channels[name] = {
                 "TrainingInputMode": channel.get("InputMode", "File"),
-                "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
+                "S3DistributionType": distribution,
                 "RecordWrapperType": channel.get("RecordWrapperType", "None"),
             }
         (config / "inputdataconfig.json").write_text(json.dumps(channels))
-        count = int((job.resource_config or {}).get("InstanceCount", 1))
-        hosts = [f"algo-{i}" for i in range(1, count + 1)]
-        resource = {"current_host": hosts[0], "hosts": hosts, "network_interface_name": "eth0"}
+        resource = {"current_host": host, "hosts": hosts, "network_interface_name": "eth0"}
         (config / "resourceconfig.json").write_text(json.dumps(resource))
         return base
 
-    def _train(self, local: LocalJob, base: Path, max_runtime: int) -> tuple[int, bool]:
-        """Run `train`, streaming its output; SIGTERM it when MaxRuntimeInSeconds passes."""
-        env = {**os.environ, **self.extra_env, "SAGEMAKER_BASE_DIR": str(base), "PYTHONUNBUFFERED": "1"}
-        process = subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
-            [*self.train_command, "train"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
+    def _train(self, local: LocalJob, bases: list[Path], max_runtime: int) -> tuple[list[int], bool]:
+        """Run `train` once per host (loopback stands in for the hosts' network), streaming the output;
+        SIGTERM them all when MaxRuntimeInSeconds passes."""
+        port = _free_port()
+        processes = []
+        for base in bases:
+            env = {
+                **os.environ,
+                **self.extra_env,
+                "SAGEMAKER_BASE_DIR": str(base),
+                "PYTHONUNBUFFERED": "1",
+                # On SageMaker the hosts resolve each other by name; here they all listen on loopback.
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(port),
+            }
+            processes.append(
+                subprocess.Popen(  # noqa: S603 - our own entry point, fixed arguments
+                    [*self.train_command, "train"],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    errors="replace",
+                )
+            )
         timed_out = threading.Event()
 
         def stop() -> None:
             timed_out.set()
-            process.terminate()  # SIGTERM, as SageMaker does at MaxRuntimeInSeconds
+            for process in processes:
+                process.terminate()  # SIGTERM, as SageMaker does at MaxRuntimeInSeconds
+
+        def stream(process: subprocess.Popen[str], prefix: str) -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                self._emit(local, prefix + line.rstrip("\n"))
 
         timer = threading.Timer(max_runtime, stop)
         timer.start()
+        readers = [
+            threading.Thread(target=stream, args=(process, f"[algo-{i}] " if len(processes) > 1 else ""))
+            for i, process in enumerate(processes, start=1)
+        ]
         try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                self._emit(local, line.rstrip("\n"))
-            code = process.wait()
+            for reader in readers:
+                reader.start()
+            for reader in readers:
+                reader.join()
+            codes = [process.wait() for process in processes]
         finally:
             timer.cancel()
-        return code, timed_out.is_set()
+        return codes, timed_out.is_set()
 
-    def _upload_model(self, job: FakeTrainingJob, base: Path, s3: Any) -> None:
+    def _upload_model(self, job: FakeTrainingJob, bases: list[Path], s3: Any) -> None:
+        """One model.tar.gz of every host's model/, merged as SageMaker merges them."""
         buffer = io.BytesIO()
+        added: set[str] = set()
         with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-            for path in sorted((base / "model").rglob("*")):
-                if path.is_file():
-                    archive.add(path, arcname=path.relative_to(base / "model").as_posix())
+            for base in bases:
+                for path in sorted((base / "model").rglob("*")):
+                    name = path.relative_to(base / "model").as_posix()
+                    if path.is_file() and name not in added:
+                        archive.add(path, arcname=name)
+                        added.add(name)
         bucket, key = split_s3_uri(job.model_artifacts["S3ModelArtifacts"])
         s3.put_object(Bucket=bucket, Key=key, Body=buffer.getvalue())
 
 
-def _download_channel(s3: Any, source: dict[str, Any], target: Path) -> None:
-    """Download an S3Prefix or ManifestFile data source into a channel folder, keys made relative."""
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _download_channel(s3: Any, source: dict[str, Any], target: Path, shard: tuple[int, int] = (0, 1)) -> None:
+    """Download an S3Prefix or ManifestFile data source into a channel folder, keys made relative;
+    `shard` (index, count): only every count-th object of the sorted list, from index."""
     data_type = source.get("S3DataType", "S3Prefix")
     bucket, key = split_s3_uri(source["S3Uri"])
     if data_type == "ManifestFile":
@@ -244,7 +289,8 @@ def _download_channel(s3: Any, source: dict[str, Any], target: Path) -> None:
         ]
     else:
         raise ValueError(f"S3DataType {data_type} is not supported by the local backend")
-    for object_key, relative in pairs:
+    index, count = shard
+    for object_key, relative in sorted(pairs)[index::count]:
         destination = (target / relative).resolve()
         if not destination.is_relative_to(target.resolve()):
             raise ValueError(f"object key {object_key!r} escapes the channel folder")
@@ -252,13 +298,12 @@ def _download_channel(s3: Any, source: dict[str, Any], target: Path) -> None:
         s3.download_file(bucket, object_key, str(destination))
 
 
-def _failure_reason(base: Path, exit_code: int) -> str:
+def _failure_reason(base: Path, exit_code: int, host: str | None = None) -> str:
+    """SageMaker's FailureReason: output/failure of the (named) host, or its exit code."""
     failure = base / "output" / "failure"
     text = failure.read_text(encoding="utf-8", errors="replace").strip() if failure.is_file() else ""
-    reason = (
-        f"AlgorithmError: {text}" if text else f"AlgorithmError: the container exited with code {exit_code}"
-    )
-    return reason[:FAILURE_REASON_LIMIT]
+    text = text or f"the container exited with code {exit_code}"
+    return f"AlgorithmError: {host + ': ' if host else ''}{text}"[:FAILURE_REASON_LIMIT]
 
 
 def _set_status(job: FakeTrainingJob, status: str, secondary: str, message: str) -> None:

@@ -154,3 +154,12 @@ def test_other_create_errors_propagate() -> None:
 
     with pytest.raises(ClientError, match="AccessDenied"):
         start_training_job(Denied(), {"TrainingJobName": "facetrain-r1"})
+
+
+def test_several_instances_shard_the_photos_and_reuse_the_previous_embeddings() -> None:
+    record = _record(instance_count=3, previous_manifest_key="results/runs/r0/previous-manifest.json")
+    request = training_job_request(record, TrainingSettings(training_image=IMAGE, role_arn=ROLE))
+    sources = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in request["InputDataConfig"]}
+    assert sources["face_imgs"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert sources["previous"]["S3DataDistributionType"] == "FullyReplicated"
+    assert sources["previous"]["S3Uri"].endswith("results/runs/r0/previous-manifest.json")

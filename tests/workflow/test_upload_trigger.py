@@ -187,10 +187,8 @@ def test_a_config_change_retrains(uploads: UploadWorkflow) -> None:
     uploads.settle()
 
     assert len(uploads.fake_sagemaker.created) == 2
-    assert [c["ChannelName"] for c in uploads.fake_sagemaker.created[1]["input_data_config"]] == [
-        "face_imgs",
-        "cfg",
-    ]
+    channels = [c["ChannelName"] for c in uploads.fake_sagemaker.created[1]["input_data_config"]]
+    assert channels == ["face_imgs", "cfg", "previous"]  # previous: the first run's embeddings, to reuse
 
 
 def test_uploads_outside_the_watched_prefixes_start_nothing(uploads: UploadWorkflow) -> None:
