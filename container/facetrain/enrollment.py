@@ -50,6 +50,23 @@ class Enrollment:
     def rejections_by_reason(self) -> dict[str, int]:
         return dict(sorted(Counter(row.reason for row in self.rejected).items()))
 
+    def rejections_by_identity(self) -> dict[str, dict[str, int]]:
+        """Identity folder → reason → photos not used (stray top-level files belong to no identity)."""
+        table: dict[str, Counter[str]] = {}
+        for row in self.rejected:
+            if row.identity:
+                table.setdefault(row.identity, Counter())[row.reason] += 1
+        return {identity: dict(counts) for identity, counts in table.items()}
+
+    def embedding_matrix(self) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+        """The records as arrays: embeddings (N, D) float32, labels (N,) indexing the enrolled identities
+        (in their CSV order), identity names, photo keys."""
+        names = [item.identity for item in self.identities]
+        index = {name: position for position, name in enumerate(names)}
+        embeddings = np.stack([record["embedding"] for record in self.records]).astype(np.float32)
+        labels = np.array([index[record["identity"]] for record in self.records], dtype=np.int64)
+        return embeddings, labels, names, [str(record["key"]) for record in self.records]
+
 
 @dataclass
 class EnrollmentBuilder:

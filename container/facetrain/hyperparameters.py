@@ -68,7 +68,16 @@ class Hyperparameters(BaseModel):
         1.1,
         gt=0.0,
         le=2.0,
-        description="Euclidean distance between unit embeddings at or below which rules.py accepts a match.",
+        description="Fallback accept threshold (Euclidean distance between unit embeddings) used when the "
+        "enrollment has too few photos to calibrate one at target_far.",
+    )
+    target_far: float = Field(
+        0.001,
+        gt=0.0,
+        le=0.1,
+        description="False-accept rate at which the accept threshold is calibrated from the enrollment's "
+        "own photos (leave-one-out); needs at least 1/target_far impostor pairs and 10 genuine distances, "
+        "else accept_threshold is used.",
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the random init of weights=none.")
 

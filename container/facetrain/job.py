@@ -10,12 +10,15 @@ from importlib.metadata import version
 import torch
 
 from .config_files import read_config_dir
+from .contract import REPORT_HTML
 from .enrollment import Enrollment, EnrollmentBuilder
+from .evaluation import evaluate
 from .faces import EMBEDDING_DIM, FaceEncoder, choose_device, resolve_weights
 from .hyperparameters import Hyperparameters, parse_settings
 from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
 from .photos import list_channel
 from .pipeline import PhotoPipeline
+from .report import render_report
 from .sagemaker_env import CONFIG_CHANNEL, IMAGES_CHANNEL, WEIGHTS_CHANNEL, TrainingEnvironment
 
 log = logging.getLogger("facetrain")
@@ -133,11 +136,31 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
         write_outputs(env.model_dir, render_reports(enrollment, metrics))
         raise JobFailure(_failure_summary(enrollment))
+    evaluate_started = time.perf_counter()
+    embeddings, labels, names, keys = enrollment.embedding_matrix()
+    evaluation = evaluate(
+        embeddings,
+        labels,
+        names,
+        keys,
+        settings.target_far,
+        settings.accept_threshold,
+        enrollment.rejections_by_identity(),
+    )
+    metrics["evaluation"] = evaluation.summary
+    timings["evaluate"] = round(time.perf_counter() - evaluate_started, 4)
     render_started = time.perf_counter()
-    files = render_enrollment(enrollment, settings.model_dump(mode="json"), run)
+    files = render_enrollment(enrollment, settings.model_dump(mode="json"), run, evaluation.summary)
     timings["write"] = round(time.perf_counter() - render_started, 4)
+    report_started = time.perf_counter()
     metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
-    write_outputs(env.model_dir, {**files, **render_reports(enrollment, metrics)})
+    report = render_report(metrics, evaluation, embeddings, labels, names, enrollment.rejected)
+    timings["report"] = round(time.perf_counter() - report_started, 4)
+    metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
+    write_outputs(
+        env.model_dir, {**files, REPORT_HTML: report.encode(), **render_reports(enrollment, metrics)}
+    )
+    summary = evaluation.summary
     log.info(
         "enrolled %d identities from %d of %d photos (%s photos/s); %d rejected",
         len(enrollment.identities),
@@ -145,5 +168,14 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         enrollment.images_total,
         metrics["images_per_second"],
         len(enrollment.rejected),
+    )
+    log.info(
+        "evaluation: identification accuracy %s, threshold %s (%s), FAR %s, FRR %s, %d suspected mislabel(s)",
+        summary["identification_accuracy"],
+        summary["threshold"],
+        summary["threshold_source"],
+        summary["false_accept_rate"],
+        summary["false_reject_rate"],
+        summary["suspected_mislabels_total"],
     )
     return metrics

@@ -35,12 +35,19 @@ def render_rejected(enrollment: Enrollment, warning: str | None) -> str:
     return buffer.getvalue()
 
 
-def rules_data(enrollment: Enrollment, settings: Mapping[str, object], run: Mapping[str, object]) -> dict:
-    """The decision rules as plain data."""
+def rules_data(
+    enrollment: Enrollment,
+    settings: Mapping[str, object],
+    run: Mapping[str, object],
+    decision: Mapping[str, object],
+) -> dict:
+    """The decision rules as plain data; `decision` is the evaluation's threshold, its source and target."""
     return {
         "metric": "euclidean",
         "embeddings": "L2-normalised InceptionResnetV1 embeddings; identity means re-normalised",
-        "accept_threshold": settings["accept_threshold"],
+        "accept_threshold": decision["threshold"],
+        "threshold_source": decision["threshold_source"],
+        "target_far": decision["target_far"],
         "embedding_dim": run["embedding_dim"],
         "identities": [item.identity for item in enrollment.identities],
         "image_size": settings["image_size"],
@@ -63,9 +70,13 @@ def render_reports(enrollment: Enrollment, metrics: Mapping[str, object]) -> dic
 
 
 def render_enrollment(
-    enrollment: Enrollment, settings: Mapping[str, object], run: Mapping[str, object]
+    enrollment: Enrollment,
+    settings: Mapping[str, object],
+    run: Mapping[str, object],
+    decision: Mapping[str, object],
 ) -> dict[str, bytes]:
-    """final_mean_embeddings.csv, rules.py and saved_embeddings.pkl, each verified by reading it back."""
+    """final_mean_embeddings.csv, rules.py (accept threshold from `decision`, the evaluation's summary) and
+    saved_embeddings.pkl, each verified by reading it back."""
     warning = NOT_FOR_PRODUCTION if run["not_for_production"] else None
     dimension = int(run["embedding_dim"])  # type: ignore[call-overload]
     table = render_csv(
@@ -79,7 +90,7 @@ def render_enrollment(
     )
     return {
         EMBEDDINGS_PKL: pickled.getvalue(),
-        RULES_PY: render_rules(rules_data(enrollment, settings, run)).encode(),
+        RULES_PY: render_rules(rules_data(enrollment, settings, run, decision)).encode(),
         ENROLLMENT_CSV: table.encode(),
     }
 

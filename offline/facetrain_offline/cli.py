@@ -1,4 +1,5 @@
-"""The `facetrain` command: `facetrain run IMAGES_DIR --out OUT_DIR …` runs the whole workflow offline."""
+"""The `facetrain` command: `facetrain run IMAGES_DIR --out OUT_DIR …` runs the whole workflow offline;
+`facetrain identify PHOTO… --results DIR` identifies people in photos with published results."""
 
 from __future__ import annotations
 
@@ -13,6 +14,18 @@ prefix, the real state machine runs the real Lambda handlers in-process, and the
 real container entry point (`train`) as a local process. The published results (the files that land at
 the results prefix) and run.json (status, counts, failure reason, state-by-state history) are written to
 OUT_DIR; the Lambdas' logs go to OUT_DIR/lambdas.log. Exit code 0 only when the run succeeded.
+"""
+
+IDENTIFY_HELP = """\
+Identify the person in each PHOTO with published results (DIR: the folder holding rules.py,
+final_mean_embeddings.csv and saved_embeddings.pkl, e.g. the OUT_DIR of `facetrain run`). Faces are
+detected and embedded by the training job's own code, with the settings and weights the results were made
+with (weights=none results: the same seed, and a NOT FOR PRODUCTION warning). Runs on CPU, without AWS.
+
+Prints one JSON object per photo: photo, identity (the nearest enrolled identity when its distance is
+within rules.py's accept_threshold, else null), distance, accepted, candidates (the nearest identities),
+face (box, probability, faces_found); a photo without a usable face has identity null, reason and error.
+Exit codes: 0 every photo examined; 1 some photo unreadable (its line says why); 2 bad usage or results.
 """
 
 
@@ -88,11 +101,45 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", type=Path, help="SAM template to deploy (default: the project's template.yaml)"
     )
     run.add_argument("--poll-seconds", type=int, default=1, help="first wait between training-job polls (1)")
+    _add_identify(commands)
     return parser
+
+
+def _add_identify(commands: argparse._SubParsersAction) -> None:
+    identify = commands.add_parser(
+        "identify",
+        help="identify people in photos with published results",
+        description=IDENTIFY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    identify.add_argument("photos", metavar="PHOTO", type=Path, nargs="+", help="photo files")
+    identify.add_argument(
+        "--results",
+        dest="results_dir",
+        metavar="DIR",
+        type=Path,
+        required=True,
+        help="folder of published results (rules.py, final_mean_embeddings.csv, saved_embeddings.pkl)",
+    )
+    identify.add_argument("--top", type=int, default=3, help="candidates listed per photo (3)")
+    identify.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="(auto)")
+    identify.add_argument(
+        "--weights-dir",
+        type=Path,
+        help="folder holding the weights file (as the job's weights channel); vggface2 is also looked "
+        "up in $TORCH_HOME/checkpoints",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "identify":
+        if args.top < 1:
+            print("facetrain identify: --top must be at least 1", file=sys.stderr)
+            return 2
+        from facetrain.identify import run_identify  # lazy: torch is slow to import
+
+        return run_identify(args.photos, args.results_dir, args.top, args.device, args.weights_dir)
     from .runner import DEFAULT_TEMPLATE, RunOptions, run  # lazy: moto and boto3 are slow to import
 
     if args.min_accuracy is not None and args.trigger == "upload":

@@ -13,6 +13,7 @@ OUTPUT_FILES = [
     "final_mean_embeddings.csv",
     "metrics.json",
     "rejected.csv",
+    "report.html",
     "rules.py",
     "saved_embeddings.pkl",
 ]
@@ -151,7 +152,17 @@ def test_metrics(dev_run):
     assert metrics["images_per_second"] > 0
     assert metrics["hyperparameters"]["seed"] == int(SEED)
     timings = metrics["timings"]
-    assert set(timings) == {"model_setup", "decode", "detect", "crop", "embed", "write", "total"}
+    assert set(timings) == {
+        "model_setup",
+        "decode",
+        "detect",
+        "crop",
+        "embed",
+        "evaluate",
+        "write",
+        "report",
+        "total",
+    }
     assert all(value >= 0 for value in timings.values())
     assert timings["total"] >= timings["detect"] + timings["embed"]
 

@@ -43,6 +43,7 @@ def test_train_script_enrolls(sagemaker_tree, shared_data, tmp_path, argv):
         "final_mean_embeddings.csv",
         "metrics.json",
         "rejected.csv",
+        "report.html",
         "rules.py",
         "saved_embeddings.pkl",
     ]

@@ -1,0 +1,140 @@
+"""`facetrain identify` on real photos against a job's results (weights=none, so the job's seed matters)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from facetrain.embeddings_file import dump_embeddings, load_embeddings
+from facetrain_offline.cli import main
+from PIL import Image
+
+SEED = "7"
+PHOTOS = ["faces-dev/person_02/img3.jpg", "faces-dev/person_10/img46.jpg", "faces-dev/person_04/img57.jpg"]
+
+
+@pytest.fixture(scope="module")
+def results(sagemaker_tree_class, tmp_path_factory, shared_data, module_job):
+    tree = sagemaker_tree_class(
+        tmp_path_factory.mktemp("identify") / "opt_ml", {"weights": "none", "seed": SEED}
+    )
+    tree.add_identities(shared_data / "faces-dev")
+    assert module_job(tree).rc == 0, tree.failure()
+    return tree
+
+
+def identify(capsys, *args):
+    code = main(["identify", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
+
+
+def test_identify_embeds_exactly_as_the_job_did(results, shared_data, capsys):
+    code, answers, err = identify(
+        capsys, *(shared_data / p for p in PHOTOS), "--results", results.model, "--top", "4"
+    )
+    assert code == 0, err
+    records = results.records()
+    means = {name: values.astype(np.float64) for name, _, values in results.enrollment()}
+    threshold = results.rules()["accept_threshold"]
+    assert [answer["photo"] for answer in answers] == [str(shared_data / p) for p in PHOTOS]
+    for photo, answer in zip(PHOTOS, answers, strict=True):
+        record = records[photo.removeprefix("faces-dev/")]
+        expected = {name: float(np.linalg.norm(record["embedding"] - mean)) for name, mean in means.items()}
+        assert len(answer["candidates"]) == 4
+        for candidate in answer["candidates"]:
+            # the same crop through the same seeded random weights: the job's embedding, to float noise
+            assert candidate["distance"] == pytest.approx(expected[candidate["identity"]], abs=5e-6)
+            assert candidate["accepted"] == (candidate["distance"] <= threshold)
+        ranked = sorted(expected, key=expected.get)
+        assert [c["identity"] for c in answer["candidates"]] == ranked
+        assert answer["distance"] == answer["candidates"][0]["distance"]
+        assert answer["accepted"] == answer["candidates"][0]["accepted"]
+        assert answer["identity"] == (ranked[0] if answer["accepted"] else None)
+        assert answer["face"]["box"] == record["box"]
+
+
+def test_weights_none_results_warn_loudly(results, shared_data, capsys):
+    code, [answer], err = identify(capsys, shared_data / PHOTOS[0], "--results", results.model)
+    assert code == 0
+    assert "NOT FOR PRODUCTION" in err
+    assert "NOT FOR PRODUCTION" in answer["warning"]
+    assert len(answer["candidates"]) == 3  # --top default
+
+
+def test_photo_without_a_face_is_an_answer_not_a_traceback(results, shared_data, tmp_path, capsys):
+    blank = tmp_path / "wall.jpg"
+    Image.new("RGB", (400, 300), (200, 190, 180)).save(blank)
+    code, answers, err = identify(capsys, blank, shared_data / PHOTOS[0], "--results", results.model)
+    assert code == 0, err
+    assert answers[0]["photo"] == str(blank)
+    assert answers[0]["identity"] is None and answers[0]["accepted"] is False
+    assert answers[0]["reason"] == "no_face"
+    assert answers[0]["error"].startswith("no face found")
+    assert answers[1]["candidates"]  # the next photo is still identified
+    assert "Traceback" not in err
+
+
+def test_unreadable_photos_exit_1_with_their_reason(results, shared_data, tmp_path, capsys):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo", encoding="utf-8")
+    missing = tmp_path / "missing.jpg"
+    code, answers, _ = identify(capsys, text, missing, shared_data / PHOTOS[0], "--results", results.model)
+    assert code == 1
+    assert [a.get("reason") for a in answers] == ["not_an_image", "unreadable", None]
+    assert answers[2]["candidates"]
+
+
+def test_results_folder_without_results_exits_2(tmp_path, shared_data, capsys):
+    code, answers, err = identify(capsys, shared_data / PHOTOS[0], "--results", tmp_path)
+    assert code == 2 and answers == []
+    assert "rules.py" in err and "published results folder" in err
+
+
+def copy_results(results, tmp_path):
+    folder = tmp_path / "results"
+    shutil.copytree(results.model, folder)
+    return folder
+
+
+def test_weights_other_than_the_results_are_refused(results, shared_data, tmp_path, capsys):
+    folder = copy_results(results, tmp_path)
+    rules = folder / "rules.py"
+    rules.write_text(
+        rules.read_text().replace("'weights_sha256': None", "'weights_sha256': '" + "ab" * 32 + "'")
+    )
+    code, answers, err = identify(capsys, shared_data / PHOTOS[0], "--results", folder)
+    assert code == 2 and answers == []
+    assert "same weights" in err
+
+
+def test_vggface2_results_resolve_weights_like_the_job(results, shared_data, tmp_path, capsys, monkeypatch):
+    folder = copy_results(results, tmp_path)
+    rules = folder / "rules.py"
+    text = rules.read_text().replace("'weights': 'none'", "'weights': 'vggface2'")
+    rules.write_text(text.replace("'not_for_production': True", "'not_for_production': False"))
+    payload = load_embeddings(folder / "saved_embeddings.pkl")
+    payload["metadata"]["hyperparameters"]["weights"] = "vggface2"
+    buffer = io.BytesIO()
+    dump_embeddings(payload["metadata"], payload["records"], buffer)
+    (folder / "saved_embeddings.pkl").write_bytes(buffer.getvalue())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code, answers, err = identify(
+        capsys, shared_data / PHOTOS[0], "--results", folder, "--weights-dir", tmp_path
+    )
+    assert code == 2 and answers == []
+    assert "20180402-114759-vggface2.pt was not found" in err
+    assert str(tmp_path / "torch" / "checkpoints") in err and str(tmp_path) in err
+    assert "NOT FOR PRODUCTION" not in err
+
+
+def test_results_that_disagree_are_refused(results, shared_data, tmp_path, capsys):
+    folder = copy_results(results, tmp_path)
+    rules = folder / "rules.py"
+    rules.write_text(rules.read_text().replace("'image_size': 160", "'image_size': 128"))
+    code, _, err = identify(capsys, shared_data / PHOTOS[0], "--results", folder)
+    assert code == 2
+    assert "image_size=128" in err
