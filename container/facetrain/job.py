@@ -10,15 +10,17 @@ from importlib.metadata import version
 import torch
 
 from .config_files import read_config_dir
-from .contract import REPORT_HTML
+from .contract import PREVIOUS_CHANNEL, REPORT_HTML
+from .distributed import Cluster, HostShare, gather_to_master
 from .enrollment import Enrollment, EnrollmentBuilder
 from .evaluation import evaluate
 from .faces import EMBEDDING_DIM, FaceEncoder, choose_device, resolve_weights
 from .hyperparameters import Hyperparameters, parse_settings
 from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
 from .photos import list_channel
-from .pipeline import PhotoPipeline
+from .pipeline import Accepted, PhotoPipeline, Rejected
 from .report import render_report
+from .reuse import embedding_fingerprint, load_previous, split_reusable
 from .sagemaker_env import CONFIG_CHANNEL, IMAGES_CHANNEL, WEIGHTS_CHANNEL, TrainingEnvironment
 
 log = logging.getLogger("facetrain")
@@ -57,11 +59,9 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
             f"No '{IMAGES_CHANNEL}' channel: the job needs its photos as input channel '{IMAGES_CHANNEL}' "
             f"(<identity>/<photo> files). Channels given: {', '.join(sorted(env.channels)) or 'none'}."
         )
-    if not env.is_master:
-        log.warning("host %s is not the first host %s: nothing to do here", env.current_host, env.hosts[0])
-        return {}
-    listing = list_channel(images_dir)
-    if not listing.photos:
+    cluster = Cluster(hosts=env.hosts, current_host=env.current_host)
+    listing = list_channel(images_dir)  # with several hosts: this host's shard (ShardedByS3Key)
+    if not listing.photos and cluster.size == 1:
         raise JobFailure(
             f"The '{IMAGES_CHANNEL}' channel holds no photo in <identity>/<photo> folders"
             + (
@@ -75,31 +75,58 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
     weights = resolve_weights(settings.weights, env.channels.get(WEIGHTS_CHANNEL))
     if settings.not_for_production:
         log.warning("*" * 20 + " %s " + "*" * 20, NOT_FOR_PRODUCTION)
-    identities = len({photo.identity for photo in listing.photos})
     log.info(
-        "%d photos of %d identities; weights=%s device=%s",
+        "%d photos of %d identities on host %s (%d of %d); weights=%s device=%s",
         len(listing.photos),
-        identities,
+        len({photo.identity for photo in listing.photos}),
+        cluster.current_host,
+        cluster.rank + 1,
+        cluster.size,
         weights.label,
         device,
     )
-    setup_started = time.perf_counter()
-    encoder = FaceEncoder(settings, weights, device)
-    setup_seconds = time.perf_counter() - setup_started
+    fingerprint = embedding_fingerprint(settings, weights.sha256, PREPROCESSING_VERSION)
+    previous = load_previous(env.channels.get(PREVIOUS_CHANNEL), fingerprint)
+    reused, to_compute = split_reusable(listing.photos, previous)
+    log.info(
+        "embeddings: %d reused from the previous run, %d photos to examine", len(reused), len(to_compute)
+    )
 
-    total = len(listing.photos)
-
-    def progress(done: int) -> None:
-        if done == total or done % 25 == 0:
-            log.info("progress: %d/%d photos processed", done, total)
-
-    pipeline = PhotoPipeline(settings, encoder, on_progress=progress)
-    builder = EnrollmentBuilder(stray_files=listing.stray_files)
+    setup_seconds = 0.0
+    outcomes: list[Accepted | Rejected] = list(reused)
+    pipeline_times: dict[str, float] = {}
     loop_started = time.perf_counter()
-    for outcome in pipeline.run(listing.photos):
-        builder.add(outcome)
+    if to_compute:
+        setup_started = time.perf_counter()
+        encoder = FaceEncoder(settings, weights, device)
+        setup_seconds = time.perf_counter() - setup_started
+        total = len(to_compute)
+
+        def progress(done: int) -> None:
+            if done == total or done % 25 == 0:
+                log.info("progress: %d/%d photos processed", done, total)
+
+        pipeline = PhotoPipeline(settings, encoder, on_progress=progress)
+        loop_started = time.perf_counter()
+        outcomes.extend(pipeline.run(to_compute))
+        pipeline_times = pipeline.times.as_dict()
     loop_seconds = time.perf_counter() - loop_started
+    computed = sum(isinstance(o, Accepted) for o in outcomes) - len(reused)
+    share = HostShare(outcomes, listing.stray_files, computed, len(reused), len(listing.photos), loop_seconds)
+    shares = gather_to_master(cluster, [share])
+    if shares is None:
+        log.info(
+            "host %s: outcomes handed to %s, which writes the outputs", cluster.current_host, env.hosts[0]
+        )
+        return {}
+    builder = EnrollmentBuilder(stray_files=sorted(f for part in shares for f in part.stray_files))
+    for outcome in sorted(
+        (o for part in shares for o in part.outcomes), key=lambda o: (o.photo.identity, o.photo.key)
+    ):
+        builder.add(outcome)
     enrollment = builder.finish(settings.min_images_per_identity)
+    photos_total = sum(part.photos for part in shares)
+    slowest_loop = max(part.loop_seconds for part in shares)
 
     run = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -108,6 +135,7 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         "not_for_production": settings.not_for_production,
         "embedding_dim": EMBEDDING_DIM,
         "preprocessing_version": PREPROCESSING_VERSION,
+        "embedding_fingerprint": fingerprint,
         "device": str(device),
         "versions": {name: version(name) for name in ("facetrain", "facenet-pytorch", "torch", "pillow")},
     }
@@ -125,13 +153,16 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         "weights_sha256": weights.sha256,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "images_per_second": round(len(listing.photos) / loop_seconds, 3) if loop_seconds else None,
+        "images_per_second": round(photos_total / slowest_loop, 3) if slowest_loop else None,
+        "embeddings_computed": sum(part.computed for part in shares),
+        "embeddings_reused": sum(part.reused for part in shares),
+        "hosts": cluster.size,
         "dataset_fingerprint": enrollment.dataset_fingerprint,
         "hyperparameters": settings.model_dump(mode="json"),
         "created_at": run["created_at"],
         "versions": run["versions"],
     }
-    timings = {"model_setup": round(setup_seconds, 4), **pipeline.times.as_dict()}
+    timings = {"model_setup": round(setup_seconds, 4), **pipeline_times}
     if not enrollment.identities:
         metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
         write_outputs(env.model_dir, render_reports(enrollment, metrics))

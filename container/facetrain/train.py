@@ -46,12 +46,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Imported here, after the handler: torch takes seconds to import.
         from .config_files import ConfigError
+        from .distributed import GatherError
         from .faces import DeviceError, WeightsError
         from .hyperparameters import SettingsError
         from .job import JobFailure, run_job
         from .sagemaker_env import ContractError, load_environment
 
-        expected = (JobFailure, SettingsError, ConfigError, ContractError, WeightsError, DeviceError)
+        expected = (
+            JobFailure,
+            SettingsError,
+            ConfigError,
+            ContractError,
+            WeightsError,
+            DeviceError,
+            GatherError,
+        )
         try:
             run_job(load_environment(base_dir))
             return 0

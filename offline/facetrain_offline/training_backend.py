@@ -231,6 +231,10 @@ class LocalTrainingBackend:
             assert process.stdout is not None
             for line in process.stdout:
                 self._emit(local, prefix + line.rstrip("\n"))
+            if process.wait() != 0:  # as on SageMaker, one failed host ends the others' work
+                for other in processes:
+                    if other.poll() is None:
+                        other.terminate()
 
         timer = threading.Timer(max_runtime, stop)
         timer.start()

@@ -140,3 +140,38 @@ def test_upload_trigger_trains_once_then_only_on_change(shared_data, tmp_path, c
     assert (more["executions_started"], more["training_jobs_started"]) == (1, 1)
     rows = parse_csv((tmp_path / "out3" / "final_mean_embeddings.csv").read_text(), 512)
     assert "newcomer" in [identity for identity, _, _ in rows]
+
+
+def _metrics(out: Path) -> dict:
+    latest = json.loads((out / "latest.json").read_text())
+    return json.loads((out / "runs" / latest["run_id"] / "metrics.json").read_text())
+
+
+def test_force_on_unchanged_photos_computes_no_embedding(shared_data, tmp_path, capsys):
+    images = _photos(shared_data, tmp_path / "photos")
+    state = ["--state", str(tmp_path / "state"), "-p", "weights=none"]
+
+    assert _run(capsys, str(images), "--out", str(tmp_path / "out1"), *state)[0] == 0
+    code, _, forced = _run(capsys, str(images), "--out", str(tmp_path / "out2"), *state, "--force")
+
+    assert code == 0 and forced["training_jobs_started"] == 1
+    metrics = _metrics(tmp_path / "out2")
+    assert (metrics["embeddings_computed"], metrics["embeddings_reused"]) == (0, 4)
+
+
+def test_two_instances_publish_the_same_enrollment_as_one(shared_data, tmp_path, capsys):
+    images = tmp_path / "photos"
+    shutil.copytree(shared_data / "faces-dev", images)
+
+    one = _run(capsys, str(images), "--out", str(tmp_path / "one"), "-p", "weights=none")
+    two = _run(
+        capsys, str(images), "--out", str(tmp_path / "two"), "-p", "weights=none", "--instance-count", "2"
+    )
+
+    assert one[0] == 0 and two[0] == 0, two[1]
+    assert _metrics(tmp_path / "two")["hosts"] == 2
+    first = parse_csv((tmp_path / "one" / "final_mean_embeddings.csv").read_text(), 512)
+    second = parse_csv((tmp_path / "two" / "final_mean_embeddings.csv").read_text(), 512)
+    assert [(i, n) for i, n, _ in first] == [(i, n) for i, n, _ in second]
+    for (_, _, a), (_, _, b) in zip(first, second, strict=True):
+        assert float(abs(a - b).max()) <= 1e-5

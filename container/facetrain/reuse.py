@@ -1,0 +1,116 @@
+"""Incremental retraining: reuse the published run's per-photo embeddings where nothing changed.
+
+A photo's embedding depends only on its bytes (sha256) and on the embedding settings. The settings are
+summed up in an embedding fingerprint stored in saved_embeddings.pkl; when the published run's
+fingerprint equals this run's, every photo whose sha256 it holds is reused, the others are computed, and
+photos no longer present are simply not carried over. A changed setting changes the fingerprint and
+forces a full recompute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .contract import EMBEDDINGS_PKL
+from .embeddings_file import EmbeddingsFileError, load_embeddings
+from .faces import DetectedFace
+from .hyperparameters import Hyperparameters
+from .photos import PhotoRef
+from .pipeline import Accepted
+
+log = logging.getLogger("facetrain")
+
+# Settings that change what a photo's embedding is (batch size, device, thresholds of the enrollment do not).
+EMBEDDING_SETTINGS = (
+    "weights",
+    "image_size",
+    "margin",
+    "min_face_size",
+    "detection_thresholds",
+    "detection_max_side",
+    "face_selection",
+    "max_image_pixels",
+)
+
+
+def embedding_fingerprint(
+    settings: Hyperparameters, weights_sha256: str | None, preprocessing_version: int
+) -> str:
+    """sha256 of everything that decides a photo's embedding (the seed too, for random weights)."""
+    values: dict[str, Any] = {name: getattr(settings, name) for name in EMBEDDING_SETTINGS}
+    values["detection_thresholds"] = list(settings.detection_thresholds)
+    values["weights_sha256"] = weights_sha256
+    values["preprocessing_version"] = preprocessing_version
+    if settings.not_for_production:
+        values["seed"] = settings.seed
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PreviousEmbeddings:
+    """The published run's per-photo records, by photo sha256."""
+
+    by_sha256: Mapping[str, Mapping[str, Any]]
+    run_fingerprint: str
+
+
+def load_previous(channel: Path | None, fingerprint: str) -> PreviousEmbeddings | None:
+    """The reusable records of the `previous` channel, or None (no channel, unreadable, other settings)."""
+    if channel is None:
+        return None
+    path = channel / EMBEDDINGS_PKL
+    if not path.is_file():
+        log.warning("previous channel has no %s: computing every embedding", EMBEDDINGS_PKL)
+        return None
+    try:
+        payload = load_embeddings(path)
+    except EmbeddingsFileError as exc:
+        log.warning("previous embeddings unusable (%s): computing every embedding", exc)
+        return None
+    previous = payload["metadata"].get("embedding_fingerprint")
+    if previous != fingerprint:
+        log.info("embedding settings changed since the previous run: computing every embedding")
+        return None
+    by_sha = {record["sha256"]: record for record in payload["records"]}
+    return PreviousEmbeddings(by_sha256=by_sha, run_fingerprint=str(previous))
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def split_reusable(
+    photos: list[PhotoRef], previous: PreviousEmbeddings | None, workers: int = 4
+) -> tuple[list[Accepted], list[PhotoRef]]:
+    """(photos whose embedding is reused, as outcomes; photos to examine). Hashing runs in threads."""
+    if previous is None or not previous.by_sha256:
+        return [], list(photos)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
+        digests = list(pool.map(_sha256, (photo.path for photo in photos)))
+    reused: list[Accepted] = []
+    to_compute: list[PhotoRef] = []
+    for photo, digest in zip(photos, digests, strict=True):
+        record = previous.by_sha256.get(digest) if digest else None
+        if record is None:
+            to_compute.append(photo)
+            continue
+        face = DetectedFace(
+            box=tuple(float(v) for v in record["box"]),  # type: ignore[arg-type]
+            probability=float(record["probability"]),
+            faces_found=int(record.get("faces_found", 1)),
+        )
+        embedding = np.asarray(record["embedding"], dtype=np.float32)
+        reused.append(Accepted(photo=photo, sha256=str(digest), face=face, embedding=embedding))
+    return reused, to_compute

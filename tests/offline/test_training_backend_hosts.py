@@ -1,0 +1,114 @@
+"""The local training backend with several hosts: shards, failures (no photos, no torch: a stand-in job)."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+import textwrap
+import time
+
+import boto3
+from facetrain_offline.runner import local_aws
+from facetrain_offline.training_backend import LocalTrainingBackend
+
+# Stand-in for `train`: records its shard and resourceconfig; algo-2 fails when FAIL_HOST says so.
+FAKE_TRAIN = textwrap.dedent(
+    """
+    import json, os, pathlib, sys, time
+    base = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"])
+    resources = json.loads((base / "input/config/resourceconfig.json").read_text())
+    photos = sorted(p.relative_to(base / "input/data/face_imgs").as_posix()
+                    for p in (base / "input/data/face_imgs").rglob("*") if p.is_file())
+    host = resources["current_host"]
+    if host == os.environ.get("FAIL_HOST"):
+        (base / "output/failure").write_text("no usable weights on this host")
+        sys.exit(1)
+    if os.environ.get("FAIL_HOST") and host != resources["hosts"][0]:
+        time.sleep(30)  # a host left waiting for the others: must be stopped when one fails
+    record = {"photos": photos, "master": os.environ["MASTER_ADDR"]}
+    (base / "model" / f"{host}.json").write_text(json.dumps(record))
+    """
+)
+
+
+def _job(sagemaker, s3, name: str, hosts: int) -> dict:
+    s3.put_object(
+        Bucket="photos-bkt",
+        Key="m.json",
+        Body=json.dumps(
+            [{"prefix": "s3://photos-bkt/face_imgs/"}, *[f"p{i}/{j}.jpg" for i in range(3) for j in range(2)]]
+        ),
+    )
+    sagemaker.create_training_job(
+        TrainingJobName=name,
+        AlgorithmSpecification={"TrainingImage": "local", "TrainingInputMode": "File"},
+        RoleArn="arn:aws:iam::123456789012:role/r",
+        InputDataConfig=[
+            {
+                "ChannelName": "face_imgs",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "ManifestFile",
+                        "S3Uri": "s3://photos-bkt/m.json",
+                        "S3DataDistributionType": "ShardedByS3Key",
+                    }
+                },
+            }
+        ],
+        OutputDataConfig={"S3OutputPath": "s3://photos-bkt/out"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": hosts, "VolumeSizeInGB": 1},
+        StoppingCondition={"MaxRuntimeInSeconds": 120},
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = sagemaker.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] != "InProgress":
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(name)
+
+
+def _clients():
+    s3 = boto3.client("s3", region_name="eu-west-1")
+    s3.create_bucket(Bucket="photos-bkt", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    for i in range(3):
+        for j in range(2):
+            s3.put_object(Bucket="photos-bkt", Key=f"face_imgs/p{i}/{j}.jpg", Body=b"x")
+    return s3, boto3.client("sagemaker", region_name="eu-west-1")
+
+
+def test_each_host_gets_its_shard_and_the_model_dirs_are_merged(tmp_path):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    with local_aws():
+        s3, sagemaker = _clients()
+        backend = LocalTrainingBackend(tmp_path / "jobs", train_command=[sys.executable, str(script)])
+        with backend.installed():
+            job = _job(sagemaker, s3, "three-hosts", hosts=3)
+        archive = s3.get_object(Bucket="photos-bkt", Key="out/three-hosts/output/model.tar.gz")["Body"].read()
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        assert sorted(tar.getnames()) == ["algo-1.json", "algo-2.json", "algo-3.json"]
+        shards = [json.loads(tar.extractfile(f"algo-{i}.json").read()) for i in (1, 2, 3)]
+    photos = [photo for shard in shards for photo in shard["photos"]]
+    assert sorted(photos) == sorted(f"p{i}/{j}.jpg" for i in range(3) for j in range(2))  # each once
+    assert all(len(shard["photos"]) == 2 for shard in shards)
+    assert {shard["master"] for shard in shards} == {"127.0.0.1"}
+
+
+def test_a_failing_host_fails_the_job_with_its_reason_and_stops_the_others(tmp_path):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    with local_aws():
+        s3, sagemaker = _clients()
+        backend = LocalTrainingBackend(
+            tmp_path / "jobs", train_command=[sys.executable, str(script)], extra_env={"FAIL_HOST": "algo-1"}
+        )
+        started = time.monotonic()
+        with backend.installed():
+            job = _job(sagemaker, s3, "one-fails", hosts=2)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == "AlgorithmError: algo-1: no usable weights on this host"
+    assert time.monotonic() - started < 25  # algo-2 (sleeping 30 s) was stopped
