@@ -10,7 +10,7 @@ SAM := .venv-sam/bin/sam
 SAM_PYTHON ?= 3.13.0
 AWS_REGION ?= eu-west-1
 
-.PHONY: help setup tools test lint format bench run job image build deploy delete clean
+.PHONY: help setup tools test lint format bench bench-scale run job image build deploy delete clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ run: ## the whole workflow offline on a folder: make run IMAGES=dir [OUT=out]
 
 bench: ## job vs plain facenet-pytorch loop on ../shared/data/faces-dev (photos/s, ratio, memory)
 	$(BIN)/python benchmarks/bench_job.py $(IMAGES)
+
+bench-scale: ## incremental retrain (+1% photos) vs full, and 1 vs 2 local hosts (times, equality)
+	$(BIN)/python benchmarks/bench_scale.py $(IMAGES)
 
 job: ## run the training job on a folder of <person>/<photo>: make job IMAGES=dir [HP='{"weights":"none"}']
 	rm -rf .job && mkdir -p .job/input/config .job/input/data
