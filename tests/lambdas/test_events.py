@@ -8,7 +8,7 @@ from unittest import mock
 
 import boto3
 import pytest
-from facetrain_lambdas import cleanup, poll, publish, start, validate
+from facetrain_lambdas import batch, cleanup, poll, publish, start, trigger, validate
 from facetrain_offline.lambda_runtime import LambdaContext
 from moto import mock_aws
 from support.testkit import FakeSageMaker, upload_photos
@@ -74,5 +74,40 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
             cleanup.handler(_load("cleanup.json"), LambdaContext("cleanup"))
         assert respond.call_args.args[1] == "SUCCESS"
         handled.add("cleanup.json")
+
+        # Upload trigger: the SQS batch starts one execution; the batch steps check and release it.
+        table = ENV["TriggerFunction"]["UPLOAD_STATE_TABLE"]
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName=table,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        sfn.create_state_machine(
+            name="facetrain-retraining",
+            definition=json.dumps(
+                {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 60, "End": True}}}
+            ),
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+        )
+        _environment(monkeypatch, "TriggerFunction")
+        response = trigger.handler(_load("trigger.json"), LambdaContext("trigger"))
+        assert response == {"batchItemFailures": []}
+        (execution,) = sfn.list_executions(stateMachineArn=ENV["TriggerFunction"]["STATE_MACHINE_ARN"])[
+            "executions"
+        ]
+        assert execution["name"].endswith("-g2")
+        handled.add("trigger.json")
+
+        _environment(monkeypatch, "UploadBatchFunction")
+        check = batch.handler(_load("batch-check.json"), LambdaContext("batch"))
+        assert check["generation"] == 2 and check["settled"] is False and 0 < check["wait_seconds"] <= 120
+        handled.add("batch-check.json")
+        finish = batch.handler(
+            {**_load("batch-finish.json"), "execution": execution["name"]}, LambdaContext("batch")
+        )
+        assert finish == {"released": True, "follow_up": None}
+        handled.add("batch-finish.json")
 
     assert handled == {path.name for path in EVENTS.iterdir()}, "an events/ file has no handler in this test"
