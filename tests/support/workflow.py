@@ -79,15 +79,20 @@ class WorkflowStack:
 
 
 @contextmanager
-def deployed_workflow(fake_sagemaker: FakeSageMaker) -> Iterator[WorkflowStack]:
-    """template.yaml deployed into a fresh moto account, handlers and FakeSageMaker installed."""
+def deployed_workflow(
+    fake_sagemaker: FakeSageMaker,
+    parameters: dict[str, str] | None = None,
+    kind: type[WorkflowStack] = WorkflowStack,
+) -> Iterator[WorkflowStack]:
+    """template.yaml deployed into a fresh moto account (TEST_PARAMETERS unless other parameters are
+    given), handlers and FakeSageMaker installed."""
     with local_aws(REGION):
         local = deploy(
             DEFAULT_TEMPLATE,
-            TEST_PARAMETERS,
+            TEST_PARAMETERS if parameters is None else parameters,
             stack_name=STACK_NAME,
             region=REGION,
             extra_environment=TEST_ENVIRONMENT,
         )
         with local.lambdas.installed(), fake_sagemaker.installed():
-            yield WorkflowStack(local, fake_sagemaker)
+            yield kind(local, fake_sagemaker)

@@ -13,16 +13,12 @@ from typing import Any
 import pytest
 from facetrain.enrollment_csv import parse_csv
 from facetrain_offline.event_sources import SqsEventPoller
-from facetrain_offline.runner import local_aws
-from facetrain_offline.stack import deploy
 from support.testkit import JPEG, FakeSageMaker, upload_photos
 from support.workflow import (
-    DEFAULT_TEMPLATE,
-    REGION,
     STACK_NAME,
-    TEST_ENVIRONMENT,
     TEST_PARAMETERS,
     WorkflowStack,
+    deployed_workflow,
 )
 
 # Settle after 1 s of quiet; the event source hands over what it has at once.
@@ -69,18 +65,10 @@ class UploadWorkflow(WorkflowStack):
 
 @pytest.fixture
 def uploads(fake_sagemaker: FakeSageMaker) -> Iterator[UploadWorkflow]:
-    with local_aws(REGION):
-        local = deploy(
-            DEFAULT_TEMPLATE,
-            UPLOAD_PARAMETERS,
-            stack_name=STACK_NAME,
-            region=REGION,
-            extra_environment=TEST_ENVIRONMENT,
-        )
-        with local.lambdas.installed(), fake_sagemaker.installed():
-            workflow = UploadWorkflow(local, fake_sagemaker)
-            workflow.poller = SqsEventPoller(local)
-            yield workflow
+    with deployed_workflow(fake_sagemaker, UPLOAD_PARAMETERS, UploadWorkflow) as workflow:
+        assert isinstance(workflow, UploadWorkflow)
+        workflow.poller = SqsEventPoller(workflow.local)
+        yield workflow
 
 
 def _invocations(workflow: UploadWorkflow) -> Counter[str]:
