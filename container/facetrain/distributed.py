@@ -19,6 +19,8 @@ import torch.distributed as dist
 
 log = logging.getLogger("facetrain")
 DEFAULT_PORT = 7777
+# How long a host waits for the others (to start, and to finish their shares); FACETRAIN_GATHER_TIMEOUT
+# (seconds) overrides it. SageMaker ends the whole job when one host fails, so this is a last resort.
 GATHER_TIMEOUT = timedelta(hours=6)
 
 
@@ -58,6 +60,11 @@ class GatherError(RuntimeError):
     """The hosts could not exchange their outcomes."""
 
 
+def _timeout() -> timedelta:
+    seconds = os.environ.get("FACETRAIN_GATHER_TIMEOUT")
+    return timedelta(seconds=float(seconds)) if seconds else GATHER_TIMEOUT
+
+
 def gather_to_master(cluster: Cluster, outcomes: list[Any]) -> list[Any] | None:
     """Every host's outcomes on the master (flattened, in host order); None on the other hosts."""
     if cluster.size == 1:
@@ -78,11 +85,11 @@ def gather_to_master(cluster: Cluster, outcomes: list[Any]) -> list[Any] | None:
             init_method=f"tcp://{address}:{port}",
             rank=cluster.rank,
             world_size=cluster.size,
-            timeout=GATHER_TIMEOUT,
+            timeout=_timeout(),
         )
         gathered: list[list[Any] | None] = [None] * cluster.size if cluster.is_master else []
         dist.gather_object(outcomes, gathered if cluster.is_master else None, dst=0)
-    except (RuntimeError, OSError, ValueError) as exc:
+    except (RuntimeError, OSError, ValueError, dist.DistStoreError) as exc:
         raise GatherError(
             f"host {cluster.current_host} could not exchange outcomes with the other hosts at "
             f"{address}:{port} ({exc}); one of them may have failed first: see its log"

@@ -163,12 +163,18 @@ def test_zero_usable_identities_fails_but_reports(sagemaker_tree, run_job, share
     }
 
 
-def test_non_master_host_does_nothing(sagemaker_tree_class, tmp_path, run_job, shared_data):
+def test_a_host_whose_master_never_answers_fails_clearly(
+    sagemaker_tree_class, tmp_path, run_job, shared_data, monkeypatch
+):
+    # Two hosts declared, only algo-2 runs: it embeds its share, then cannot hand it to algo-1.
     tree = sagemaker_tree_class(tmp_path / "opt_ml", hosts=("algo-1", "algo-2"), current_host="algo-2")
     tree.add_photo("kate", "1.jpg", shared_data / KATE)
-    assert run_job(tree).rc == 0
-    assert tree.model_files() == []
-    assert tree.failure() is None
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "9")  # nothing listens there
+    monkeypatch.setenv("FACETRAIN_GATHER_TIMEOUT", "3")
+    failure = assert_failed(tree, run_job(tree))
+    assert failure.startswith("host algo-2 could not exchange outcomes with the other hosts at 127.0.0.1:9")
+    assert tree.model_files() == []  # only the master writes outputs
 
 
 def test_unexpected_exception_is_reported_as_internal_error(kate_tree, run_job, monkeypatch):
