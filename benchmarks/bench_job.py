@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,39 +86,61 @@ def main() -> int:
     parser.add_argument("images", type=Path, nargs="?", default=DEFAULT_IMAGES)
     parser.add_argument("--scale", type=int, default=4, help="repeat factor for the memory check (default 4)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each program, alternated (3)")
     args = parser.parse_args()
     if not args.images.is_dir():
         sys.exit(f"no photos at {args.images}: pass a folder of <identity>/<photo> files")
     hyperparameters = {"weights": "none", "device": args.device}
 
-    baseline = run_measured(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "baseline_loop.py"),
-            str(args.images),
-            "--device",
-            args.device,
-        ]
-    )
-    base = json.loads(baseline.stdout.strip().splitlines()[-1])
-    job, metrics, job_accepted = run_job(args.images, hyperparameters)
+    baseline_command = [
+        sys.executable,
+        str(ROOT / "benchmarks" / "baseline_loop.py"),
+        str(args.images),
+        "--device",
+        args.device,
+    ]
+    # Alternate the two programs `--rounds` times and compare medians: one cold run of 24 photos is
+    # noisy on a shared 2-core machine.
+    baselines, bases, jobs = [], [], []
+    for _ in range(args.rounds):
+        baselines.append(run_measured(baseline_command))
+        bases.append(json.loads(baselines[-1].stdout.strip().splitlines()[-1]))
+        jobs.append(run_job(args.images, hyperparameters))
+    base = bases[0]
+    job_accepted = jobs[0][2]
     photos = base["photos"]
-    # The job's own photo loop (decode → detect → crop → embed), as the baseline's loop; the job's
-    # evaluation and report come after it and count in the whole-process figure only.
-    job_loop = photos / metrics["images_per_second"]
 
     def rate(seconds: float) -> float:
         return photos / seconds
 
-    print(f"photos: {photos} from {args.images}  device: {args.device}  cores: {os.cpu_count()}")
-    print(f"{'':28}{'baseline loop':>16}{'facetrain job':>16}{'ratio':>8}")
+    # The job's own photo loop (decode → detect → crop → embed), as the baseline's loop; the job's
+    # evaluation and report come after it and count in the whole-process figure only.
     rows = [
-        ("photos/s (whole process)", rate(baseline.wall_seconds), rate(job.wall_seconds)),
-        ("photos/s (photo loop)", rate(base["loop_seconds"]), rate(job_loop)),
+        (
+            "photos/s (whole process)",
+            statistics.median(rate(run.wall_seconds) for run in baselines),
+            statistics.median(rate(run.wall_seconds) for run, _, _ in jobs),
+        ),
+        (
+            "photos/s (photo loop)",
+            statistics.median(rate(b["loop_seconds"]) for b in bases),
+            statistics.median(m["images_per_second"] for _, m, _ in jobs),
+        ),
     ]
+    print(
+        f"photos: {photos} from {args.images}  device: {args.device}  cores: {os.cpu_count()}  "
+        f"rounds: {args.rounds} (medians)"
+    )
+    print(f"{'':28}{'baseline loop':>16}{'facetrain job':>16}{'ratio':>8}")
     for label, old, new in rows:
         print(f"{label:28}{old:16.2f}{new:16.2f}{new / old:7.2f}x")
-    print(f"{'peak RSS MiB':28}{baseline.peak_rss_mib:16.0f}{job.peak_rss_mib:16.0f}")
+    loop_ratios = [
+        m["images_per_second"] / rate(b["loop_seconds"]) for b, (_, m, _) in zip(bases, jobs, strict=True)
+    ]
+    print(f"{'loop ratio per round':28}{' '.join(f'{r:.2f}x' for r in loop_ratios):>40}")
+    baseline_peak = max(run.peak_rss_mib for run in baselines)
+    job_peak = max(run.peak_rss_mib for run, _, _ in jobs)
+    print(f"{'peak RSS MiB (max)':28}{baseline_peak:16.0f}{job_peak:16.0f}")
     print(f"{'faces accepted':28}{len(base['accepted']):16d}{len(job_accepted):16d}")
     only_baseline = sorted(set(base["accepted"]) - job_accepted)
     only_job = sorted(job_accepted - set(base["accepted"]))
