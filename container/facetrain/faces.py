@@ -6,7 +6,6 @@ Also used by `facetrain identify` later: there is one implementation of detectio
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +18,9 @@ from PIL import Image
 
 from .hyperparameters import NAMED_WEIGHTS, RANDOM_WEIGHTS, Hyperparameters
 from .photos import DecodedPhoto, PhotoRejected, decode_full_resolution
+from .weight_files import WEIGHT_FILES, torch_home
 
 EMBEDDING_DIM = 512
-# Where facenet-pytorch caches its downloads (it names files after their release URL).
-WEIGHT_FILES = {
-    "vggface2": "20180402-114759-vggface2.pt",
-    "casia-webface": "20180408-102900-casia-webface.pt",
-}
 
 
 class WeightsError(ValueError):
@@ -52,12 +47,6 @@ class DetectedFace:
     box: tuple[float, float, float, float]
     probability: float
     faces_found: int
-
-
-def torch_home() -> Path:
-    """facenet-pytorch's cache root ($TORCH_HOME, else $XDG_CACHE_HOME/torch, else ~/.cache/torch)."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
-    return Path(os.environ.get("TORCH_HOME", default)).expanduser()
 
 
 def _sha256_file(path: Path) -> str:

@@ -15,7 +15,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 from facetrain.contract import REJECTED_CSV, REPORT_HTML
 from pydantic import BaseModel
 
@@ -25,7 +24,7 @@ from .errors import ResultsInvalid, transient_aws_errors
 from .layout import CURRENT_FILES, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .quality_gate import QualityGate, QualityGateFailed, gate_problems
-from .run_record import RunPointer, RunRecord, load_run_record, read_json, write_json
+from .run_record import RunPointer, RunRecord, load_run_record, read_published, write_json
 
 CONTENT_TYPES = {
     ".csv": "text/csv",
@@ -110,22 +109,21 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
     return "\n".join(lines)
 
 
-def _published_accuracy(s3: Any, layout: RunLayout) -> float | None:
-    """Identification accuracy of the currently published run (latest.json), if recorded."""
-    try:
-        latest = read_json(s3, layout.bucket, layout.latest_key)
-    except (ClientError, ValueError):
-        return None
-    value = latest.get("identification_accuracy") if isinstance(latest, dict) else None
+def _accuracy(latest: dict[str, Any]) -> float | None:
+    """Identification accuracy recorded in a latest.json, if any."""
+    value = latest.get("identification_accuracy")
     return float(value) if isinstance(value, int | float) else None
 
 
-def check_quality_gate(s3: Any, record: RunRecord, results: VerifiedResults) -> dict[str, Any]:
-    """Apply the run's quality gate; record the decision under runs/<run_id>/; raise QualityGateFailed."""
+def check_quality_gate(
+    s3: Any, record: RunRecord, results: VerifiedResults, latest: dict[str, Any]
+) -> dict[str, Any]:
+    """Apply the run's quality gate against the published run (`latest`); record the decision under
+    runs/<run_id>/; raise QualityGateFailed."""
     layout = record.layout
     evaluation = results.metrics.get("evaluation")
     gate = record.quality_gate or QualityGate()
-    published = _published_accuracy(s3, layout)
+    published = _accuracy(latest)
     problems = gate_problems(gate, evaluation, published)
     decision = {
         "run_id": record.run_id,
@@ -160,8 +158,8 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
                 Body=body,
                 ContentType=_content_type(name),
             )
-    gate = check_quality_gate(s3, record, results)
-    previous = _latest_run_id(s3, layout)
+    latest_before = read_published(s3, layout)
+    gate = check_quality_gate(s3, record, results, latest_before)
     # Verified, stored and through the gate: from here on the current results change.
     current = [name for name in (*CURRENT_FILES, REPORT_HTML) if name in results.files]
     for name in current:
@@ -177,7 +175,7 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
         "format": "facetrain.latest",
         "version": 1,
         "run_id": record.run_id,
-        "previous_run_id": previous,
+        "previous_run_id": latest_before.get("run_id"),
         "execution": event.execution,
         "published_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "training_job_name": event.job.training_job_name,
@@ -204,14 +202,6 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
         latest_key=layout.latest_key,
         summary=summary_text(record, event.job, results, layout),
     )
-
-
-def _latest_run_id(s3: Any, layout: RunLayout) -> str | None:
-    try:
-        latest = read_json(s3, layout.bucket, layout.latest_key)
-    except (ClientError, ValueError):
-        return None
-    return latest.get("run_id") if isinstance(latest, dict) else None
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)

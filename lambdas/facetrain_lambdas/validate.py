@@ -20,7 +20,7 @@ from .errors import InvalidInput, transient_aws_errors
 from .layout import RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .run_input import RunRequest, StackDefaults, resolve_request
-from .run_record import DatasetSummary, RunPointer, RunRecord, read_json, write_json
+from .run_record import DatasetSummary, RunPointer, RunRecord, read_json, read_published, write_json
 
 MAX_RECORDED_WARNINGS = 1000  # run.json is read by every later state: keep it bounded
 
@@ -49,25 +49,6 @@ def _recorded(warnings: list[str]) -> list[str]:
     if len(warnings) <= MAX_RECORDED_WARNINGS:
         return warnings
     return [*warnings[:MAX_RECORDED_WARNINGS], f"… and {len(warnings) - MAX_RECORDED_WARNINGS} more"]
-
-
-def published_run(s3: Any, layout: RunLayout) -> dict[str, Any]:
-    """latest.json of the currently published run ({} when none).
-
-    An unreadable latest.json counts as no published run: retraining then replaces it.
-    """
-    try:
-        latest = read_json(s3, layout.bucket, layout.latest_key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return {}
-        raise
-    except ValueError:
-        logger.warning(
-            "latest.json is not JSON: comparing with no published run", extra={"key": layout.latest_key}
-        )
-        return {}
-    return latest if isinstance(latest, dict) else {}
 
 
 def previous_embeddings_key(latest: dict[str, Any], layout: RunLayout) -> str | None:
@@ -149,7 +130,7 @@ def validate_run(
         config_files(config_objects, request.config_prefix),
         resolved.settings.model_dump(mode="json"),
     )
-    latest = published_run(s3, layout)
+    latest = read_published(s3, layout)
     no_change = not request.force and latest.get("dataset_fingerprint") == fingerprint
     previous_key = previous_embeddings_key(latest, layout)
     previous_manifest_key = None

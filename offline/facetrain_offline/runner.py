@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import boto3
+from facetrain.weight_files import cached_weights
 from moto import mock_aws
 
 from .event_sources import SqsEventPoller, s3_events_as_aws_sends_them
@@ -209,9 +210,7 @@ def _default_weights(hyperparameters: dict[str, str], say: Printer) -> dict[str,
     """weights=none when vggface2 weights are not on this machine (loudly), unless weights was given."""
     if "weights" in hyperparameters:
         return hyperparameters
-    from facetrain.faces import WEIGHT_FILES, torch_home  # lazy: torch
-
-    path = torch_home() / "checkpoints" / WEIGHT_FILES["vggface2"]
+    path = cached_weights("vggface2")
     if path.is_file():
         return hyperparameters
     say(
