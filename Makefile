@@ -15,11 +15,11 @@ AWS_REGION ?= eu-west-1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## create .venv with everything, plus the template-check tools (torch CUDA build runs on CPU; ~5 GB)
+setup: ## create .venv with everything (dlib-resnet included), plus the template-check tools (~6 GB)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[job,lambdas,offline,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[job,dlib,lambdas,offline,dev]'
 	$(MAKE) --no-print-directory tools
 
 tools: ## SAM CLI and checkov in their own venvs (their pins clash with ours), asl-validator via npx

@@ -1,8 +1,9 @@
 """Benchmark: the facetrain job vs the plain facenet-pytorch loop, each as a whole process, same photos.
 
 Prints photos/s for both (whole process, and the photo loop alone without imports and model set-up),
-their ratios, the faces each accepted, and peak memory; then runs the job on the photos repeated
-2 and 2 x `--scale` times to show that peak memory does not grow with the number of photos.
+their ratios, the faces each accepted, and peak memory; beside them the job with embedder=dlib-resnet
+(a trained model) on the same photos in the same rounds. Then runs the job (each embedder) on the photos
+repeated 2 and 2 x `--scale` times to show that peak memory does not grow with the number of photos.
 
     make bench            # or: .venv/bin/python benchmarks/bench_job.py [IMAGES_DIR]
 """
@@ -91,6 +92,7 @@ def main() -> int:
     if not args.images.is_dir():
         sys.exit(f"no photos at {args.images}: pass a folder of <identity>/<photo> files")
     hyperparameters = {"weights": "none", "device": args.device}
+    dlib_hyperparameters = {"embedder": "dlib-resnet", "device": args.device}
 
     baseline_command = [
         sys.executable,
@@ -101,11 +103,12 @@ def main() -> int:
     ]
     # Alternate the two programs `--rounds` times and compare medians: one cold run of 24 photos is
     # noisy on a shared 2-core machine.
-    baselines, bases, jobs = [], [], []
+    baselines, bases, jobs, dlib_jobs = [], [], [], []
     for _ in range(args.rounds):
         baselines.append(run_measured(baseline_command))
         bases.append(json.loads(baselines[-1].stdout.strip().splitlines()[-1]))
         jobs.append(run_job(args.images, hyperparameters))
+        dlib_jobs.append(run_job(args.images, dlib_hyperparameters))
     base = bases[0]
     job_accepted = jobs[0][2]
     photos = base["photos"]
@@ -120,28 +123,33 @@ def main() -> int:
             "photos/s (whole process)",
             statistics.median(rate(run.wall_seconds) for run in baselines),
             statistics.median(rate(run.wall_seconds) for run, _, _ in jobs),
+            statistics.median(rate(run.wall_seconds) for run, _, _ in dlib_jobs),
         ),
         (
             "photos/s (photo loop)",
             statistics.median(rate(b["loop_seconds"]) for b in bases),
             statistics.median(m["images_per_second"] for _, m, _ in jobs),
+            statistics.median(m["images_per_second"] for _, m, _ in dlib_jobs),
         ),
     ]
     print(
         f"photos: {photos} from {args.images}  device: {args.device}  cores: {os.cpu_count()}  "
         f"rounds: {args.rounds} (medians)"
     )
-    print(f"{'':28}{'baseline loop':>16}{'facetrain job':>16}{'ratio':>8}")
-    for label, old, new in rows:
-        print(f"{label:28}{old:16.2f}{new:16.2f}{new / old:7.2f}x")
+    print(f"{'':28}{'baseline loop':>16}{'facetrain job':>16}{'ratio':>8}{'job dlib-resnet':>18}{'ratio':>8}")
+    for label, old, new, dlib in rows:
+        print(f"{label:28}{old:16.2f}{new:16.2f}{new / old:7.2f}x{dlib:18.2f}{dlib / old:7.2f}x")
     loop_ratios = [
         m["images_per_second"] / rate(b["loop_seconds"]) for b, (_, m, _) in zip(bases, jobs, strict=True)
     ]
     print(f"{'loop ratio per round':28}{' '.join(f'{r:.2f}x' for r in loop_ratios):>40}")
     baseline_peak = max(run.peak_rss_mib for run in baselines)
     job_peak = max(run.peak_rss_mib for run, _, _ in jobs)
-    print(f"{'peak RSS MiB (max)':28}{baseline_peak:16.0f}{job_peak:16.0f}")
-    print(f"{'faces accepted':28}{len(base['accepted']):16d}{len(job_accepted):16d}")
+    dlib_peak = max(run.peak_rss_mib for run, _, _ in dlib_jobs)
+    print(f"{'peak RSS MiB (max)':28}{baseline_peak:16.0f}{job_peak:16.0f}{'':8}{dlib_peak:18.0f}")
+    dlib_accepted = dlib_jobs[0][2]
+    counts = f"{len(base['accepted']):16d}{len(job_accepted):16d}{'':8}{len(dlib_accepted):18d}"
+    print(f"{'faces accepted':28}{counts}")
     only_baseline = sorted(set(base["accepted"]) - job_accepted)
     only_job = sorted(job_accepted - set(base["accepted"]))
     same = (
@@ -151,15 +159,21 @@ def main() -> int:
     )
     print(f"same faces accepted: {same}")
 
+    dlib_accuracy = dlib_jobs[0][1]["evaluation"]["identification_accuracy"]
+    print(f"dlib-resnet leave-one-out identification accuracy: {dlib_accuracy}")
+
     # Memory: two dataset sizes, both larger than one embedding batch, so only the photo count differs.
-    small_job, small_metrics, _ = run_job(repeated_photos(args.images, 2), hyperparameters)
-    big_job, big_metrics, _ = run_job(repeated_photos(args.images, 2 * args.scale), hyperparameters)
-    print(
-        f"memory: {small_metrics['images_total']} photos → peak {small_job.peak_rss_mib:.0f} MiB; "
-        f"{big_metrics['images_total']} photos → peak {big_job.peak_rss_mib:.0f} MiB "
-        f"(x{big_job.peak_rss_mib / small_job.peak_rss_mib:.2f} for x{args.scale} photos); "
-        f"loop {small_metrics['images_per_second']:.2f} and {big_metrics['images_per_second']:.2f} photos/s"
-    )
+    small, big = repeated_photos(args.images, 2), repeated_photos(args.images, 2 * args.scale)
+    for name, settings in (("facenet", hyperparameters), ("dlib-resnet", dlib_hyperparameters)):
+        small_job, small_metrics, _ = run_job(small, settings)
+        big_job, big_metrics, _ = run_job(big, settings)
+        small_rate, big_rate = small_metrics["images_per_second"], big_metrics["images_per_second"]
+        print(
+            f"memory ({name}): {small_metrics['images_total']} photos → peak "
+            f"{small_job.peak_rss_mib:.0f} MiB; {big_metrics['images_total']} photos → peak "
+            f"{big_job.peak_rss_mib:.0f} MiB (x{big_job.peak_rss_mib / small_job.peak_rss_mib:.2f} for "
+            f"x{args.scale} photos); loop {small_rate:.2f} and {big_rate:.2f} photos/s"
+        )
     return 0
 
 

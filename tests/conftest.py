@@ -175,10 +175,10 @@ class SageMakerTree:
     def enrollment_text(self) -> str:
         return (self.model / "final_mean_embeddings.csv").read_text(encoding="utf-8")
 
-    def enrollment(self) -> list[tuple[str, int, Any]]:
+    def enrollment(self, dimension: int = 512) -> list[tuple[str, int, Any]]:
         from facetrain.enrollment_csv import parse_csv
 
-        return parse_csv(self.enrollment_text(), 512)
+        return parse_csv(self.enrollment_text(), dimension)
 
     def embeddings(self) -> dict[str, Any]:
         from facetrain.embeddings_file import load_embeddings

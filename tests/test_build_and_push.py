@@ -578,7 +578,9 @@ def test_dockerfile_downloads_weights_at_build_time_into_torch_home() -> None:
 def test_dockerfile_installs_the_package_without_replacing_torch() -> None:
     text = DOCKERFILE.read_text()
     runs = _runs()
-    assert "pip install --no-cache-dir -c /tmp/constraints.txt '.[job]'" in runs
+    assert "pip install --no-cache-dir -c /tmp/constraints.txt '.[job,dlib]'" in runs
+    # the dlib-resnet model files are resolved as the job resolves them and loaded at build time
+    assert "resolve_model" in runs and "DlibResnetEmbedder(s, m)" in runs
     copies = " ".join(args for instr, args in _dockerfile_instructions() if instr == "COPY")
     for needed in (
         "pyproject.toml",

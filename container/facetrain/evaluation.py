@@ -232,6 +232,25 @@ def _calibrate(
     }
 
 
+def error_rate_curve(
+    genuine: np.ndarray, impostor_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The DET curve: (thresholds, false-accept rates, false-reject rates) at every impostor-histogram
+    bin edge where either rate changes, thresholds increasing. An impostor counts as accepted from the
+    upper edge of its bin, a genuine distance as rejected below it: accurate to BIN_WIDTH. Empty arrays
+    when either kind of distance is missing."""
+    total = int(impostor_counts.sum())
+    if total == 0 or genuine.size == 0:
+        empty = np.empty(0)
+        return empty, empty, empty
+    thresholds = (np.arange(impostor_counts.size) + 1) * BIN_WIDTH
+    far = np.cumsum(impostor_counts) / total
+    frr = 1.0 - np.searchsorted(np.sort(genuine), thresholds, side="right") / genuine.size
+    changed = np.ones(thresholds.size, bool)
+    changed[1:] = (np.diff(far) != 0) | (np.diff(frr) != 0)
+    return thresholds[changed], far[changed], frr[changed]
+
+
 def _nearest_means(means: np.ndarray, chunk_elements: int) -> tuple[np.ndarray, np.ndarray, list]:
     """For each mean the closest other mean (index, distance), and the closest pairs overall."""
     k = len(means)

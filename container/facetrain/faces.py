@@ -1,13 +1,15 @@
-"""Face detection (MTCNN), cropping and embedding (InceptionResnetV1) with facenet-pytorch.
+"""Face detection (MTCNN), cropping and embedding with the chosen embedder.
 
-Also used by `facetrain identify` later: there is one implementation of detection and embedding.
+Detection and face selection are the same for every embedder (facenet-pytorch's MTCNN); the embedder
+then takes its own crop of the selected face and embeds batches of crops: facenet (InceptionResnetV1, in
+this module) or dlib-resnet (`dlib_embedder`, imported only when chosen). Also used by `facetrain
+identify`: there is one implementation of detection and embedding.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -16,28 +18,19 @@ from facenet_pytorch.models.mtcnn import fixed_image_standardization
 from facenet_pytorch.models.utils.detect_face import extract_face
 from PIL import Image
 
-from .hyperparameters import NAMED_WEIGHTS, RANDOM_WEIGHTS, Hyperparameters
+from .hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters
+from .model_files import (
+    DLIB_INSTALL_HINT,
+    DLIB_PACKAGES,
+    EmbedderUnavailable,
+    ModelChoice,
+    WeightsError,
+)
 from .photos import DecodedPhoto, PhotoRejected, decode_full_resolution
-from .weight_files import WEIGHT_FILES, torch_home
-
-EMBEDDING_DIM = 512
-
-
-class WeightsError(ValueError):
-    """The embedder's weights are absent or unusable."""
 
 
 class DeviceError(ValueError):
     """The requested compute device is not available."""
-
-
-@dataclass(frozen=True)
-class WeightsChoice:
-    """Which weights the embedder uses: a file (with its sha256) or the seeded random init."""
-
-    label: str
-    path: Path | None
-    sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -49,73 +42,100 @@ class DetectedFace:
     faces_found: int
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+class Embedder(Protocol):
+    """Takes an embedder-specific crop of a detected face, and embeds batches of crops."""
+
+    dimension: int
+
+    def crop(self, photo: DecodedPhoto, face: DetectedFace) -> Any: ...
+
+    def embed(self, crops: list[Any]) -> np.ndarray: ...
 
 
-def resolve_weights(weights: str, weights_channel: Path | None) -> WeightsChoice:
-    """Find the weights file for the `weights` setting without downloading anything."""
-    if weights == RANDOM_WEIGHTS:
-        return WeightsChoice(label=RANDOM_WEIGHTS, path=None, sha256=None)
-    if weights in NAMED_WEIGHTS:
-        filename = WEIGHT_FILES[weights]
-        candidates = [torch_home() / "checkpoints" / filename]
-        if weights_channel is not None:
-            candidates.insert(0, weights_channel / filename)
-        for candidate in candidates:
-            if candidate.is_file():
-                return WeightsChoice(label=weights, path=candidate, sha256=_sha256_file(candidate))
-        raise WeightsError(
-            f"The {weights} weights file {filename} was not found (looked in: "
-            f"{', '.join(str(c) for c in candidates)}). The job does not download weights (it runs with "
-            f"network isolation). Provide them: use the image built by container/Dockerfile (it downloads "
-            f"them at build time), or add a 'weights' channel holding {filename}, or set TORCH_HOME to a "
-            f"folder with checkpoints/{filename}. For tests only, weights=none uses random weights."
-        )
-    path = Path(weights)
-    if not path.is_absolute():
-        if weights_channel is None:
-            raise WeightsError(
-                f"weights={weights!r} is a relative path but the job has no 'weights' channel; "
-                "add the channel or give an absolute path"
-            )
-        path = weights_channel / path
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist; check the `weights` setting and the channel")
-    return WeightsChoice(label=weights, path=path, sha256=_sha256_file(path))
+def crop_source(
+    photo: DecodedPhoto, face: DetectedFace, needed_side: int, max_pixels: int
+) -> tuple[Image.Image, float]:
+    """The image to crop the face from and its scale (full-resolution pixels per its pixel): the decoded
+    (maybe draft-reduced) image, or the photo re-decoded at full resolution when the face would be smaller
+    than `needed_side` pixels in it."""
+    source: Image.Image = photo.crop_image
+    scale = photo.crop_scale
+    face_side = min(face.box[2] - face.box[0], face.box[3] - face.box[1]) / scale
+    if face_side < needed_side and scale > 1.0:
+        source = decode_full_resolution(photo, max_pixels)
+        scale = photo.size[0] / source.width
+    return source, scale
 
 
-def load_embedder(choice: WeightsChoice, seed: int, device: torch.device) -> InceptionResnetV1:
+def load_facenet(model: ModelChoice, seed: int, device: torch.device) -> InceptionResnetV1:
     """InceptionResnetV1 in eval mode with the chosen weights (random init seeded by `seed` for 'none')."""
     torch.manual_seed(seed)
-    model = InceptionResnetV1(pretrained=None, classify=False)
-    if choice.path is not None:
+    network = InceptionResnetV1(pretrained=None, classify=False)
+    if model.files:
+        path = model.path("weights")
         try:
-            state = torch.load(choice.path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises many types for a bad file
             raise WeightsError(
-                f"weights file {choice.path.name} cannot be loaded as PyTorch weights ({exc})"
+                f"weights file {path.name} cannot be loaded as PyTorch weights ({exc})"
             ) from None
         if not isinstance(state, dict):
-            raise WeightsError(f"weights file {choice.path.name} holds no state dict")
+            raise WeightsError(f"weights file {path.name} holds no state dict")
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}  # classifier head unused
         try:
-            model.load_state_dict(state, strict=True)
+            network.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise WeightsError(
-                f"weights file {choice.path.name} does not fit InceptionResnetV1: {str(exc)[:300]}"
+                f"weights file {path.name} does not fit InceptionResnetV1: {str(exc)[:300]}"
             ) from None
-    return model.eval().to(device)
+    return network.eval().to(device)
+
+
+class FacenetEmbedder:
+    """InceptionResnetV1 on standardized image_size crops (facenet-pytorch's extract_face)."""
+
+    dimension = EMBEDDING_DIMS["facenet"]
+
+    def __init__(self, settings: Hyperparameters, model: ModelChoice, device: torch.device) -> None:
+        self.settings = settings
+        self.device = device
+        self.network = load_facenet(model, settings.seed, device)
+
+    def crop(self, photo: DecodedPhoto, face: DetectedFace) -> torch.Tensor:
+        """The standardized face crop (3 x image_size x image_size), taken at adequate resolution."""
+        size = self.settings.image_size
+        source, scale = crop_source(photo, face, size, self.settings.max_image_pixels)
+        tensor = extract_face(source, np.array(face.box) / scale, size, self.settings.margin)
+        return fixed_image_standardization(tensor)
+
+    def embed(self, crops: list[torch.Tensor]) -> np.ndarray:
+        """L2-normalised float32 embeddings, one row per crop."""
+        with torch.inference_mode():
+            batch = torch.stack(crops).to(self.device)
+            vectors = torch.nn.functional.normalize(self.network(batch), p=2, dim=1)
+        return vectors.cpu().numpy().astype(np.float32)
+
+
+def make_embedder(settings: Hyperparameters, model: ModelChoice, device: torch.device) -> Embedder:
+    """The embedder the settings choose, on the model files resolved for it."""
+    if settings.embedder != model.embedder:
+        raise WeightsError(f"model files for {model.embedder} given to embedder={settings.embedder}")
+    if settings.embedder == DLIB_RESNET:
+        try:
+            from .dlib_embedder import DlibResnetEmbedder
+        except ImportError as exc:
+            raise EmbedderUnavailable(
+                f"embedder=dlib-resnet needs the Python packages {DLIB_PACKAGES}; dlib cannot be imported "
+                f"({exc}): {DLIB_INSTALL_HINT}"
+            ) from None
+        return DlibResnetEmbedder(settings, model)
+    return FacenetEmbedder(settings, model, device)
 
 
 class FaceEncoder:
-    """Detects the face of a photo, crops it and embeds batches of crops."""
+    """Detects the face of a photo (MTCNN), crops it and embeds batches of crops (the chosen embedder)."""
 
-    def __init__(self, settings: Hyperparameters, weights: WeightsChoice, device: torch.device) -> None:
+    def __init__(self, settings: Hyperparameters, model: ModelChoice, device: torch.device) -> None:
         self.settings = settings
         self.device = device
         self.detector = MTCNN(
@@ -127,7 +147,11 @@ class FaceEncoder:
             keep_all=True,
             device=device,
         )
-        self.embedder = load_embedder(weights, settings.seed, device)
+        self.embedder = make_embedder(settings, model, device)
+
+    @property
+    def dimension(self) -> int:
+        return self.embedder.dimension
 
     def detect(self, photo: DecodedPhoto) -> DetectedFace:
         """Find the faces on the detection copy and select one, or raise PhotoRejected."""
@@ -155,25 +179,13 @@ class FaceEncoder:
         box = tuple(float(v) * scale for v in boxes[index])
         return DetectedFace(box=box, probability=float(probs[index]), faces_found=count)  # type: ignore[arg-type]
 
-    def crop(self, photo: DecodedPhoto, face: DetectedFace) -> torch.Tensor:
-        """The standardized face crop (3 x image_size x image_size), taken at adequate resolution."""
-        source: Image.Image = photo.crop_image
-        scale = photo.crop_scale
-        face_side = min(face.box[2] - face.box[0], face.box[3] - face.box[1]) / scale
-        if face_side < self.settings.image_size and scale > 1.0:
-            source = decode_full_resolution(photo, self.settings.max_image_pixels)
-            scale = photo.size[0] / source.width
-        box = np.array(face.box) / scale
-        tensor = extract_face(source, box, self.settings.image_size, self.settings.margin)
-        return fixed_image_standardization(tensor)
+    def crop(self, photo: DecodedPhoto, face: DetectedFace) -> Any:
+        """The embedder's crop of the selected face, or raise PhotoRejected."""
+        return self.embedder.crop(photo, face)
 
-    def embed(self, crops: list[torch.Tensor]) -> np.ndarray:
+    def embed(self, crops: list[Any]) -> np.ndarray:
         """L2-normalised float32 embeddings, one row per crop."""
-        with torch.inference_mode():
-            batch = torch.stack(crops).to(self.device)
-            vectors = self.embedder(batch)
-            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-        return vectors.cpu().numpy().astype(np.float32)
+        return self.embedder.embed(crops)
 
 
 def choose_device(requested: str) -> torch.device:

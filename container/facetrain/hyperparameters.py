@@ -12,11 +12,30 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+FACENET = "facenet"
+DLIB_RESNET = "dlib-resnet"
+EMBEDDERS = (FACENET, DLIB_RESNET)
 NAMED_WEIGHTS = ("vggface2", "casia-webface")
 RANDOM_WEIGHTS = "none"
+DLIB_WEIGHTS = "dlib-resnet-v1"  # dlib_face_recognition_resnet_model_v1.dat + the 5-point landmark model
 _WEIGHTS_PATH = re.compile(r"^[A-Za-z0-9_./-]+\.(pt|pth)$")
+
+# What `weights` and `accept_threshold` are when not given, per embedder.
+DEFAULT_WEIGHTS = {FACENET: "vggface2", DLIB_RESNET: DLIB_WEIGHTS}
+# The fallback accept threshold (distance between unit embeddings), used when an enrollment has too few
+# pairs to calibrate one. facenet: the project's long-standing 1.1 for vggface2 embeddings. dlib-resnet:
+# dlib's documented operating point is 0.6 between raw descriptors; raw descriptors are not unit vectors
+# (their norms measured 1.38-1.62, median 1.54, on ../shared/data), so 0.6 / 1.54 = 0.39 between the
+# L2-normalised descriptors this project compares (README, "Evaluation").
+DEFAULT_ACCEPT_THRESHOLD = {FACENET: 1.1, DLIB_RESNET: 0.39}
+EMBEDDING_DIMS = {FACENET: 512, DLIB_RESNET: 128}
+EMBEDDER_DESCRIPTIONS = {
+    FACENET: "L2-normalised InceptionResnetV1 embeddings (facenet-pytorch); identity means re-normalised",
+    DLIB_RESNET: "L2-normalised dlib ResNet face descriptors of 5-point-aligned 150 px chips; identity "
+    "means re-normalised",
+}
 
 Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
 
@@ -26,15 +45,31 @@ class Hyperparameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    embedder: Literal["facenet", "dlib-resnet"] = Field(
+        FACENET,
+        description="The face embedder: 'facenet' (InceptionResnetV1, 512-D, weights from `weights`) or "
+        "'dlib-resnet' (dlib's ResNet, 128-D, faces aligned with its 5-point landmarks; model files from "
+        "the face_recognition_models package or the weights channel).",
+    )
     weights: str = Field(
         "vggface2",
-        description="InceptionResnetV1 weights: 'vggface2', 'casia-webface', a .pt file (in the weights "
-        "channel or an absolute path) or 'none' (random init from `seed`: tests only, NOT for production).",
+        description="The embedder's trained weights. facenet: 'vggface2' (default), 'casia-webface', a .pt "
+        "file (in the weights channel or an absolute path) or 'none' (random init from `seed`: tests only, "
+        "NOT for production). dlib-resnet: 'dlib-resnet-v1' (default, the only one).",
     )
     image_size: int = Field(
-        160, ge=64, le=512, description="Side in pixels of the face crop fed to the embedder."
+        160, ge=64, le=512, description="facenet: side in pixels of the face crop fed to the embedder."
     )
-    margin: int = Field(0, ge=0, le=100, description="Margin around the detected box, in pixels of the crop.")
+    margin: int = Field(
+        0, ge=0, le=100, description="facenet: margin around the detected box, in pixels of the crop."
+    )
+    jitter: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="dlib-resnet: jittered copies of each face averaged into its descriptor (0: none; "
+        "slower by about the count, slightly more robust).",
+    )
     min_face_size: int = Field(
         20, ge=12, le=1000, description="Smallest face MTCNN searches for, in pixels of the detection copy."
     )
@@ -69,7 +104,8 @@ class Hyperparameters(BaseModel):
         gt=0.0,
         le=2.0,
         description="Fallback accept threshold (Euclidean distance between unit embeddings) used when the "
-        "enrollment has too few photos to calibrate one at target_far.",
+        "enrollment has too few photos to calibrate one at target_far. Default per embedder: facenet 1.1, "
+        "dlib-resnet 0.39.",
     )
     target_far: float = Field(
         0.001,
@@ -81,17 +117,44 @@ class Hyperparameters(BaseModel):
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed for the random init of weights=none.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _embedder_defaults(cls, data: object) -> object:
+        """`weights` and `accept_threshold` left out take the chosen embedder's defaults."""
+        if isinstance(data, Mapping):
+            embedder = data.get("embedder", FACENET)
+            if embedder in DEFAULT_WEIGHTS:
+                defaults = {
+                    "weights": DEFAULT_WEIGHTS[embedder],
+                    "accept_threshold": DEFAULT_ACCEPT_THRESHOLD[embedder],
+                }
+                data = {**defaults, **data}
+        return data
+
     @field_validator("weights")
     @classmethod
     def _known_weights(cls, value: str) -> str:
-        if value in (*NAMED_WEIGHTS, RANDOM_WEIGHTS) or _WEIGHTS_PATH.fullmatch(value):
+        if value in (*NAMED_WEIGHTS, RANDOM_WEIGHTS, DLIB_WEIGHTS) or _WEIGHTS_PATH.fullmatch(value):
             if ".." in value.split("/"):
                 raise ValueError("a weights path must not contain '..'")
             return value
         raise ValueError(
-            f"must be one of {', '.join(repr(w) for w in (*NAMED_WEIGHTS, RANDOM_WEIGHTS))} "
+            f"must be one of {', '.join(repr(w) for w in (*NAMED_WEIGHTS, RANDOM_WEIGHTS, DLIB_WEIGHTS))} "
             "or the path of a .pt file"
         )
+
+    @model_validator(mode="after")
+    def _weights_fit_embedder(self) -> Hyperparameters:
+        if self.embedder == DLIB_RESNET and self.weights != DLIB_WEIGHTS:
+            raise ValueError(
+                f"weights={self.weights!r} is for embedder=facenet; embedder=dlib-resnet uses "
+                f"weights={DLIB_WEIGHTS!r} (leave weights out), or set embedder=facenet"
+            )
+        if self.embedder == FACENET and self.weights == DLIB_WEIGHTS:
+            raise ValueError(f"weights={DLIB_WEIGHTS!r} needs embedder=dlib-resnet")
+        if self.embedder == FACENET and self.jitter:
+            raise ValueError("jitter applies to embedder=dlib-resnet only; leave it out for facenet")
+        return self
 
     @property
     def not_for_production(self) -> bool:
@@ -123,7 +186,9 @@ def decode_sagemaker_value(raw: object) -> object:
 
 
 def _describe_error(error: Mapping[str, Any], source: Mapping[str, str]) -> str:
-    key = str(error["loc"][0]) if error["loc"] else "?"
+    if not error["loc"]:  # a rule across keys (embedder vs weights/jitter): its message names them
+        return str(error["msg"]).removeprefix("Value error, ")
+    key = str(error["loc"][0])
     origin = source.get(key, "hyperparameters")
     if error["type"] == "extra_forbidden":
         return f"unknown key '{key}' (from {origin})"

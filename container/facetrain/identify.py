@@ -25,9 +25,10 @@ import numpy as np
 from .contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
 from .embeddings_file import EmbeddingsFileError, load_embeddings
 from .enrollment_csv import EnrollmentCsvError, parse_csv
-from .faces import DeviceError, FaceEncoder, WeightsError, choose_device, resolve_weights
+from .faces import DeviceError, FaceEncoder, choose_device
 from .hyperparameters import Hyperparameters
 from .job import PREPROCESSING_VERSION
+from .model_files import WeightsError, resolve_model
 from .outputs import NOT_FOR_PRODUCTION
 from .photos import PhotoRef
 from .pipeline import Accepted, PhotoPipeline, Rejected
@@ -78,9 +79,14 @@ def load_results(folder: Path, device: str = "auto") -> Results:
         raise ResultsError(f"{folder} does not hold usable results: {exc}") from None
     except ValueError as exc:  # pydantic's ValidationError
         raise ResultsError(f"{folder}: the settings in {EMBEDDINGS_PKL} are invalid: {exc}") from None
-    used = {"image_size": settings.image_size, "margin": settings.margin, "weights": settings.weights}
+    used = {
+        "embedder": settings.embedder,
+        "image_size": settings.image_size,
+        "margin": settings.margin,
+        "weights": settings.weights,
+    }
     for key, value in used.items():
-        if rules.get(key) != value:
+        if rules.get(key, "facenet" if key == "embedder" else None) != value:  # no embedder key: facenet
             raise ResultsError(f"{RULES_PY} says {key}={rules.get(key)!r} but {EMBEDDINGS_PKL} {value!r}")
     if metadata.get("preprocessing_version") != PREPROCESSING_VERSION:
         raise ResultsError(
@@ -95,15 +101,17 @@ def load_results(folder: Path, device: str = "auto") -> Results:
 
 
 def make_encoder(results: Results, weights_dir: Path | None) -> FaceEncoder:
-    """The job's FaceEncoder with the results' settings and the very weights they were made with."""
-    weights = resolve_weights(results.settings.weights, weights_dir)
-    expected = results.rules.get("weights_sha256")
-    if weights.sha256 != expected:
+    """The job's FaceEncoder with the results' settings and the very model files they were made with."""
+    model = resolve_model(results.settings, weights_dir)
+    # Results made before model_files was recorded carry the weights file's sha256 alone.
+    expected = (results.rules.get("weights_sha256"), results.rules.get("model_files", model.digests))
+    here = (model.sha256, model.digests)
+    if here != expected:
         raise ResultsError(
-            f"weights {weights.label} here have sha256 {weights.sha256}, the results were made with "
-            f"{expected}: identify must embed with the same weights"
+            f"the {model.embedder} model files here ({here}) differ from those the results were made with "
+            f"({expected}): identify must embed with the same weights and model files"
         )
-    return FaceEncoder(results.settings, weights, choose_device(results.settings.device))
+    return FaceEncoder(results.settings, model, choose_device(results.settings.device))
 
 
 def _answer(outcome: Accepted | Rejected, results: Results, top: int) -> dict[str, object]:

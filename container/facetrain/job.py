@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
@@ -14,8 +14,9 @@ from .contract import PREVIOUS_CHANNEL, REPORT_HTML
 from .distributed import Cluster, HostShare, gather_to_master
 from .enrollment import Enrollment, EnrollmentBuilder
 from .evaluation import evaluate
-from .faces import EMBEDDING_DIM, FaceEncoder, choose_device, resolve_weights
-from .hyperparameters import Hyperparameters, parse_settings
+from .faces import FaceEncoder, choose_device
+from .hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters, parse_settings
+from .model_files import resolve_model
 from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
 from .photos import list_channel
 from .pipeline import Accepted, PhotoPipeline, Rejected
@@ -38,6 +39,21 @@ def resolve_settings(env: TrainingEnvironment) -> Hyperparameters:
         layers.extend(read_config_dir(env.channels[CONFIG_CHANNEL]))
     layers.append(("hyperparameters", env.hyperparameters))
     return parse_settings(layers)
+
+
+def library_versions(embedder: str) -> dict[str, str]:
+    """Versions of the libraries that made the embeddings (dlib's wheel is `dlib-bin`, or `dlib` built
+    from source)."""
+    names = ["facetrain", "facenet-pytorch", "torch", "pillow"]
+    if embedder == DLIB_RESNET:
+        names += ["dlib-bin", "dlib", "face_recognition_models"]
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def _failure_summary(enrollment: Enrollment) -> str:
@@ -72,20 +88,21 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
             + ". Put each person's photos in a folder named after them."
         )
     device = choose_device(settings.device)
-    weights = resolve_weights(settings.weights, env.channels.get(WEIGHTS_CHANNEL))
+    model = resolve_model(settings, env.channels.get(WEIGHTS_CHANNEL))
     if settings.not_for_production:
         log.warning("*" * 20 + " %s " + "*" * 20, NOT_FOR_PRODUCTION)
     log.info(
-        "%d photos of %d identities on host %s (%d of %d); weights=%s device=%s",
+        "%d photos of %d identities on host %s (%d of %d); weights=%s embedder=%s device=%s",
         len(listing.photos),
         len({photo.identity for photo in listing.photos}),
         cluster.current_host,
         cluster.rank + 1,
         cluster.size,
-        weights.label,
+        model.label,
+        model.embedder,
         device,
     )
-    fingerprint = embedding_fingerprint(settings, weights.sha256, PREPROCESSING_VERSION)
+    fingerprint = embedding_fingerprint(settings, model.digests, PREPROCESSING_VERSION)
     previous = load_previous(env.channels.get(PREVIOUS_CHANNEL), fingerprint)
     reused, to_compute = split_reusable(listing.photos, previous)
     log.info(
@@ -98,7 +115,7 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
     loop_started = time.perf_counter()
     if to_compute:
         setup_started = time.perf_counter()
-        encoder = FaceEncoder(settings, weights, device)
+        encoder = FaceEncoder(settings, model, device)
         setup_seconds = time.perf_counter() - setup_started
         total = len(to_compute)
 
@@ -130,14 +147,16 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
 
     run = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "weights": weights.label,
-        "weights_sha256": weights.sha256,
+        "embedder": model.embedder,
+        "weights": model.label,
+        "weights_sha256": model.sha256,
+        "model_files": model.digests,
         "not_for_production": settings.not_for_production,
-        "embedding_dim": EMBEDDING_DIM,
+        "embedding_dim": EMBEDDING_DIMS[model.embedder],
         "preprocessing_version": PREPROCESSING_VERSION,
         "embedding_fingerprint": fingerprint,
         "device": str(device),
-        "versions": {name: version(name) for name in ("facetrain", "facenet-pytorch", "torch", "pillow")},
+        "versions": library_versions(model.embedder),
     }
     metrics: dict[str, object] = {
         "status": "succeeded" if enrollment.identities else "failed",
@@ -149,8 +168,11 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         "rejections_by_reason": enrollment.rejections_by_reason,
         "identities": len(enrollment.identities),
         "identities_excluded": enrollment.excluded,
-        "weights": weights.label,
-        "weights_sha256": weights.sha256,
+        "embedder": model.embedder,
+        "weights": model.label,
+        "weights_sha256": model.sha256,
+        "model_files": model.digests,
+        "embedding_dim": run["embedding_dim"],
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "images_per_second": round(photos_total / slowest_loop, 3) if slowest_loop else None,

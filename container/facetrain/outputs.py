@@ -14,6 +14,7 @@ from .contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV
 from .embeddings_file import dump_embeddings
 from .enrollment import Enrollment
 from .enrollment_csv import parse_csv, render_csv
+from .hyperparameters import EMBEDDER_DESCRIPTIONS
 from .rules_file import render_rules
 from .stopping import signals_deferred
 
@@ -44,7 +45,8 @@ def rules_data(
     """The decision rules as plain data; `decision` is the evaluation's threshold, its source and target."""
     return {
         "metric": "euclidean",
-        "embeddings": "L2-normalised InceptionResnetV1 embeddings; identity means re-normalised",
+        "embedder": run["embedder"],
+        "embeddings": EMBEDDER_DESCRIPTIONS[str(run["embedder"])],
         "accept_threshold": decision["threshold"],
         "threshold_source": decision["threshold_source"],
         "target_far": decision["target_far"],
@@ -54,6 +56,7 @@ def rules_data(
         "margin": settings["margin"],
         "weights": run["weights"],
         "weights_sha256": run["weights_sha256"],
+        "model_files": run["model_files"],
         "not_for_production": run["not_for_production"],
         "dataset_fingerprint": enrollment.dataset_fingerprint,
         "created_at": run["created_at"],

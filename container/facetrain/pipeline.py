@@ -12,9 +12,9 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-import torch
 
 from .faces import DetectedFace, FaceEncoder
 from .hyperparameters import Hyperparameters
@@ -67,7 +67,7 @@ def _sha256_of(photo: PhotoRef) -> str | None:
         return None
 
 
-_Pending = tuple[PhotoRef, str, DetectedFace, torch.Tensor]  # photo, sha256, face, crop
+_Pending = tuple[PhotoRef, str, DetectedFace, Any]  # photo, sha256, face, the embedder's crop
 
 
 class PhotoPipeline:

@@ -18,13 +18,13 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from .evaluation import BIN_WIDTH, Evaluation
+from .evaluation import BIN_WIDTH, Evaluation, error_rate_curve
 
 PROJECTED_POINTS = 4000  # photos drawn in the 2-D projection (a fixed random subset beyond that)
 REJECTED_LISTED = 200
 LEGEND_IDENTITIES = 20
 PLOT_BINS = 60
-GENUINE_COLOUR, IMPOSTOR_COLOUR = "#1f8a70", "#d1495b"
+GENUINE_COLOUR, IMPOSTOR_COLOUR, CURVE_COLOUR = "#1f8a70", "#d1495b", "#2b59c3"
 MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
@@ -136,6 +136,48 @@ def distance_plot(evaluation: Evaluation) -> Figure:
     return figure
 
 
+def det_plot(evaluation: Evaluation) -> Figure:
+    """False-reject against false-accept rate over every threshold (log axes), with the operating point
+    of the published threshold marked. Rates of 0 sit on the axes' floor (half the smallest possible
+    non-zero rate), said in the legend."""
+    figure = Figure(figsize=(6.4, 5.2))
+    ax = figure.subplots()
+    genuine, counts = evaluation.genuine, evaluation.impostor_counts
+    _, far, frr = error_rate_curve(genuine, counts)
+    if far.size == 0:
+        _empty_plot(ax, "no curve: it needs genuine and impostor distances")
+        return figure
+    floor = 0.5 / max(int(counts.sum()), genuine.size)
+    ax.step(
+        np.maximum(far, floor),
+        np.maximum(frr, floor),
+        where="post",
+        color=CURVE_COLOUR,
+        linewidth=1.8,
+        label="all thresholds",
+    )
+    summary = evaluation.summary
+    point = (summary.get("false_accept_rate"), summary.get("false_reject_rate"))
+    if None not in point:
+        x, y = (max(float(v), floor) for v in point)  # type: ignore[arg-type]
+        label = (
+            f"threshold {evaluation.threshold:g} ({summary['threshold_source']}): "
+            f"FAR {_pct(point[0])}, FRR {_pct(point[1])}"
+        )
+        ax.plot(x, y, "o", markersize=9, color="#222", markerfacecolor="#ffd166", label=label, zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor * 0.8, 1.05)
+    ax.set_ylim(floor * 0.8, 1.05)
+    ax.set_xlabel("false-accept rate (impostor pairs accepted)")
+    ax.set_ylabel("false-reject rate (genuine photos rejected)")
+    ax.grid(True, which="major", color="#e6e9ee")
+    ax.plot([], [], " ", label=f"a rate of 0 is drawn at {floor:.2g}")
+    ax.legend(loc="upper right", fontsize=8, frameon=True)
+    ax.spines[["top", "right"]].set_visible(False)
+    return figure
+
+
 def _projection(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean, the first two principal axes (signs fixed) and their shares of the variance."""
     rows = embeddings.astype(np.float64)
@@ -231,6 +273,7 @@ def _summary_section(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> 
     facts = [
         ("status", metrics.get("status")),
         ("created at", metrics.get("created_at")),
+        ("embedder", f"{metrics.get('embedder', 'facenet')} ({metrics.get('embedding_dim', 512)}-D)"),
         ("weights", f"{metrics.get('weights')} (sha256 {metrics.get('weights_sha256') or '—'})"),
         ("device", metrics.get("device")),
         ("photos/s", metrics.get("images_per_second")),
@@ -258,6 +301,19 @@ def _distance_section(evaluation: Evaluation) -> str:
         f"{_table(['', *names], rows, numeric=range(1, 7))}"
         f"<p class='note'>{_e(summary['threshold_note'])}. A photo is accepted as an identity when its "
         "distance to that identity's mean is at or below the threshold.</p></section>"
+    )
+
+
+def _det_section(evaluation: Evaluation) -> str:
+    summary = evaluation.summary
+    return (
+        "<section><h2>Error rates over all thresholds (DET)</h2>"
+        f"{_img(det_plot(evaluation), 'false-reject rate against false-accept rate over all thresholds')}"
+        "<p class='note'>Each point of the curve is one accept threshold: to the left, fewer strangers "
+        "accepted; lower, fewer of the person's own photos refused. The marked point is the published "
+        f"threshold {_e(summary.get('threshold'))}: {_e(summary.get('false_accepts'))} of "
+        f"{_e(summary['impostor']['count'])} impostor pairs accepted, {_e(summary.get('false_rejects'))} of "
+        f"{_e(summary['genuine']['count'])} genuine photos rejected (leave-one-out).</p></section>"
     )
 
 
@@ -416,13 +472,15 @@ def render_report(
     identities: Sequence[str],
     rejected: Sequence[RejectedPhoto],
 ) -> str:
-    """The whole page: summary, distance histograms, per-identity table, projection, pairs, mislabels."""
+    """The whole page: summary, distance histograms, DET curve, per-identity table, projection, pairs,
+    mislabels."""
     summary = evaluation.summary
     banner = f"<div class='banner'>{_e(metrics['warning'])}</div>" if metrics.get("warning") else ""
     title = f"facetrain enrollment report — {metrics.get('created_at', '')}"
     meta = (
         f"{_e(metrics.get('identities'))} identities · {_e(metrics.get('images_accepted'))} photos · "
-        f"weights {_e(metrics.get('weights'))} · {_e(metrics.get('created_at'))}"
+        f"{_e(metrics.get('embedder', 'facenet'))} · weights {_e(metrics.get('weights'))} · "
+        f"{_e(metrics.get('created_at'))}"
     )
     return (
         "<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -431,6 +489,7 @@ def render_report(
         f"<h1>facetrain enrollment report</h1><p class='meta'>{meta}</p>{banner}"
         + _summary_section(metrics, summary)
         + _distance_section(evaluation)
+        + _det_section(evaluation)
         + _identity_section(summary, metrics.get("identities_excluded", {}))
         + _projection_section(embeddings, labels, identities)
         + _pairs_section(summary)

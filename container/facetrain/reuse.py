@@ -31,7 +31,9 @@ log = logging.getLogger("facetrain")
 
 # Settings that change what a photo's embedding is (batch size, device, thresholds of the enrollment do not).
 EMBEDDING_SETTINGS = (
+    "embedder",
     "weights",
+    "jitter",
     "image_size",
     "margin",
     "min_face_size",
@@ -43,12 +45,13 @@ EMBEDDING_SETTINGS = (
 
 
 def embedding_fingerprint(
-    settings: Hyperparameters, weights_sha256: str | None, preprocessing_version: int
+    settings: Hyperparameters, model_files: Mapping[str, str], preprocessing_version: int
 ) -> str:
-    """sha256 of everything that decides a photo's embedding (the seed too, for random weights)."""
+    """sha256 of everything that decides a photo's embedding: the embedder, its settings, the sha256 of
+    every model file (`model_files`: name → sha256), and the seed too, for random weights."""
     values: dict[str, Any] = {name: getattr(settings, name) for name in EMBEDDING_SETTINGS}
     values["detection_thresholds"] = list(settings.detection_thresholds)
-    values["weights_sha256"] = weights_sha256
+    values["model_files"] = dict(sorted(model_files.items()))
     values["preprocessing_version"] = preprocessing_version
     if settings.not_for_production:
         values["seed"] = settings.seed

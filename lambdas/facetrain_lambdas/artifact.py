@@ -22,6 +22,7 @@ from facetrain.contract import (
 )
 from facetrain.embeddings_file import EmbeddingsFileError, load_embeddings
 from facetrain.enrollment_csv import EnrollmentCsvError, parse_csv
+from facetrain.hyperparameters import EMBEDDING_DIMS, FACENET
 from facetrain.rules_file import RulesError, load_rules
 
 from .errors import ResultsInvalid
@@ -103,6 +104,19 @@ def verify_results(files: dict[str, bytes]) -> VerifiedResults:
     if rules.get("embedding_dim", dimension) != dimension:
         raise ResultsInvalid(
             f"{RULES_PY} says embedding_dim {rules['embedding_dim']}, {ENROLLMENT_CSV} has {dimension}"
+        )
+    embedder = rules.get("embedder", FACENET)
+    metadata = embeddings["metadata"]
+    if metadata.get("embedder", FACENET) != embedder:
+        raise ResultsInvalid(
+            f"{RULES_PY} says embedder {embedder!r}, {EMBEDDINGS_PKL} {metadata.get('embedder', FACENET)!r}"
+        )
+    if embedder not in EMBEDDING_DIMS:
+        raise ResultsInvalid(f"{RULES_PY} names an unknown embedder {embedder!r}")
+    if dimension != EMBEDDING_DIMS[embedder] or metadata.get("embedding_dim", dimension) != dimension:
+        raise ResultsInvalid(
+            f"{ENROLLMENT_CSV} has {dimension} values per row; embedder {embedder} makes "
+            f"{EMBEDDING_DIMS[embedder]} and {EMBEDDINGS_PKL} says {metadata.get('embedding_dim')}"
         )
     for index, record in enumerate(embeddings["records"]):
         if record["embedding"].shape != (dimension,):

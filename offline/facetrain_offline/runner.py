@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import boto3
-from facetrain.weight_files import cached_weights
+from facetrain.model_files import cached_weights, dlib_available
 from moto import mock_aws
 
 from .event_sources import SqsEventPoller, s3_events_as_aws_sends_them
@@ -206,17 +206,24 @@ def _quiet_libraries(stream: IO[str]) -> Iterator[None]:
             lg.propagate, lg.level = propagate, level
 
 
-def _default_weights(hyperparameters: dict[str, str], say: Printer) -> dict[str, str]:
-    """weights=none when vggface2 weights are not on this machine (loudly), unless weights was given."""
-    if "weights" in hyperparameters:
+def _default_embedder(hyperparameters: dict[str, str], say: Printer) -> dict[str, str]:
+    """Without vggface2 weights on this machine, embedder=dlib-resnet (its model ships in a package),
+    said in one line; unless the embedder or weights were chosen. weights=none stays for tests."""
+    if "weights" in hyperparameters or "embedder" in hyperparameters:
         return hyperparameters
     path = cached_weights("vggface2")
     if path.is_file():
         return hyperparameters
+    if dlib_available():
+        say(
+            "note   embedder=dlib-resnet (dlib's ResNet, model files from the face_recognition_models "
+            f"package): the vggface2 weights are not at {path}; put them there, or pass "
+            "-p embedder=facenet -p weights=FILE, to use facenet"
+        )
+        return {**hyperparameters, "embedder": "dlib-resnet"}
     say(
-        "!"
-        * 100
-        + f"\n! vggface2 weights not found at {path}: this run uses weights=none (RANDOM weights).\n"
+        "!" * 100 + f"\n! vggface2 weights not found at {path}, and dlib-resnet is not installed (make setup "
+        "installs it): this run uses weights=none (RANDOM weights).\n"
         "! The results are NOT FOR PRODUCTION: they recognise no one. Put the weights there or pass "
         "--hyperparameter weights=...\n" + "!" * 100
     )
@@ -300,7 +307,7 @@ def run(options: RunOptions, say: Printer = print) -> dict[str, Any]:
     """Run the workflow once; write the results and run.json to options.out_dir; return the summary."""
     started = time.monotonic()
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    hyperparameters = _default_weights(dict(options.hyperparameters), say)
+    hyperparameters = _default_embedder(dict(options.hyperparameters), say)
     with tempfile.TemporaryDirectory(prefix="facetrain-run-") as scratch, local_aws():
         stack = deploy(
             options.template,

@@ -249,3 +249,27 @@ def test_target_far_is_validated(value):
 def test_target_far_default_and_value():
     assert parse_settings([]).target_far == 0.001
     assert parse_settings([("hyperparameters", {"target_far": "0.01"})]).target_far == 0.01
+
+
+def test_error_rate_curve_over_all_thresholds():
+    from facetrain.evaluation import error_rate_curve
+
+    genuine = np.array([0.10, 0.20, 0.30, 0.40])
+    counts = np.zeros(round(2.0 / BIN_WIDTH), np.int64)
+    for distance in (0.25, 0.35, 0.45, 0.55):
+        counts[int(distance / BIN_WIDTH)] += 1
+    thresholds, far, frr = error_rate_curve(genuine, counts)
+
+    assert np.all(np.diff(thresholds) > 0) and np.all(np.diff(far) >= 0) and np.all(np.diff(frr) <= 0)
+
+    def at(threshold: float) -> tuple[float, float]:  # the rates hold from one change to the next
+        index = int(np.searchsorted(thresholds, threshold, side="right")) - 1
+        return float(far[index]), float(frr[index])
+
+    assert at(0.15) == (0.0, 0.75)
+    assert at(0.22) == (0.0, 0.5)  # 0.1 and 0.2 accepted, no impostor yet
+    assert at(0.27) == (0.25, 0.5)
+    assert at(0.42) == (0.5, 0.0)
+    assert at(1.5) == (1.0, 0.0) == (far[-1], frr[-1])
+    empty = error_rate_curve(np.empty(0), counts)
+    assert all(part.size == 0 for part in empty)

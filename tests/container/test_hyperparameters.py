@@ -168,3 +168,40 @@ def test_to_sagemaker_strings_round_trips():
     assert parsed.image_size == 128
     assert parsed.detection_thresholds == (0.5, 0.6, 0.7)
     assert parsed.accept_threshold == pytest.approx(0.9)
+
+
+def test_embedder_defaults_its_weights_and_fallback_threshold():
+    facenet, dlib_resnet = settings(), settings(embedder="dlib-resnet")
+    assert (facenet.embedder, facenet.weights, facenet.accept_threshold) == ("facenet", "vggface2", 1.1)
+    assert (dlib_resnet.weights, dlib_resnet.accept_threshold, dlib_resnet.jitter) == (
+        "dlib-resnet-v1",
+        0.39,
+        0,
+    )
+    assert settings(embedder="dlib-resnet", accept_threshold="0.5", jitter="3").accept_threshold == 0.5
+    # a dumped settings document reads back to the same settings (identify does this)
+    assert settings(**dlib_resnet.model_dump(mode="json")) == dlib_resnet
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"embedder": "dlib-resnet", "weights": "none"}, "weights='none' is for embedder=facenet"),
+        (
+            {"embedder": "dlib-resnet", "weights": "vggface2"},
+            "embedder=dlib-resnet uses weights='dlib-resnet-v1'",
+        ),
+        ({"weights": "dlib-resnet-v1"}, "weights='dlib-resnet-v1' needs embedder=dlib-resnet"),
+        ({"jitter": "2"}, "jitter applies to embedder=dlib-resnet only"),
+        (
+            {"embedder": "arcface"},
+            "'embedder' (from hyperparameters): Input should be 'facenet' or 'dlib-resnet'",
+        ),
+        ({"embedder": "dlib-resnet", "jitter": "101"}, "'jitter'"),
+    ],
+)
+def test_embedder_combinations_that_cannot_work_are_refused_with_the_fix(values, expected):
+    with pytest.raises(SettingsError) as error:
+        settings(**values)
+    assert expected in str(error.value)
+    assert "Valid keys: embedder, weights" in str(error.value)

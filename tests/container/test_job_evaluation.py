@@ -93,7 +93,7 @@ def test_report_is_published_with_its_pictures(calibrated_run):
     text = (calibrated_run.model / "report.html").read_text(encoding="utf-8")
     assert text.startswith("<!doctype html>")
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
-    assert len(images) == 2
+    assert len(images) == 3  # distance histograms, DET curve, projection
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
     assert "NOT FOR PRODUCTION" in text
     assert "person_02/notes.jpg" in text and "not_an_image" in text

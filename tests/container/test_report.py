@@ -113,7 +113,7 @@ def test_report_has_its_sections_and_decodable_plots():
         "Rejected files",
     ):
         assert f"<h2>{heading}</h2>" in text
-    assert len(page.images) == 2  # distance histograms, projection
+    assert len(page.images) == 3  # distance histograms, DET curve, projection
     for source in page.images:
         image = decoded_png(source)
         assert image.width > 600 and image.height > 300
@@ -147,7 +147,7 @@ def test_hostile_identity_names_stay_text():
     for name in NAMES:
         assert name in visible  # shown, as text
     assert f"{HOSTILE}/<b>x</b>.jpg" in visible
-    assert len(page.images) == 2  # matplotlib drew the names in the legend without choking on '$'
+    assert len(page.images) == 3  # matplotlib drew the names in the legend without choking on '$'
 
 
 def test_not_for_production_banner():
@@ -172,7 +172,7 @@ def test_suspected_mislabels_are_listed():
 def test_degenerate_enrollments_still_render(sizes, what):
     names = [f"p{i}" for i in range(len(sizes))]
     _, page, _ = render(names, sizes)
-    assert len(page.images) == 2, what
+    assert len(page.images) == 3, what
     for source in page.images:
         decoded_png(source)
 
@@ -184,5 +184,5 @@ def test_many_identities_render_quickly():
     seconds = time.perf_counter() - started
     assert evaluation.summary["per_identity"][59]["identity"] == "person 059"
     assert "no legend for 60 identities" in text
-    assert len(page.images) == 2
+    assert len(page.images) == 3
     assert seconds < 5, seconds

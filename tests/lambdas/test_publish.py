@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 import tarfile
 
 import pytest
+from facetrain.enrollment_csv import parse_csv
 from facetrain_lambdas import publish
 from facetrain_lambdas.artifact import read_model_archive, verify_results
 from facetrain_lambdas.errors import ResultsInvalid
@@ -70,6 +72,40 @@ def test_good_results_in_either_member_naming() -> None:
     for dot_slash in (False, True):
         results = verify_results(read_model_archive(io.BytesIO(model_tar(model_files(PHOTOS), dot_slash))))
         assert results.identities == ["alice", "bob"] and results.not_for_production
+
+
+def test_results_of_either_embedder_verify_with_their_own_dimension() -> None:
+    for embedder, dimension in (("facenet", 512), ("dlib-resnet", 128)):
+        verified = verify_results(model_files(PHOTOS, embedder=embedder))
+        assert verified.identities == list(PHOTOS)
+        assert len(parse_csv(verified.files["final_mean_embeddings.csv"].decode())[0][2]) == dimension
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        ("pickle-embedder", "says embedder 'dlib-resnet', saved_embeddings.pkl 'facenet'"),
+        ("rules-embedder", "unknown embedder 'arcface'"),
+        ("dimension", "embedder dlib-resnet makes 128"),
+    ],
+)
+def test_results_whose_embedder_disagrees_are_refused(tamper: str, expected: str) -> None:
+    files = model_files(PHOTOS, embedder="dlib-resnet")
+    if tamper == "pickle-embedder":
+        files["saved_embeddings.pkl"] = model_files(PHOTOS, embedder="facenet")["saved_embeddings.pkl"]
+    elif tamper == "rules-embedder":
+        files["rules.py"] = files["rules.py"].replace(b"'dlib-resnet'", b"'arcface'")
+        payload = pickle.loads(files["saved_embeddings.pkl"])
+        payload["metadata"]["embedder"] = "arcface"
+        files["saved_embeddings.pkl"] = pickle.dumps(payload)
+    else:  # facenet-sized files that claim to be dlib-resnet's
+        facenet = model_files(PHOTOS, embedder="facenet")
+        files = {**facenet, "rules.py": facenet["rules.py"].replace(b"'facenet'", b"'dlib-resnet'")}
+        payload = pickle.loads(files["saved_embeddings.pkl"])
+        payload["metadata"]["embedder"] = "dlib-resnet"
+        files["saved_embeddings.pkl"] = pickle.dumps(payload)
+    with pytest.raises(ResultsInvalid, match=re.escape(expected)):
+        verify_results(files)
 
 
 def test_links_and_garbage_are_refused() -> None:

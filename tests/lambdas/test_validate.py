@@ -128,7 +128,7 @@ def test_bad_hyperparameters_list_valid_keys(s3, function_env) -> None:
     message = str(raised.value)
     assert "unknown key 'batch_sise' (from hyperparameters)" in message
     assert "'device' (from hyperparameters)" in message
-    assert "valid setting keys: weights, image_size" in message
+    assert "valid setting keys: embedder, weights, image_size" in message
 
 
 def test_min_images_per_identity_comes_from_the_settings(s3, function_env) -> None:

@@ -52,13 +52,17 @@ def model_files(
     not_for_production: bool = True,
     seed: int = 0,
     identification_accuracy: float | None = 0.95,
+    embedder: str | None = None,
 ) -> dict[str, bytes]:
     """The files the training job writes into model/, for these identities and photo counts (with an
-    evaluation reporting `identification_accuracy` and a report.html)."""
+    evaluation reporting `identification_accuracy` and a report.html). `embedder` given: the files name
+    it, with its embedding size (dlib-resnet: 128); left out, they are facenet's of before it was named."""
+    dim = {"dlib-resnet": 128}.get(embedder or "facenet", DIM)
+    named = {"embedder": embedder, "embedding_dim": dim} if embedder else {}
     rng = np.random.default_rng(seed)
     rows, records = [], []
     for identity, count in identities.items():
-        vectors = rng.normal(size=(count, DIM)).astype(np.float32)
+        vectors = rng.normal(size=(count, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         mean = vectors.mean(axis=0)
         rows.append((identity, count, (mean / np.linalg.norm(mean)).tolist()))
@@ -78,7 +82,8 @@ def model_files(
         {
             "metric": "euclidean",
             "accept_threshold": 1.1,
-            "embedding_dim": DIM,
+            "embedding_dim": dim,
+            **named,
             "identities": list(identities),
             "image_size": 160,
             "margin": 0,
@@ -89,7 +94,7 @@ def model_files(
         }
     )
     pickle_buffer = io.BytesIO()
-    dump_embeddings({"weights": "none"}, records, pickle_buffer)
+    dump_embeddings({"weights": "none", **named}, records, pickle_buffer)
     total = sum(identities.values())
     metrics = {
         "status": "succeeded",
@@ -104,7 +109,7 @@ def model_files(
         "evaluation": {"identification_accuracy": identification_accuracy, "threshold": 1.1},
     }
     return {
-        ENROLLMENT_CSV: render_csv(rows, DIM, warning).encode(),
+        ENROLLMENT_CSV: render_csv(rows, dim, warning).encode(),
         RULES_PY: rules.encode(),
         EMBEDDINGS_PKL: pickle_buffer.getvalue(),
         REJECTED_CSV: b"identity,photo,reason,message\nalice,alice/x.jpg,no_face,no face found\n",
