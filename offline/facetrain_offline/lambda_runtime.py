@@ -171,19 +171,33 @@ class InProcessLambdas:
             LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
 
 
+# os.environ is changed (by `environment`) and copied (by `environment_snapshot`) only under this lock:
+# the training backend copies it from its own thread while invocations set and restore their variables,
+# and an unlocked copy can meet a key that has just been removed (KeyError) or half of an update.
+_ENVIRON_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def environment(variables: dict[str, str]) -> Iterator[None]:
     """Set these environment variables for the block; restore exactly these afterwards (and no others)."""
-    saved = {key: os.environ.get(key) for key in variables}
-    os.environ.update(variables)
+    with _ENVIRON_LOCK:
+        saved = {key: os.environ.get(key) for key in variables}
+        os.environ.update(variables)
     try:
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        with _ENVIRON_LOCK:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def environment_snapshot() -> dict[str, str]:
+    """A copy of os.environ that no invocation in another thread is changing while it is taken."""
+    with _ENVIRON_LOCK:
+        return dict(os.environ)
 
 
 def function_name_of(name_or_arn: str) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from urllib.parse import urlparse
 
 import boto3
 from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
+
+from .lambda_runtime import environment_snapshot
 
 FAILURE_REASON_LIMIT = 1024
 LogSink = Callable[[str, str], None]  # (job name, log line)
@@ -202,7 +203,7 @@ class LocalTrainingBackend:
         processes = []
         for base in bases:
             env = {
-                **os.environ,
+                **environment_snapshot(),
                 **self.extra_env,
                 "SAGEMAKER_BASE_DIR": str(base),
                 "PYTHONUNBUFFERED": "1",

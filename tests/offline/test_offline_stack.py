@@ -130,3 +130,30 @@ def test_deployed_functions_and_topic_deliveries(tmp_path: Path) -> None:
     assert environment["AWS_MAX_ATTEMPTS"] == "1"  # extra_environment wins over the template's "5"
     assert delivered == [{"Subject": "one", "Message": "first"}, {"Subject": "two", "Message": "second"}]
     assert again == []
+
+
+def test_environment_copies_are_never_torn_by_invocations_in_other_threads():
+    """The training backend copies os.environ while in-process Lambdas set and restore their variables
+    in other threads; each copy sees all of an invocation's variables or none of them."""
+    import threading
+
+    from facetrain_offline.lambda_runtime import environment, environment_snapshot
+
+    variables = {f"FACETRAIN_TEST_VAR_{i}": str(i) for i in range(40)}
+    stop = threading.Event()
+
+    def invocations() -> None:
+        while not stop.is_set():
+            with environment(variables):
+                pass
+
+    worker = threading.Thread(target=invocations)
+    worker.start()
+    try:
+        for _ in range(3000):
+            present = {key for key in environment_snapshot() if key.startswith("FACETRAIN_TEST_VAR_")}
+            assert present in (set(), set(variables)), sorted(present)
+    finally:
+        stop.set()
+        worker.join()
+    assert not any(key.startswith("FACETRAIN_TEST_VAR_") for key in environment_snapshot())
