@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .evaluation import BIN_WIDTH, Evaluation, error_rate_curve
 
@@ -167,6 +168,9 @@ def det_plot(evaluation: Evaluation) -> Figure:
         ax.plot(x, y, "o", markersize=9, color="#222", markerfacecolor="#ffd166", label=label, zorder=3)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):  # plain labels: the page renders text without mathtext
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlim(floor * 0.8, 1.05)
     ax.set_ylim(floor * 0.8, 1.05)
     ax.set_xlabel("false-accept rate (impostor pairs accepted)")

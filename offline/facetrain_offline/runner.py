@@ -217,8 +217,8 @@ def _default_embedder(hyperparameters: dict[str, str], say: Printer) -> dict[str
     if dlib_available():
         say(
             "note   embedder=dlib-resnet (dlib's ResNet, model files from the face_recognition_models "
-            f"package): the vggface2 weights are not at {path}; put them there, or pass "
-            "-p embedder=facenet -p weights=FILE, to use facenet"
+            f"package), because the vggface2 weights are not at {path}; to use embedder=facenet put "
+            "them there or pass -p weights=FILE"
         )
         return {**hyperparameters, "embedder": "dlib-resnet"}
     say(

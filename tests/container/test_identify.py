@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import json
 import shutil
 
 import numpy as np
 import pytest
 from facetrain.embeddings_file import dump_embeddings, load_embeddings
-from facetrain_offline.cli import main
 from PIL import Image
+from support.cli import identify
 
 SEED = "7"
 PHOTOS = ["faces-dev/person_02/img3.jpg", "faces-dev/person_10/img46.jpg", "faces-dev/person_04/img57.jpg"]
@@ -24,12 +23,6 @@ def results(sagemaker_tree_class, tmp_path_factory, shared_data, module_job):
     tree.add_identities(shared_data / "faces-dev")
     assert module_job(tree).rc == 0, tree.failure()
     return tree
-
-
-def identify(capsys, *args):
-    code = main(["identify", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, [json.loads(line) for line in captured.out.splitlines()], captured.err
 
 
 def test_identify_embeds_exactly_as_the_job_did(results, shared_data, capsys):
