@@ -1,6 +1,9 @@
 """Read the `cfg` channel as data: `constants.py` through `ast`, JSON and YAML through safe loaders.
 
-Nothing from the channel is ever executed or imported.
+Nothing from the channel is ever executed or imported. What is parsed is bounded, in the job and the
+validate Lambda alike: each file at most MAX_CONFIG_BYTES, values nested at most MAX_DEPTH levels, no YAML
+aliases (a few hundred bytes of anchors and aliases can expand to gigabytes); a file past a bound is a
+ConfigError naming it, never a RecursionError or an exhausted memory.
 """
 
 from __future__ import annotations
@@ -12,12 +15,67 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from .shorten import clip, shorten
+
 CONSTANTS_FILE = "constants.py"
 DATA_SUFFIXES = (".json", ".yaml", ".yml")
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_DEPTH = 20  # settings are scalars or short lists: 20 levels is far more than any needs
 
 
 class ConfigError(ValueError):
     """A config file that cannot be read as plain data."""
+
+
+class _BoundedSafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader without aliases and with at most MAX_DEPTH nested collections."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(
+                f"line {event.start_mark.line + 1}: YAML aliases (*name) are not allowed in config files; "
+                "write the value out"
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise ConfigError(f"values are nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)  # type: ignore[arg-type]
+        finally:
+            self._depth -= 1
+
+
+def _depth_of(value: object, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of lists/dicts, counting no further than limit + 1 (iterative: no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _check_depth(value: object, where: str) -> None:
+    if _depth_of(value) > MAX_DEPTH:
+        raise ConfigError(f"{where}: values are nested more than {MAX_DEPTH} levels deep")
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """A config file's bytes as text: at most MAX_CONFIG_BYTES, UTF-8; else a ConfigError naming it."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{name} is {len(data)} bytes; config files must be at most {MAX_CONFIG_BYTES} bytes"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{name} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
 
 
 def parse_constants(source: str, filename: str = CONSTANTS_FILE) -> dict[str, object]:
@@ -30,6 +88,10 @@ def parse_constants(source: str, filename: str = CONSTANTS_FILE) -> dict[str, ob
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
         raise ConfigError(f"{filename} line {exc.lineno}: not valid Python syntax ({exc.msg})") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(
+            f"{filename}: expressions are nested too deeply to read; write plain `NAME = value` lines"
+        ) from None
     values: dict[str, object] = {}
     for index, node in enumerate(tree.body):
         if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
@@ -44,9 +106,10 @@ def parse_constants(source: str, filename: str = CONSTANTS_FILE) -> dict[str, ob
             values[target.lower()] = ast.literal_eval(node.value)  # type: ignore[attr-defined]
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             raise ConfigError(
-                f"{filename} line {node.lineno}: the value of {target} is not a literal "
+                f"{filename} line {node.lineno}: the value of {shorten(target)} is not a literal "
                 "(numbers, strings, lists, tuples, dicts, True/False/None only); the file is never run"
             ) from None
+        _check_depth(values[target.lower()], f"{filename} line {node.lineno} ({shorten(target)})")
     return values
 
 
@@ -61,20 +124,27 @@ def _assignment_target(node: ast.stmt) -> str | None:
 def parse_data_text(text: str, name: str) -> dict[str, object]:
     """Load a JSON (`name` ends in .json) or YAML mapping of settings; `name` is used in messages."""
     suffix = PurePosixPath(name).suffix
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name} is over {MAX_CONFIG_BYTES} bytes; config files must be smaller")
     try:
-        data = json.loads(text) if suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if suffix == ".json" else yaml.load(text, Loader=_BoundedSafeLoader)  # noqa: S506 (a SafeLoader)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise ConfigError(f"{name}: values are nested more than {MAX_DEPTH} levels deep") from None
     except (ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{name}: not valid {suffix[1:].upper()} ({exc})") from None
+        raise ConfigError(f"{name}: not valid {suffix[1:].upper()} ({clip(str(exc))})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{name}: must hold a mapping of setting names to values")
+    _check_depth(data, name)
     return {str(key): value for key, value in data.items()}
 
 
 def parse_data_file(path: Path) -> dict[str, object]:
     """Load a JSON or YAML mapping of settings from a file."""
-    return parse_data_text(path.read_text(encoding="utf-8"), path.name)
+    return parse_data_text(decode_text(path.read_bytes(), path.name), path.name)
 
 
 def is_config_file(relative: str) -> bool:
@@ -108,9 +178,15 @@ def config_layers(texts: Mapping[str, str]) -> list[tuple[str, dict[str, object]
 
 def read_config_dir(cfg_dir: Path) -> list[tuple[str, dict[str, object]]]:
     """Settings layers found in the cfg channel folder (see config_layers)."""
-    texts = {
-        relative: path.read_text(encoding="utf-8")
-        for path in cfg_dir.rglob("*")
-        if path.is_file() and is_config_file(relative := path.relative_to(cfg_dir).as_posix())
-    }
+    texts: dict[str, str] = {}
+    for path in sorted(cfg_dir.rglob("*")):
+        relative = path.relative_to(cfg_dir).as_posix()
+        if not (path.is_file() and is_config_file(relative)):
+            continue
+        if path.stat().st_size > MAX_CONFIG_BYTES:  # before reading it
+            raise ConfigError(
+                f"cfg/{relative} is {path.stat().st_size} bytes; config files must be at most "
+                f"{MAX_CONFIG_BYTES} bytes"
+            )
+        texts[relative] = decode_text(path.read_bytes(), f"cfg/{relative}")
     return config_layers(texts)

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .shorten import shorten
+
 FACENET = "facenet"
 DLIB_RESNET = "dlib-resnet"
 EMBEDDERS = (FACENET, DLIB_RESNET)
@@ -175,14 +177,57 @@ class SettingsError(ValueError):
         )
 
 
+# CreateTrainingJob's limits on HyperParameters (SageMaker API reference): at most 100 keys, each key at
+# most 256 characters, each value at most 2500.
+MAX_HYPERPARAMETERS = 100
+MAX_HYPERPARAMETER_KEY = 256
+MAX_HYPERPARAMETER_VALUE = 2500
+MAX_VALUE_DEPTH = 20  # as config_files.MAX_DEPTH: settings are scalars or short lists
+
+
 def decode_sagemaker_value(raw: object) -> object:
-    """Decode a hyperparameter as the SageMaker training toolkit does: JSON if it parses, else the string."""
+    """Decode a hyperparameter as the SageMaker training toolkit does: JSON if it parses, else the string.
+
+    Raises ValueError for a value nested too deeply to decode (json's recursion limit)."""
     if not isinstance(raw, str):
         return raw
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_VALUE_DEPTH} levels deep") from None
     except ValueError:
         return raw
+
+
+def _too_deep(value: object) -> bool:
+    """Whether lists/dicts nest deeper than MAX_VALUE_DEPTH (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth > MAX_VALUE_DEPTH:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+def sagemaker_limit_problems(strings: Mapping[str, str]) -> list[str]:
+    """What in these hyperparameter strings CreateTrainingJob would refuse (empty when nothing)."""
+    problems = []
+    if len(strings) > MAX_HYPERPARAMETERS:
+        problems.append(f"{len(strings)} hyperparameters; SageMaker accepts at most {MAX_HYPERPARAMETERS}")
+    for key, value in strings.items():
+        if len(key) > MAX_HYPERPARAMETER_KEY:
+            problems.append(
+                f"hyperparameter name {shorten(key)} is {len(key)} characters; SageMaker accepts at most "
+                f"{MAX_HYPERPARAMETER_KEY}"
+            )
+        if len(value) > MAX_HYPERPARAMETER_VALUE:
+            problems.append(
+                f"'{shorten(key)[1:-1]}': the value is {len(value)} characters as a hyperparameter; "
+                f"SageMaker accepts at most {MAX_HYPERPARAMETER_VALUE}"
+            )
+    return problems
 
 
 def _describe_error(error: Mapping[str, Any], source: Mapping[str, str]) -> str:
@@ -191,8 +236,8 @@ def _describe_error(error: Mapping[str, Any], source: Mapping[str, str]) -> str:
     key = str(error["loc"][0])
     origin = source.get(key, "hyperparameters")
     if error["type"] == "extra_forbidden":
-        return f"unknown key '{key}' (from {origin})"
-    return f"'{key}' (from {origin}): {error['msg']} (got {error['input']!r})"
+        return f"unknown key {shorten(key)} (from {origin})"
+    return f"'{key}' (from {origin}): {error['msg']} (got {shorten(error['input'])})"
 
 
 def parse_settings(
@@ -205,16 +250,39 @@ def parse_settings(
     """
     merged: dict[str, object] = {}
     source: dict[str, str] = {}
+    problems: list[str] = []
     for origin, values in layers:
         for key, value in values.items():
-            merged[str(key)] = decode_sagemaker_value(value)
+            try:
+                decoded = decode_sagemaker_value(value)
+            except ValueError as exc:
+                problems.append(f"{shorten(str(key))} (from {origin}): {exc}")
+                continue
+            if _too_deep(decoded):
+                problems.append(
+                    f"{shorten(str(key))} (from {origin}): nested more than {MAX_VALUE_DEPTH} levels deep"
+                )
+                continue
+            merged[str(key)] = decoded
             source[str(key)] = origin
+    if problems:
+        raise SettingsError(problems)
     try:
         return Hyperparameters.model_validate(merged)
     except ValidationError as exc:
         raise SettingsError([_describe_error(err, source) for err in exc.errors()]) from None
 
 
-def to_sagemaker_strings(values: Mapping[str, object]) -> dict[str, str]:
-    """Encode settings as CreateTrainingJob wants them: every value a string (JSON for non-strings)."""
+def encode_sagemaker(values: Mapping[str, object]) -> dict[str, str]:
+    """Every value a string, as CreateTrainingJob takes hyperparameters (JSON for non-strings)."""
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
+
+
+def to_sagemaker_strings(values: Mapping[str, object]) -> dict[str, str]:
+    """Encode settings as CreateTrainingJob wants them (encode_sagemaker), or raise SettingsError when
+    SageMaker's limits on hyperparameters would refuse them."""
+    strings = encode_sagemaker(values)
+    problems = sagemaker_limit_problems(strings)
+    if problems:
+        raise SettingsError(problems)
+    return strings

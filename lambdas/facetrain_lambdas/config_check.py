@@ -10,14 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from facetrain.config_files import ConfigError, config_layers, is_config_file
-from facetrain.hyperparameters import Hyperparameters, SettingsError, parse_settings
+from facetrain.config_files import MAX_CONFIG_BYTES, ConfigError, config_layers, decode_text, is_config_file
+from facetrain.hyperparameters import (
+    Hyperparameters,
+    SettingsError,
+    encode_sagemaker,
+    parse_settings,
+    sagemaker_limit_problems,
+)
 
-from .dataset import ListedObject
+from .dataset import ListedObject, key_problem
 from .errors import transient_aws_errors
 from .layout import s3_uri
-
-MAX_CONFIG_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -36,8 +40,8 @@ def config_files(objects: list[ListedObject], prefix: str) -> list[ListedObject]
 
 def _read_text(s3: Any, bucket: str, key: str) -> str:
     with transient_aws_errors(f"reading {s3_uri(bucket, key)}"):
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return body.decode("utf-8")
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read(MAX_CONFIG_BYTES + 1)
+    return decode_text(body, s3_uri(bucket, key))
 
 
 def resolve_settings(
@@ -45,11 +49,16 @@ def resolve_settings(
 ) -> ResolvedSettings:
     """Read the config files, parse them with the container's reader and merge the hyperparameters."""
     result = ResolvedSettings(settings=None)
+    # SageMaker's limits apply to the strings CreateTrainingJob will get
+    result.problems.extend(sagemaker_limit_problems(encode_sagemaker(hyperparameters)))
     texts: dict[str, str] = {}
     for obj in config_files(objects, prefix):
         relative = obj.key[len(prefix) :]
         if any(part in ("", ".", "..") for part in relative.split("/")):
             result.problems.append(f"{s3_uri(bucket, obj.key)}: rename it without empty, '.' or '..' folders")
+            continue
+        if problem := key_problem(relative):
+            result.problems.append(f"{s3_uri(bucket, obj.key)}: {problem}")
             continue
         if obj.size > MAX_CONFIG_BYTES:
             result.problems.append(
@@ -59,8 +68,8 @@ def resolve_settings(
             continue
         try:
             texts[relative] = _read_text(s3, bucket, obj.key)
-        except UnicodeDecodeError as exc:
-            result.problems.append(f"{s3_uri(bucket, obj.key)} is not UTF-8 text ({exc}): save it as UTF-8")
+        except ConfigError as exc:
+            result.problems.append(str(exc))
             continue
         result.config_keys.append(relative)
     if result.problems:

@@ -22,6 +22,19 @@ from .layout import s3_uri
 # What Pillow decodes out of the box; the container decodes by content, this catches stray files early.
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_PAGE_SIZE = 1000
+MAX_NAME_BYTES = 255  # a file or folder name on the training host's file system (ext4, xfs: NAME_MAX)
+
+
+def key_problem(relative: str) -> str | None:
+    """Why the training job could not download this key (relative to its channel), or None."""
+    for part in relative.split("/"):
+        size = len(part.encode("utf-8"))
+        if size > MAX_NAME_BYTES:
+            return (
+                f"the name {part[:40]!r}... is {size} bytes; file and folder names must be at most "
+                f"{MAX_NAME_BYTES} bytes (the training host's file system): rename it"
+            )
+    return None
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,9 @@ def check_photos(
             problems.append(
                 f"{name}: the key has an empty folder name ('//'); re-upload it as {prefix}<name>/<photo>"
             )
+            continue
+        if problem := key_problem(relative):
+            problems.append(f"{name}: {problem}")
             continue
         suffix = "." + parts[-1].rsplit(".", 1)[-1].lower() if "." in parts[-1] else ""
         if suffix not in PHOTO_EXTENSIONS:

@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 from facetrain.contract import CONFIG_CHANNEL, IMAGES_CHANNEL, PREVIOUS_CHANNEL
+from facetrain.hyperparameters import sagemaker_limit_problems
 from pydantic import BaseModel, Field
 
-from .errors import transient_aws_errors
+from .errors import InvalidInput, transient_aws_errors
 from .layout import s3_uri
 from .run_record import RunRecord
 
@@ -85,6 +86,9 @@ def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[
         channels.append(_manifest_channel(CONFIG_CHANNEL, record.bucket, record.cfg_manifest_key))
     if record.previous_manifest_key:
         channels.append(_manifest_channel(PREVIOUS_CHANNEL, record.bucket, record.previous_manifest_key))
+    problems = sagemaker_limit_problems(record.hyperparameters)
+    if problems:  # validate refuses these first; a run record from elsewhere is checked here too
+        raise InvalidInput(problems)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
     request: dict[str, Any] = {
         "TrainingJobName": job_name(record.run_id),

@@ -26,7 +26,7 @@ def test_torch_free_modules_do_not_import_torch():
         "import sys\n"
         "import facetrain.hyperparameters, facetrain.config_files, facetrain.rules_file\n"
         "import facetrain.enrollment_csv, facetrain.embeddings_file, facetrain.sagemaker_env\n"
-        "import facetrain.photos\n"
+        "import facetrain.photos, facetrain.shorten\n"
         "print('torch' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

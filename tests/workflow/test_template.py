@@ -120,6 +120,7 @@ def test_sam_build_makes_the_layer_for_python_3_13(tmp_path: Path) -> None:
     assert {p.name for p in (layer / "facetrain").glob("*.py")} == {
         "__init__.py",
         "contract.py",
+        "shorten.py",
         "hyperparameters.py",
         "config_files.py",
         "rules_file.py",
