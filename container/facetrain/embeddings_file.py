@@ -7,6 +7,7 @@ never runs code from a tampered file.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,55 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
         raise EmbeddingsFileError(f"saved_embeddings.pkl refers to {module}.{name}, which is not allowed")
+
+
+_HEX64 = frozenset("0123456789abcdef")
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def _finite_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float, np.floating, np.integer))
+        and not isinstance(value, bool)
+        and (math.isfinite(float(value)))
+    )
+
+
+def record_problem(record: object, dimension: int) -> str | None:
+    """What is wrong with one per-photo record (None when it is sound): the types of its fields, the
+    photo's sha256, a box of 4 finite numbers with x1 < x2 and y1 < y2, a probability in [0, 1], and a
+    finite float32 embedding of `dimension` values with unit norm."""
+    if not isinstance(record, dict):
+        return "is not a mapping"
+    for key in ("identity", "key"):
+        if not isinstance(record.get(key), str) or not record[key]:
+            return f"{key} is not a non-empty string"
+    sha = record.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= _HEX64):
+        return "sha256 is not 64 lowercase hex digits"
+    box = record.get("box")
+    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_finite_number(v) for v in box)):
+        return "box is not 4 finite numbers"
+    if not (box[0] < box[2] and box[1] < box[3]):
+        return "box is empty or inverted"
+    probability = record.get("probability")
+    if not (_finite_number(probability) and 0.0 <= float(probability) <= 1.0):  # type: ignore[arg-type]
+        return "probability is not a number in [0, 1]"
+    faces = record.get("faces_found", 1)
+    if not (isinstance(faces, int) and not isinstance(faces, bool) and faces >= 1):
+        return "faces_found is not a positive integer"
+    embedding = record.get("embedding")
+    if (
+        not isinstance(embedding, np.ndarray)
+        or embedding.dtype != np.float32
+        or embedding.shape != (dimension,)
+    ):
+        return f"embedding is not a float32 array of {dimension} values"
+    if not np.all(np.isfinite(embedding)):
+        return "embedding has a non-finite value"
+    if abs(float(np.linalg.norm(embedding.astype(np.float64))) - 1.0) > UNIT_NORM_TOLERANCE:
+        return "embedding is not of unit length"
+    return None
 
 
 def dump_embeddings(

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import torch
 
+from . import stopping
 from .config_files import read_config_dir
 from .contract import PREVIOUS_CHANNEL, REPORT_HTML
 from .distributed import Cluster, HostShare, gather_to_master
@@ -69,6 +70,7 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
     """Run the whole job and return its metrics; raise JobFailure when no enrollment can be made."""
     started = time.perf_counter()
     settings = resolve_settings(env)
+    stopping.check()
     images_dir = env.channels.get(IMAGES_CHANNEL)
     if images_dir is None:
         raise JobFailure(
@@ -103,8 +105,9 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         device,
     )
     fingerprint = embedding_fingerprint(settings, model.digests, PREPROCESSING_VERSION)
-    previous = load_previous(env.channels.get(PREVIOUS_CHANNEL), fingerprint)
+    previous = load_previous(env.channels.get(PREVIOUS_CHANNEL), fingerprint, EMBEDDING_DIMS[model.embedder])
     reused, to_compute = split_reusable(listing.photos, previous)
+    stopping.check()
     log.info(
         "embeddings: %d reused from the previous run, %d photos to examine", len(reused), len(to_compute)
     )
@@ -117,6 +120,7 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         setup_started = time.perf_counter()
         encoder = FaceEncoder(settings, model, device)
         setup_seconds = time.perf_counter() - setup_started
+        stopping.check()
         total = len(to_compute)
 
         def progress(done: int) -> None:
@@ -131,6 +135,7 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
     computed = sum(isinstance(o, Accepted) for o in outcomes) - len(reused)
     share = HostShare(outcomes, listing.stray_files, computed, len(reused), len(listing.photos), loop_seconds)
     shares = gather_to_master(cluster, [share])
+    stopping.check()
     if shares is None:
         log.info(
             "host %s: outcomes handed to %s, which writes the outputs", cluster.current_host, env.hosts[0]
@@ -201,6 +206,7 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         enrollment.rejections_by_identity(),
     )
     metrics["evaluation"] = evaluation.summary
+    stopping.check()
     timings["evaluate"] = round(time.perf_counter() - evaluate_started, 4)
     render_started = time.perf_counter()
     files = render_enrollment(enrollment, settings.model_dump(mode="json"), run, evaluation.summary)

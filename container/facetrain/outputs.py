@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -98,18 +100,39 @@ def render_enrollment(
     }
 
 
+class OutputsNotWritten(Exception):
+    """The outputs could not be written (a full disk, a read-only folder); model/ holds none of them."""
+
+
+def _not_written(model_dir: Path, name: str, exc: OSError) -> OutputsNotWritten:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        usage = shutil.disk_usage(model_dir)
+        return OutputsNotWritten(
+            f"The disk holding {model_dir} is full ({usage.free} bytes free of {usage.total}) while writing "
+            f"{name}: no output was written. Give the training job more storage (VolumeSizeInGB: the "
+            "stack's TrainingVolumeSizeGB parameter)."
+        )
+    return OutputsNotWritten(
+        f"{name} could not be written to {model_dir} ({exc.strerror or exc}): no output was written"
+    )
+
+
 def write_outputs(model_dir: Path, files: Mapping[str, bytes]) -> None:
     """Write the files under temporary names, then move them all into model/ with SIGTERM deferred, so
-    that model/ holds either none or all of them."""
+    that model/ holds either none or all of them. Raises OutputsNotWritten, naming the file and the
+    disk, when they cannot be written."""
     model_dir.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, str]] = []
     try:
         for name, payload in files.items():
-            handle, temporary = tempfile.mkstemp(dir=model_dir, prefix=f".{name}.")
-            staged.append((Path(temporary), name))
-            with os.fdopen(handle, "wb") as out:
-                out.write(payload)
-            Path(temporary).chmod(0o644)
+            try:
+                handle, temporary = tempfile.mkstemp(dir=model_dir, prefix=f".{name}.")
+                staged.append((Path(temporary), name))
+                with os.fdopen(handle, "wb") as out:
+                    out.write(payload)
+                Path(temporary).chmod(0o644)
+            except OSError as exc:
+                raise _not_written(model_dir, name, exc) from None
         with signals_deferred():
             for temporary, name in staged:
                 temporary.replace(model_dir / name)

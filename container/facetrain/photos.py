@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .contract import is_skipped as _skipped  # the rule the Lambdas apply too
+from .shorten import clip
 
 # Pillow's own bomb guard is set per call from max_image_pixels; truncated files must fail, not pad.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -65,14 +68,14 @@ def list_channel(root: Path) -> ChannelListing:
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         if _skipped(entry.name):
             continue
-        if entry.is_file():
+        if not entry.is_dir():  # a file, a broken link, a FIFO: reported, never enrolled
             stray.append(entry.name)
-            continue
-        if not entry.is_dir():
             continue
         for path in sorted(entry.rglob("*")):
             relative = path.relative_to(root)
-            if path.is_file() and not any(_skipped(part) for part in relative.parts[1:]):
+            # Anything but a folder is listed, so that a broken link or a FIFO gets its rejected.csv row
+            # (read_photo_bytes refuses what is not a regular file) instead of vanishing.
+            if not path.is_dir() and not any(_skipped(part) for part in relative.parts[1:]):
                 photos.append(PhotoRef(identity=entry.name, key=relative.as_posix(), path=path))
     return ChannelListing(photos=photos, stray_files=stray)
 
@@ -140,6 +143,11 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             "not_an_image",
             "not an image: the content is in no format Pillow reads; upload a JPEG, PNG or WebP photo",
         ) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # e.g. a PNG text/ICC chunk past Pillow's limit
+        raise PhotoRejected(
+            "unreadable",
+            f"the image header cannot be read ({clip(str(exc), 160)}); re-export or re-upload the photo",
+        ) from None
     width, height = image.size
     if width * height > max_pixels:
         raise PhotoRejected(
@@ -167,12 +175,37 @@ def _decode(image: Image.Image, draft_side: int | None) -> Image.Image:
         ) from None
 
 
-def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side: int) -> DecodedPhoto:
-    """Read one photo and prepare its detection copy; raise PhotoRejected with the reason otherwise."""
+def read_photo_bytes(path: Path) -> bytes:
+    """The bytes of a photo file, or PhotoRejected: a broken symbolic link or an unreadable file is
+    `unreadable`, anything but a regular file (a FIFO, a socket, a device) `not_an_image`, checked on the
+    opened file itself, so that nothing can block reading it.
+
+    Symbolic links to regular files are followed, wherever they point: S3 never puts links in a channel,
+    so a link is the local user's own (`make job` and the tests link photos rather than copy them).
+    """
     try:
-        data = path.read_bytes()
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        what = "a symbolic link to a file that does not exist" if path.is_symlink() else "gone"
+        raise PhotoRejected(
+            "unreadable", f"the file cannot be read: {what}; upload the photo again"
+        ) from None
     except OSError as exc:
         raise PhotoRejected("unreadable", f"the file cannot be read ({exc.strerror})") from None
+    with os.fdopen(handle, "rb") as opened:
+        if not stat.S_ISREG(os.fstat(opened.fileno()).st_mode):
+            raise PhotoRejected(
+                "not_an_image", "not a regular file (a FIFO, socket or device): only photo files are read"
+            )
+        try:
+            return opened.read()
+        except OSError as exc:
+            raise PhotoRejected("unreadable", f"the file cannot be read ({exc.strerror})") from None
+
+
+def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side: int) -> DecodedPhoto:
+    """Read one photo and prepare its detection copy; raise PhotoRejected with the reason otherwise."""
+    data = read_photo_bytes(path)
     image = _open_checked(data, max_pixels)
     full_size = image.size
     if image.getexif().get(_EXIF_ORIENTATION) in _SIDES_SWAPPED:
@@ -191,6 +224,13 @@ def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side:
             (max(1, round(decoded.width / factor)), max(1, round(decoded.height / factor))),
             Image.Resampling.BILINEAR,
             reducing_gap=2.0,
+        )
+    if min(detection.size) < min_side:  # MTCNN cannot search an image thinner than its smallest face
+        raise PhotoRejected(
+            "too_small",
+            f"{full_size[0]}x{full_size[1]} px is too thin: reduced to {detection.width}x{detection.height} "
+            f"for detection (detection_max_side={detection_max_side}) it is narrower than the smallest face "
+            f"searched for (min_face_size={min_side} px); crop the photo closer to the face",
         )
     return DecodedPhoto(
         sha256=hashlib.sha256(data).hexdigest(),

@@ -16,9 +16,19 @@ from typing import Any
 
 import numpy as np
 
+from . import stopping
 from .faces import DetectedFace, FaceEncoder
 from .hyperparameters import Hyperparameters
-from .photos import DecodedPhoto, PhotoRef, PhotoRejected, Rejection, configure_pillow, decode_photo
+from .photos import (
+    DecodedPhoto,
+    PhotoRef,
+    PhotoRejected,
+    Rejection,
+    configure_pillow,
+    decode_photo,
+    read_photo_bytes,
+)
+from .shorten import clip
 
 
 @dataclass(frozen=True)
@@ -60,10 +70,19 @@ class StageTimes:
         }
 
 
+def _unexpected(reason: str, stage: str, exc: Exception) -> Rejection:
+    """A rejection for an error no check foresaw, naming the stage and the library's message."""
+    return Rejection(
+        reason,
+        f"{stage} failed ({type(exc).__name__}: {clip(str(exc), 160)}); re-export the photo as a plain "
+        "JPEG of the person's face, or leave it out",
+    )
+
+
 def _sha256_of(photo: PhotoRef) -> str | None:
     try:
-        return hashlib.sha256(photo.path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_photo_bytes(photo.path)).hexdigest()
+    except PhotoRejected:
         return None
 
 
@@ -101,6 +120,8 @@ class PhotoPipeline:
             return decoded, None, time.perf_counter() - started
         except PhotoRejected as exc:
             return None, exc.rejection, time.perf_counter() - started
+        except Exception as exc:  # whatever a decoder raises, one photo never fails the job
+            return None, _unexpected("unreadable", "decoding", exc), time.perf_counter() - started
 
     def _decoded_in_order(
         self, photos: list[PhotoRef]
@@ -131,6 +152,7 @@ class PhotoPipeline:
         waiting: list[_Pending] = []
         held: list[Accepted | Rejected | None] = []  # outcomes waiting for their batch, in order
         for done, (photo, decoded, rejection) in enumerate(self._decoded_in_order(photos), start=1):
+            stopping.check()  # between photos: a StopTrainingJob takes effect here
             if decoded is None:
                 outcome: Accepted | Rejected | None = Rejected(photo, _sha256_of(photo), rejection)  # type: ignore[arg-type]
             else:
@@ -162,6 +184,9 @@ class PhotoPipeline:
         except PhotoRejected as exc:
             self.times.detect += time.perf_counter() - started
             return Rejected(photo, decoded.sha256, exc.rejection)
+        except Exception as exc:  # whatever the detector or aligner raises: this photo is rejected
+            self.times.detect += time.perf_counter() - started
+            return Rejected(photo, decoded.sha256, _unexpected("no_face", "face detection", exc))
         waiting.append((photo, decoded.sha256, face, crop))  # the decoded images can be freed now
         return None  # placeholder: filled when the batch is embedded
 

@@ -21,11 +21,12 @@ from typing import Any
 import numpy as np
 
 from .contract import EMBEDDINGS_PKL
-from .embeddings_file import EmbeddingsFileError, load_embeddings
+from .embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
 from .faces import DetectedFace
 from .hyperparameters import Hyperparameters
-from .photos import PhotoRef
+from .photos import PhotoRef, PhotoRejected, read_photo_bytes
 from .pipeline import Accepted
+from .shorten import shorten
 
 log = logging.getLogger("facetrain")
 
@@ -66,8 +67,10 @@ class PreviousEmbeddings:
     run_fingerprint: str
 
 
-def load_previous(channel: Path | None, fingerprint: str) -> PreviousEmbeddings | None:
-    """The reusable records of the `previous` channel, or None (no channel, unreadable, other settings)."""
+def load_previous(channel: Path | None, fingerprint: str, dimension: int) -> PreviousEmbeddings | None:
+    """The reusable records of the `previous` channel, or None (no channel, unreadable, other settings).
+    Records that are not sound (embeddings_file.record_problem) are left out, with a warning: their
+    photos are computed again."""
     if channel is None:
         return None
     path = channel / EMBEDDINGS_PKL
@@ -83,14 +86,27 @@ def load_previous(channel: Path | None, fingerprint: str) -> PreviousEmbeddings 
     if previous != fingerprint:
         log.info("embedding settings changed since the previous run: computing every embedding")
         return None
-    by_sha = {record["sha256"]: record for record in payload["records"]}
+    by_sha: dict[str, Mapping[str, Any]] = {}
+    unsound: list[str] = []
+    for index, record in enumerate(payload["records"]):
+        problem = record_problem(record, dimension)
+        if problem is None:
+            by_sha[record["sha256"]] = record
+        else:
+            unsound.append(f"record {index} ({shorten(record.get('key'))}): {problem}")
+    if unsound:
+        log.warning(
+            "previous embeddings: %d record(s) unsound, their photos are recomputed; first: %s",
+            len(unsound),
+            "; ".join(unsound[:3]),
+        )
     return PreviousEmbeddings(by_sha256=by_sha, run_fingerprint=str(previous))
 
 
 def _sha256(path: Path) -> str | None:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+        return hashlib.sha256(read_photo_bytes(path)).hexdigest()
+    except PhotoRejected:
         return None
 
 

@@ -20,11 +20,20 @@ log = logging.getLogger("facetrain")
 EXIT_STOPPED = 128 + signal.SIGTERM
 
 
+FAILURE_CHARS = 1024  # what SageMaker shows of output/failure as FailureReason
+
+
 def write_failure(base_dir: Path, message: str) -> None:
-    """Write the failure reason where SageMaker looks for it."""
+    """Write the failure reason where SageMaker looks for it. On a full disk, retry with only the part
+    SageMaker shows (it may fit where the whole did not); the log has the reason in any case."""
     output = base_dir / "output"
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "failure").write_text(message, encoding="utf-8")
+    for text in (message, message[:FAILURE_CHARS]):
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+            (output / "failure").write_text(text, encoding="utf-8")
+            return
+        except OSError as exc:
+            log.error("cannot write %s (%s); the reason: %s", output / "failure", exc, message)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         from .faces import DeviceError, WeightsError
         from .hyperparameters import SettingsError
         from .job import JobFailure, run_job
+        from .outputs import OutputsNotWritten
         from .sagemaker_env import ContractError, load_environment
 
         expected = (
@@ -60,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             WeightsError,
             DeviceError,
             GatherError,
+            OutputsNotWritten,
         )
         try:
+            stopping.check()  # a stop during the imports above was recorded: act on it now
             run_job(load_environment(base_dir))
             return 0
         except expected as exc:
