@@ -12,6 +12,8 @@ import math
 import pprint
 from collections.abc import Mapping
 
+from .shorten import shorten
+
 FORMAT = "facetrain.rules"
 VERSION = 1
 
@@ -36,6 +38,7 @@ def accept(dist):
 '''
 
 _LITERAL_TYPES = (str, int, float, bool, type(None))
+MAX_DISTANCE = 2.0  # Euclidean distance between unit vectors
 REQUIRED_KEYS = (
     "format",
     "version",
@@ -80,6 +83,7 @@ def render_rules(rules: Mapping[str, object]) -> str:
     if missing:
         raise RulesError(f"rules lack {', '.join(missing)}")
     _check_plain(data, "RULES")
+    _check_threshold(data["accept_threshold"])
     text = _HEADER
     if data["not_for_production"]:
         text += "# WARNING: random weights (weights=none). NOT FOR PRODUCTION.\n"
@@ -123,4 +127,16 @@ def load_rules(text: str) -> dict[str, object]:
     missing = [key for key in REQUIRED_KEYS if key not in rules]
     if missing:
         raise RulesError(f"RULES lacks {', '.join(missing)}")
+    _check_threshold(rules["accept_threshold"])
     return rules
+
+
+def _check_threshold(value: object) -> None:
+    """accept_threshold: a finite number in (0, MAX_DISTANCE], the range of distances between unit vectors."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise RulesError(f"accept_threshold {shorten(value)} is not a number")
+    if not (math.isfinite(value) and 0.0 < value <= MAX_DISTANCE):
+        raise RulesError(
+            f"accept_threshold {value!r} is outside (0, {MAX_DISTANCE}], the range of distances between "
+            "unit embeddings"
+        )

@@ -20,10 +20,11 @@ from facetrain.contract import (
     REPORT_HTML,
     RULES_PY,
 )
-from facetrain.embeddings_file import EmbeddingsFileError, load_embeddings
+from facetrain.embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
 from facetrain.enrollment_csv import EnrollmentCsvError, parse_csv
 from facetrain.hyperparameters import EMBEDDING_DIMS, FACENET
 from facetrain.rules_file import RulesError, load_rules
+from facetrain.shorten import shorten
 
 from .errors import ResultsInvalid
 
@@ -40,6 +41,8 @@ REQUIRED_METRICS = (
     "timings",
 )
 MAX_FILE_BYTES = 2 * 1024**3
+# All known files together, uncompressed: what this Lambda (3008 MB) holds in memory while it checks them.
+MAX_TOTAL_BYTES = 2 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -55,17 +58,24 @@ class VerifiedResults:
 def read_model_archive(archive: IO[bytes]) -> dict[str, bytes]:
     """The known files of a model.tar.gz (members `name` or `./name`)."""
     files: dict[str, bytes] = {}
+    total = 0
     try:
-        with tarfile.open(fileobj=archive, mode="r:*") as tar:
+        with tarfile.open(fileobj=archive, mode="r|*") as tar:  # a stream: one member at a time
             for member in tar:
                 name = member.name.removeprefix("./")
                 if name not in REQUIRED_FILES + OPTIONAL_FILES:
                     continue
                 if not member.isfile():
-                    raise ResultsInvalid(f"model.tar.gz: {member.name} is not a regular file")
+                    raise ResultsInvalid(f"model.tar.gz: {shorten(member.name)} is not a regular file")
                 if member.size > MAX_FILE_BYTES:
                     raise ResultsInvalid(
                         f"model.tar.gz: {member.name} is {member.size} bytes, over {MAX_FILE_BYTES}"
+                    )
+                total += member.size
+                if total > MAX_TOTAL_BYTES:  # before reading it: the sizes are in the headers
+                    raise ResultsInvalid(
+                        f"model.tar.gz: its result files add up to more than {MAX_TOTAL_BYTES} bytes "
+                        f"uncompressed (at {member.name}); a training job's results are far smaller"
                     )
                 if name in files:
                     raise ResultsInvalid(f"model.tar.gz holds {name} twice")
@@ -119,8 +129,9 @@ def verify_results(files: dict[str, bytes]) -> VerifiedResults:
             f"{EMBEDDING_DIMS[embedder]} and {EMBEDDINGS_PKL} says {metadata.get('embedding_dim')}"
         )
     for index, record in enumerate(embeddings["records"]):
-        if record["embedding"].shape != (dimension,):
-            raise ResultsInvalid(f"{EMBEDDINGS_PKL} record {index} has an embedding of another dimension")
+        problem = record_problem(record, dimension)
+        if problem is not None:
+            raise ResultsInvalid(f"{EMBEDDINGS_PKL} record {index} ({shorten(record.get('key'))}): {problem}")
     try:
         metrics = json.loads(_text(files, METRICS_JSON))
     except ValueError as exc:
@@ -135,7 +146,15 @@ def verify_results(files: dict[str, bytes]) -> VerifiedResults:
             f"{METRICS_JSON} counts {metrics['identities']} identities, the CSV {len(identities)}"
         )
     if metrics.get("status", "succeeded") != "succeeded":
-        raise ResultsInvalid(f"{METRICS_JSON} reports status {metrics['status']!r}")
+        raise ResultsInvalid(f"{METRICS_JSON} reports status {shorten(metrics['status'])}")
+    evaluation = metrics.get("evaluation")
+    if not isinstance(evaluation, dict) or "threshold" not in evaluation:
+        raise ResultsInvalid(f"{METRICS_JSON} lacks evaluation.threshold")
+    if evaluation["threshold"] != rules["accept_threshold"]:  # load_rules checked it is a sound number
+        raise ResultsInvalid(
+            f"{RULES_PY} accept_threshold {shorten(rules['accept_threshold'])} is not {METRICS_JSON}'s "
+            f"evaluation threshold {shorten(evaluation['threshold'])}"
+        )
     return VerifiedResults(
         files=files,
         identities=identities,
