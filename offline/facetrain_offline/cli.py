@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         from facetrain.identify import run_identify  # lazy: torch is slow to import
 
         return run_identify(args.photos, args.results_dir, args.top, args.device, args.weights_dir)
-    from .runner import DEFAULT_TEMPLATE, RunOptions, run  # lazy: moto and boto3 are slow to import
+    from .runner import DEFAULT_TEMPLATE, RunOptions, StateInUse, run  # lazy: moto and boto3 are slow
 
     if args.min_accuracy is not None and args.trigger == "upload":
         print(
@@ -171,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, file=screen, flush=True)
 
-    summary = run(options, say=say)
+    try:
+        summary = run(options, say=say)
+    except StateInUse as exc:
+        print(f"facetrain run: {exc}", file=sys.stderr)
+        return 2
     say(f"run.json: {args.out_dir / 'run.json'}")
     return 0 if summary["status"] == "SUCCEEDED" else 1
 

@@ -8,8 +8,10 @@ a local `train` process; the published results and a run summary land in the out
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -303,8 +305,47 @@ def _failure(sfn: Any, execution: dict[str, Any], follower: HistoryFollower) -> 
     return None, None
 
 
+class StateInUse(RuntimeError):
+    """Another `facetrain run` holds the --state folder."""
+
+
+@contextlib.contextmanager
+def state_lock(state_dir: Path | None) -> Iterator[None]:
+    """Hold the --state folder for this run (an exclusive lock on STATE_DIR/.lock, released when the
+    process ends, however it ends); a second run on the same folder is refused, not merged: each run
+    restores the bucket at its start and saves it at its end, so two at once would lose one's objects."""
+    if state_dir is None:
+        yield
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise StateInUse(
+                f"{state_dir} is in use by another facetrain run ({holder}); wait for it to finish, "
+                "or give this run another --state folder"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run(options: RunOptions, say: Printer = print) -> dict[str, Any]:
-    """Run the workflow once; write the results and run.json to options.out_dir; return the summary."""
+    """Run the workflow once; write the results and run.json to options.out_dir; return the summary.
+    Raises StateInUse when another run holds options.state_dir."""
+    with state_lock(options.state_dir):
+        return _run_locked(options, say)
+
+
+def _run_locked(options: RunOptions, say: Printer) -> dict[str, Any]:
     started = time.monotonic()
     options.out_dir.mkdir(parents=True, exist_ok=True)
     hyperparameters = _default_embedder(dict(options.hyperparameters), say)

@@ -99,8 +99,12 @@ class LocalTrainingBackend:
         _set_status(job, "InProgress", "Starting", "Preparing the local instance for training")
         job.training_end_time = None
         local = LocalJob(job.training_job_name, self.work_dir / job.training_job_name)
+        # The client is made here, in the caller's thread (an in-process Lambda's invocation, which holds
+        # the invocation lock), not in the job's thread: botocore copies os.environ while it builds a
+        # client, and in-process invocations set and restore their variables in other threads.
+        s3 = boto3.client("s3", region_name=region)
         local.thread = threading.Thread(
-            target=self._run, args=(job, local, region), name=f"train-{job.training_job_name}", daemon=True
+            target=self._run, args=(job, local, s3), name=f"train-{job.training_job_name}", daemon=True
         )
         with self._lock:
             self.jobs[local.name] = local
@@ -136,10 +140,9 @@ class LocalTrainingBackend:
         if self.on_status:
             self.on_status(job.training_job_name, status, secondary)
 
-    def _run(self, job: FakeTrainingJob, local: LocalJob, region: str) -> None:
+    def _run(self, job: FakeTrainingJob, local: LocalJob, s3: Any) -> None:
         started = time.monotonic()
         try:
-            s3 = boto3.client("s3", region_name=region)
             self._status(job, "InProgress", "Downloading", "Downloading input data")
             count = int((job.resource_config or {}).get("InstanceCount", 1))
             hosts = [f"algo-{i}" for i in range(1, count + 1)]

@@ -157,3 +157,24 @@ def test_environment_copies_are_never_torn_by_invocations_in_other_threads():
         stop.set()
         worker.join()
     assert not any(key.startswith("FACETRAIN_TEST_VAR_") for key in environment_snapshot())
+
+
+def test_a_second_run_on_the_same_state_folder_is_refused(tmp_path, capsys):
+    """Two `facetrain run --state DIR` at once would each restore the bucket and save it at the end,
+    the last save losing the other run's objects: the second is refused while the first holds DIR."""
+    import fcntl
+
+    from facetrain_offline.cli import main
+
+    state, images = tmp_path / "state", tmp_path / "photos"
+    (images / "ann").mkdir(parents=True)
+    state.mkdir()
+    with (state / ".lock").open("a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("pid 4242\n")
+        held.flush()
+        code = main(["run", str(images), "--out", str(tmp_path / "out"), "--state", str(state)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{state} is in use by another facetrain run (pid 4242)" in err and "another --state" in err
+    assert not (state / "bucket").exists()
