@@ -211,20 +211,29 @@ def _too_deep(value: object) -> bool:
     return False
 
 
-def sagemaker_limit_problems(strings: Mapping[str, str]) -> list[str]:
-    """What in these hyperparameter strings CreateTrainingJob would refuse (empty when nothing)."""
+def sagemaker_limit_problems(values: Mapping[str, object]) -> list[str]:
+    """What CreateTrainingJob would refuse in these hyperparameters once encoded as strings (empty when
+    nothing): too many keys, a key or a value too long."""
     problems = []
-    if len(strings) > MAX_HYPERPARAMETERS:
-        problems.append(f"{len(strings)} hyperparameters; SageMaker accepts at most {MAX_HYPERPARAMETERS}")
-    for key, value in strings.items():
+    if len(values) > MAX_HYPERPARAMETERS:
+        problems.append(f"{len(values)} hyperparameters; SageMaker accepts at most {MAX_HYPERPARAMETERS}")
+    for key, value in values.items():
         if len(key) > MAX_HYPERPARAMETER_KEY:
             problems.append(
                 f"hyperparameter name {shorten(key)} is {len(key)} characters; SageMaker accepts at most "
                 f"{MAX_HYPERPARAMETER_KEY}"
             )
-        if len(value) > MAX_HYPERPARAMETER_VALUE:
+        try:
+            length = len(value if isinstance(value, str) else json.dumps(value))
+        except (RecursionError, ValueError, TypeError):
             problems.append(
-                f"'{shorten(key)[1:-1]}': the value is {len(value)} characters as a hyperparameter; "
+                f"{shorten(key)}: the value cannot be a hyperparameter string (nested too deeply, or not "
+                f"JSON); settings are scalars or short lists, nested at most {MAX_VALUE_DEPTH} levels"
+            )
+            continue
+        if length > MAX_HYPERPARAMETER_VALUE:
+            problems.append(
+                f"{shorten(key)}: the value is {length} characters as a hyperparameter; "
                 f"SageMaker accepts at most {MAX_HYPERPARAMETER_VALUE}"
             )
     return problems
@@ -273,16 +282,10 @@ def parse_settings(
         raise SettingsError([_describe_error(err, source) for err in exc.errors()]) from None
 
 
-def encode_sagemaker(values: Mapping[str, object]) -> dict[str, str]:
-    """Every value a string, as CreateTrainingJob takes hyperparameters (JSON for non-strings)."""
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
-
-
 def to_sagemaker_strings(values: Mapping[str, object]) -> dict[str, str]:
-    """Encode settings as CreateTrainingJob wants them (encode_sagemaker), or raise SettingsError when
-    SageMaker's limits on hyperparameters would refuse them."""
-    strings = encode_sagemaker(values)
-    problems = sagemaker_limit_problems(strings)
+    """Encode settings as CreateTrainingJob wants them: every value a string (JSON for non-strings); raise
+    SettingsError when SageMaker's limits on hyperparameters would refuse them."""
+    problems = sagemaker_limit_problems(values)
     if problems:
         raise SettingsError(problems)
-    return strings
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}

@@ -14,7 +14,6 @@ from facetrain.config_files import MAX_CONFIG_BYTES, ConfigError, config_layers,
 from facetrain.hyperparameters import (
     Hyperparameters,
     SettingsError,
-    encode_sagemaker,
     parse_settings,
     sagemaker_limit_problems,
 )
@@ -50,7 +49,7 @@ def resolve_settings(
     """Read the config files, parse them with the container's reader and merge the hyperparameters."""
     result = ResolvedSettings(settings=None)
     # SageMaker's limits apply to the strings CreateTrainingJob will get
-    result.problems.extend(sagemaker_limit_problems(encode_sagemaker(hyperparameters)))
+    result.problems.extend(sagemaker_limit_problems(hyperparameters))
     texts: dict[str, str] = {}
     for obj in config_files(objects, prefix):
         relative = obj.key[len(prefix) :]

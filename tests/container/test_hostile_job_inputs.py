@@ -246,24 +246,30 @@ def test_hostile_hyperparameters_fail_naming_the_key(key, value, sagemaker_tree,
 # --- the disk fills up while the outputs are written -------------------------------------------------
 
 
-def test_a_full_disk_names_the_disk_and_leaves_no_output(sagemaker_tree, shared_data, run_job, monkeypatch):
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EIO])
+def test_a_failed_write_names_the_file_and_disk_and_leaves_no_output(
+    code, sagemaker_tree, shared_data, run_job, monkeypatch
+):
     from facetrain import outputs
 
     sagemaker_tree.add_photo("kate", "1.jpg", shared_data / KATE)
     real_fdopen = os.fdopen
 
-    def full(fd, *args, **kwargs):
+    def failing(fd, *args, **kwargs):
         handle = real_fdopen(fd, *args, **kwargs)
-        handle.write = lambda data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))
+        handle.write = lambda data: (_ for _ in ()).throw(OSError(code, os.strerror(code)))
         return handle
 
-    monkeypatch.setattr(outputs.os, "fdopen", full)
+    monkeypatch.setattr(outputs.os, "fdopen", failing)
     run = run_job(sagemaker_tree)
 
     failure = sagemaker_tree.failure()
-    assert run.rc == 1
-    assert failure.startswith(f"The disk holding {sagemaker_tree.model} is full")
-    assert "TrainingVolumeSizeGB" in failure and "facetrain bug" not in failure
+    assert run.rc == 1 and "facetrain bug" not in failure
+    if code == errno.EIO:
+        assert f"could not be written to {sagemaker_tree.model}" in failure and os.strerror(code) in failure
+    else:
+        assert failure.startswith(f"The disk holding {sagemaker_tree.model} is full")
+        assert "TrainingVolumeSizeGB" in failure
     assert sagemaker_tree.model_files() == []
 
 

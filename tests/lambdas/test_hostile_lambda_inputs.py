@@ -27,6 +27,13 @@ ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 
 
+def _nested(depth: int) -> list:
+    value: list = [1]
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def _validate(s3, payload: dict | None = None):
     request = resolve_request({"run_id": "r1", **(payload or {})}, "exec-1", StackDefaults(bucket=BUCKET))
     return validate_run(s3, request, 10**6)
@@ -65,8 +72,9 @@ def test_hostile_uploaded_config_is_refused_quickly_naming_the_file(s3, function
         ({"device": "x" * 3000}, "SageMaker accepts at most 2500"),
         ({f"k{i}": 1 for i in range(101)}, "SageMaker accepts at most 100"),
         ({"batch_size": [[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]}, "nested more than 20 levels"),
+        ({"batch_size": _nested(1500)}, "'batch_size': the value cannot be a hyperparameter string"),
     ],
-    ids=["long-value", "too-many-keys", "deep"],
+    ids=["long-value", "too-many-keys", "deep", "1500-deep"],
 )
 def test_hyperparameters_past_sagemakers_limits_are_refused_at_validation(
     s3, function_env, hyperparameters, words
