@@ -139,3 +139,21 @@ def test_render_refuses_non_plain_data_and_missing_keys():
     del incomplete["created_at"]
     with pytest.raises(RulesError, match="lack created_at"):
         render_rules(incomplete)
+
+
+@pytest.mark.parametrize(
+    "value", ["1e999", "-1e999", "'abc'", "None", "True", "2.0001", "0", "-0.5", "[1.0]"]
+)
+def test_every_reader_refuses_an_unsound_accept_threshold(value):
+    """identify and publish read rules.py through load_rules: a threshold that would accept anyone (or
+    crash the comparison) is refused there, whoever wrote the file."""
+    text = render_rules(rules(["alice"])).replace("'accept_threshold': 1.1,", f"'accept_threshold': {value},")
+    with pytest.raises(RulesError, match="accept_threshold"):
+        load_rules(text)
+
+
+def test_a_sound_threshold_at_the_edge_is_kept():
+    text = render_rules({**rules(["alice"]), "accept_threshold": 2.0})
+    assert load_rules(text)["accept_threshold"] == 2.0
+    with pytest.raises(RulesError, match="outside"):
+        render_rules({**rules(["alice"]), "accept_threshold": 3.0})
