@@ -62,7 +62,7 @@ def resolve_settings(
         if obj.size > MAX_CONFIG_BYTES:
             result.problems.append(
                 f"{s3_uri(bucket, obj.key)} is {obj.size} bytes; "
-                f"config files must stay under {MAX_CONFIG_BYTES}"
+                f"config files must be at most {MAX_CONFIG_BYTES} bytes"
             )
             continue
         try:

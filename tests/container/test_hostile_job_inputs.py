@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import io
-import json
 import os
 import signal
 import struct
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from support.cli import identify
+from support.hostile import HOSTILE_CONFIG_FILES
 
 KATE = "faces-small/kate_siegel/1.jpg"
 TRAIN = Path(sys.executable).with_name("train")
@@ -177,33 +177,9 @@ def test_unsound_previous_records_are_recomputed_not_trusted(
 
 # --- config files and hyperparameters: bounded parsing, short messages ------------------------------
 
-ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
-)
-
 
 @pytest.mark.parametrize(
-    ("name", "content", "words"),
-    [
-        ("bomb.yaml", ALIAS_BOMB.encode(), "YAML aliases (*name) are not allowed"),
-        ("deep.yaml", ("a:\n" + "- " * 20000 + "1\n").encode(), "nested more than 20 levels"),
-        ("deep.json", ("[" * 100000 + "]" * 100000).encode(), "nested more than 20 levels"),
-        ("constants.py", ("X = " + "-" * 200000 + "1\n").encode(), "nested too deeply"),
-        ("constants.py", ("BATCH_SIZE = [" + "0, " * 300000 + "]\n").encode(), "'batch_size'"),
-        ("big.yaml", b"weights: '" + b"x" * (2 * 1024 * 1024) + b"'\n", "config files must be at most"),
-        ("long.json", json.dumps({"device": "x" * 500000}).encode(), "'device'"),
-        ("latin1.yaml", "seed: 1 # café".encode("latin-1"), "is not UTF-8"),
-    ],
-    ids=[
-        "alias-bomb",
-        "deep-yaml",
-        "deep-json",
-        "unary-minus",
-        "huge-list",
-        "oversized",
-        "long-string",
-        "latin1",
-    ],
+    ("name", "content", "words"), list(HOSTILE_CONFIG_FILES.values()), ids=list(HOSTILE_CONFIG_FILES)
 )
 def test_hostile_config_files_fail_fast_naming_the_file(
     name, content, words, sagemaker_tree, shared_data, run_job
