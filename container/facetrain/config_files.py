@@ -15,12 +15,13 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from .hyperparameters import MAX_VALUE_DEPTH, nested_deeper_than
 from .shorten import clip, shorten
 
 CONSTANTS_FILE = "constants.py"
 DATA_SUFFIXES = (".json", ".yaml", ".yml")
 MAX_CONFIG_BYTES = 1024 * 1024
-MAX_DEPTH = 20  # settings are scalars or short lists: 20 levels is far more than any needs
+MAX_DEPTH = MAX_VALUE_DEPTH  # the same bound as for hyperparameters
 
 
 class ConfigError(ValueError):
@@ -48,21 +49,8 @@ class _BoundedSafeLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
-def _depth_of(value: object, limit: int = MAX_DEPTH) -> int:
-    """Nesting depth of lists/dicts, counting no further than limit + 1 (iterative: no recursion)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (list, tuple, dict)):
-            deepest = max(deepest, depth)
-            if depth > limit:
-                return depth
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
 def _check_depth(value: object, where: str) -> None:
-    if _depth_of(value) > MAX_DEPTH:
+    if nested_deeper_than(value, MAX_DEPTH):
         raise ConfigError(f"{where}: values are nested more than {MAX_DEPTH} levels deep")
 
 
@@ -124,8 +112,6 @@ def _assignment_target(node: ast.stmt) -> str | None:
 def parse_data_text(text: str, name: str) -> dict[str, object]:
     """Load a JSON (`name` ends in .json) or YAML mapping of settings; `name` is used in messages."""
     suffix = PurePosixPath(name).suffix
-    if len(text) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{name} is over {MAX_CONFIG_BYTES} bytes; config files must be smaller")
     try:
         data = json.loads(text) if suffix == ".json" else yaml.load(text, Loader=_BoundedSafeLoader)  # noqa: S506 (a SafeLoader)
     except ConfigError as exc:

@@ -149,10 +149,6 @@ class FaceEncoder:
         )
         self.embedder = make_embedder(settings, model, device)
 
-    @property
-    def dimension(self) -> int:
-        return self.embedder.dimension
-
     def detect(self, photo: DecodedPhoto) -> DetectedFace:
         """Find the faces on the detection copy and select one, or raise PhotoRejected."""
         with torch.inference_mode():

@@ -18,7 +18,6 @@ from .shorten import shorten
 
 FACENET = "facenet"
 DLIB_RESNET = "dlib-resnet"
-EMBEDDERS = (FACENET, DLIB_RESNET)
 NAMED_WEIGHTS = ("vggface2", "casia-webface")
 RANDOM_WEIGHTS = "none"
 DLIB_WEIGHTS = "dlib-resnet-v1"  # dlib_face_recognition_resnet_model_v1.dat + the 5-point landmark model
@@ -182,7 +181,7 @@ class SettingsError(ValueError):
 MAX_HYPERPARAMETERS = 100
 MAX_HYPERPARAMETER_KEY = 256
 MAX_HYPERPARAMETER_VALUE = 2500
-MAX_VALUE_DEPTH = 20  # as config_files.MAX_DEPTH: settings are scalars or short lists
+MAX_VALUE_DEPTH = 20  # settings are scalars or short lists: 20 levels is far more than any needs
 
 
 def decode_sagemaker_value(raw: object) -> object:
@@ -199,13 +198,13 @@ def decode_sagemaker_value(raw: object) -> object:
         return raw
 
 
-def _too_deep(value: object) -> bool:
-    """Whether lists/dicts nest deeper than MAX_VALUE_DEPTH (iterative: no recursion)."""
+def nested_deeper_than(value: object, limit: int = MAX_VALUE_DEPTH) -> bool:
+    """Whether lists/tuples/dicts nest deeper than `limit` levels (iterative: no recursion)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, (list, tuple, dict)):
-            if depth > MAX_VALUE_DEPTH:
+            if depth > limit:
                 return True
             stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
     return False
@@ -267,7 +266,7 @@ def parse_settings(
             except ValueError as exc:
                 problems.append(f"{shorten(str(key))} (from {origin}): {exc}")
                 continue
-            if _too_deep(decoded):
+            if nested_deeper_than(decoded):
                 problems.append(
                     f"{shorten(str(key))} (from {origin}): nested more than {MAX_VALUE_DEPTH} levels deep"
                 )

@@ -203,6 +203,14 @@ def read_photo_bytes(path: Path) -> bytes:
             raise PhotoRejected("unreadable", f"the file cannot be read ({exc.strerror})") from None
 
 
+def photo_sha256(path: Path) -> str | None:
+    """sha256 of a photo file's bytes, or None when it cannot be read as a regular file."""
+    try:
+        return hashlib.sha256(read_photo_bytes(path)).hexdigest()
+    except PhotoRejected:
+        return None
+
+
 def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side: int) -> DecodedPhoto:
     """Read one photo and prepare its detection copy; raise PhotoRejected with the reason otherwise."""
     data = read_photo_bytes(path)

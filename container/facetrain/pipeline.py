@@ -6,7 +6,6 @@ most `prefetch` photos ahead, so memory does not grow with the number of photos.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -26,7 +25,7 @@ from .photos import (
     Rejection,
     configure_pillow,
     decode_photo,
-    read_photo_bytes,
+    photo_sha256,
 )
 from .shorten import clip
 
@@ -77,13 +76,6 @@ def _unexpected(reason: str, stage: str, exc: Exception) -> Rejection:
         f"{stage} failed ({type(exc).__name__}: {clip(str(exc), 160)}); re-export the photo as a plain "
         "JPEG of the person's face, or leave it out",
     )
-
-
-def _sha256_of(photo: PhotoRef) -> str | None:
-    try:
-        return hashlib.sha256(read_photo_bytes(photo.path)).hexdigest()
-    except PhotoRejected:
-        return None
 
 
 _Pending = tuple[PhotoRef, str, DetectedFace, Any]  # photo, sha256, face, the embedder's crop
@@ -154,7 +146,7 @@ class PhotoPipeline:
         for done, (photo, decoded, rejection) in enumerate(self._decoded_in_order(photos), start=1):
             stopping.check()  # between photos: a StopTrainingJob takes effect here
             if decoded is None:
-                outcome: Accepted | Rejected | None = Rejected(photo, _sha256_of(photo), rejection)  # type: ignore[arg-type]
+                outcome: Accepted | Rejected | None = Rejected(photo, photo_sha256(photo.path), rejection)  # type: ignore[arg-type]
             else:
                 outcome = self._detect_and_crop(photo, decoded, waiting)
             held.append(outcome)

@@ -24,7 +24,7 @@ from .contract import EMBEDDINGS_PKL
 from .embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
 from .faces import DetectedFace
 from .hyperparameters import Hyperparameters
-from .photos import PhotoRef, PhotoRejected, read_photo_bytes
+from .photos import PhotoRef, photo_sha256
 from .pipeline import Accepted
 from .shorten import shorten
 
@@ -103,13 +103,6 @@ def load_previous(channel: Path | None, fingerprint: str, dimension: int) -> Pre
     return PreviousEmbeddings(by_sha256=by_sha, run_fingerprint=str(previous))
 
 
-def _sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(read_photo_bytes(path)).hexdigest()
-    except PhotoRejected:
-        return None
-
-
 def split_reusable(
     photos: list[PhotoRef], previous: PreviousEmbeddings | None, workers: int = 4
 ) -> tuple[list[Accepted], list[PhotoRef]]:
@@ -117,7 +110,7 @@ def split_reusable(
     if previous is None or not previous.by_sha256:
         return [], list(photos)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
-        digests = list(pool.map(_sha256, (photo.path for photo in photos)))
+        digests = list(pool.map(photo_sha256, (photo.path for photo in photos)))
     reused: list[Accepted] = []
     to_compute: list[PhotoRef] = []
     for photo, digest in zip(photos, digests, strict=True):
