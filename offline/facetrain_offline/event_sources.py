@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import threading
 import time
 import uuid
@@ -98,6 +99,24 @@ def _lambda_record(message: dict[str, Any], queue_arn: str, region: str) -> dict
     }
 
 
+def batch_item_failures(payload: str) -> set[str]:
+    """The message ids a function's response reports as failed, as Lambda's SQS event source reads them
+    with ReportBatchItemFailures: `{"batchItemFailures": [{"itemIdentifier": id}, …]}` in the JSON
+    payload. Those messages are not deleted: SQS makes them visible again after the visibility timeout,
+    and moves them to the dead-letter queue after maxReceiveCount receives. A response that is not such
+    a document reports no failure (Lambda treats it as complete success)."""
+    try:
+        response = json.loads(payload)
+    except ValueError:
+        return set()
+    items = response.get("batchItemFailures") if isinstance(response, dict) else None
+    if not isinstance(items, list):
+        return set()
+    return {
+        str(item["itemIdentifier"]) for item in items if isinstance(item, dict) and "itemIdentifier" in item
+    }
+
+
 class SqsEventPoller:
     """Polls the stack's SQS event sources and invokes their functions in-process."""
 
@@ -146,8 +165,8 @@ class SqsEventPoller:
             if error is not None:
                 continue  # the whole batch becomes visible again after the visibility timeout
             failed = set()
-            if source.report_batch_item_failures and isinstance(result, dict):
-                failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
+            if source.report_batch_item_failures:
+                failed = batch_item_failures(result)
             self.failed_records += len(failed)
             for message in messages:
                 if message["MessageId"] not in failed:

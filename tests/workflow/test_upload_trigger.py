@@ -183,3 +183,35 @@ def test_uploads_outside_the_watched_prefixes_start_nothing(uploads: UploadWorkf
     uploads.s3.put_object(Bucket=uploads.bucket, Key="elsewhere/notes.jpg", Body=JPEG)
 
     assert uploads.settle() == [] and uploads.fake_sagemaker.created == []
+
+
+def test_a_failing_record_is_redelivered_then_dead_lettered_and_the_others_count_once(
+    uploads: UploadWorkflow,
+) -> None:
+    """The trigger reports a record that is no S3 event of the bucket as a batch item failure: as with
+    Lambda's SQS event source, it is redelivered after the visibility timeout and lands in the
+    dead-letter queue after maxReceiveCount (5) receives, while the batch's good records count once."""
+    source = uploads.local.event_sources[0]
+    sqs = uploads.poller.sqs
+    # Test seam: the template's 360 s visibility timeout, shortened so that redeliveries come quickly.
+    sqs.set_queue_attributes(QueueUrl=source.queue_url, Attributes={"VisibilityTimeout": "1"})
+    dead_letters = uploads.local.physical("UploadEventsDeadLetterQueue")  # a queue's physical id: its URL
+    upload_photos(uploads.s3, uploads.bucket, {"ann": 3, "bob": 2})
+    sqs.send_message(QueueUrl=source.queue_url, MessageBody='{"not": "an S3 event"}')
+
+    deadline = time.monotonic() + 60
+    dead: list[dict[str, Any]] = []
+    while not dead and time.monotonic() < deadline:
+        uploads.poller.poll_once()
+        dead = sqs.receive_message(QueueUrl=dead_letters, AttributeNames=["All"]).get("Messages", [])
+        time.sleep(0.3)
+    executions = uploads.settle()
+
+    assert [json.loads(m["Body"]) for m in dead] == [{"not": "an S3 event"}]
+    assert int(dead[0]["Attributes"]["ApproximateReceiveCount"]) >= 5
+    # Reported as an item failure in the first, mixed batch; alone in a later batch it fails the whole
+    # invocation (powertools raises when every record failed), which SQS redelivers the same way.
+    assert uploads.poller.failed_records == 1
+    assert uploads.poller.pending() == 0
+    assert len(executions) == 1 and len(uploads.fake_sagemaker.created) == 1
+    assert len(uploads.manifest(uploads.fake_sagemaker.created[0])) == 5  # each good upload counted once
