@@ -66,6 +66,7 @@ class FunctionSpec:
     handler: str
     environment: dict[str, str]
     memory_mb: int = 512
+    logical_id: str = ""  # the template's name for it (invocations are recorded under it when given)
 
 
 class _InvocationOutput(io.TextIOBase):
@@ -104,7 +105,8 @@ class InProcessLambdas:
     def __init__(self, log_stream: IO[str] | None = None) -> None:
         self.log_stream = log_stream
         self.functions: dict[str, FunctionSpec] = {}
-        self.invocations: list[tuple[str, str | None]] = []  # (function name, error type or None)
+        # (logical id, or the function name without one; error type or None), in invocation order
+        self.invocations: list[tuple[str, str | None]] = []
         self.hooks: list[InvokeHook] = []
 
     def register(self, spec: FunctionSpec) -> None:
@@ -141,7 +143,7 @@ class InProcessLambdas:
                 except (TypeError, ValueError) as exc:  # the runtime refuses a result that is not JSON
                     error_type = "Runtime.MarshalError"
                     payload = _error_document(f"Unable to marshal response: {exc}", error_type, [])
-        self.invocations.append((spec.name, error_type))
+        self.invocations.append((spec.logical_id or spec.name, error_type))
         return payload, error_type
 
     @contextlib.contextmanager

@@ -377,8 +377,8 @@ def _execute(
     s3 = boto3.client("s3", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
-    machine_arn = stack.physical(stack.only("AWS::Serverless::StateMachine"))
-    parameters = stack.resolver.parameters
+    machine_arn = stack.physical(stack.only("AWS::StepFunctions::StateMachine"))
+    parameters = stack.parameters
     results_prefix = parameters["ResultsPrefix"]
     lambdas: InProcessLambdas = stack.lambdas
     log_file = (options.out_dir / "lambdas.log").open("a", encoding="utf-8")
@@ -468,7 +468,7 @@ def _run_from_console(
     s3 = boto3.client("s3", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
-    images_prefix = stack.resolver.parameters["ImagesPrefix"]
+    images_prefix = stack.parameters["ImagesPrefix"]
     with _rules_disabled(stack):  # the console run is the trigger here, not the uploads
         uploaded, deleted = sync_images(s3, bucket, images_prefix, options.images_dir)
     say(
@@ -477,7 +477,7 @@ def _run_from_console(
     )
     payload = console_input(options, hyperparameters)
     name = execution_name()
-    machine_arn = stack.physical(stack.only("AWS::Serverless::StateMachine"))
+    machine_arn = stack.physical(stack.only("AWS::StepFunctions::StateMachine"))
     arn = sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(payload))[
         "executionArn"
     ]
@@ -499,8 +499,8 @@ def _run_by_uploads(
     s3 = boto3.client("s3", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
-    machine_arn = stack.physical(stack.only("AWS::Serverless::StateMachine"))
-    parameters = stack.resolver.parameters
+    machine_arn = stack.physical(stack.only("AWS::StepFunctions::StateMachine"))
+    parameters = stack.parameters
     followers: dict[str, HistoryFollower] = {}
     started: dict[str, Any] = {}
     poller = SqsEventPoller(stack)

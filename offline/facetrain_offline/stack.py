@@ -1,18 +1,34 @@
-"""Deploy template.yaml into moto: the bucket (with its EventBridge notifications), the topic, the queues,
-the table, the EventBridge rules, the Lambdas (real handlers, in-process) and the state machine (the real
-ASL with its DefinitionSubstitutions), all named and wired as the template says.
+"""Deploy template.yaml into moto as AWS would: `sam package`, the SAM transform, then CloudFormation.
+
+The template goes through sam.py (AWS's own SAM translator) and the CloudFormation it yields is created
+by moto's CloudFormation (`create_stack`): names, Refs, GetAtts, conditions and the generated roles are
+moto's, not ours. What moto cannot do is done here, each as a small named seam:
+
+- resource types moto has no CloudFormation support for, and that have no behaviour offline (IAM and
+  resource policies are not enforced, no e-mail, no scheduler), are left out: NO_BEHAVIOUR_OFFLINE;
+- custom resources are left out: moto would run their function in Docker and wait for its answer on
+  moto's server (the cleanup function is tested on its own, tests/lambdas/test_cleanup.py);
+- SQS event source mappings are not given to moto, which would invoke the function at each SendMessage,
+  one message at a time, ignoring the batching window and batchItemFailures: event_sources.SqsEventPoller
+  polls them as Lambda does (SqsEventSource);
+- moto's CloudFormation makes state machines in its plain Step Functions backend, not in the one that
+  interprets ASL, and reads only DefinitionString: moto's (with a placeholder definition) stays as the
+  target of Refs, and the executing one is created here under the same name and ARN, from the packaged
+  definition with its DefinitionSubstitutions applied (substitute_definition);
+- bucket properties moto's CloudFormation ignores (versioning, EventBridge notifications) are applied
+  through the S3 API (BUCKET_PROPERTIES_MOTO_IGNORES).
+
+Values those seams need (substitutions, queue ARNs, batch sizes) are resolved by moto too: they are added
+to the stack as Outputs and read back, so no intrinsic function is evaluated here.
 
 Each topic also gets a local SQS queue subscribed to it, so that what would have been e-mailed can be
-read back (LocalStack.notifications). The functions' SQS event sources are recorded (LocalStack.
-event_sources) for the local event-source poller (event_sources.py).
+read back (LocalStack.notifications). The handlers run in-process (lambda_runtime.py).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,39 +37,28 @@ import boto3
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from .lambda_runtime import FunctionSpec, InProcessLambdas
-from .template import Resolver, Template, TemplateError
+from .sam import ARTIFACTS_BUCKET, CloudFormation, TemplateError, load_sam, package, translate
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 _SUBSTITUTION = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
-# Resources that have no behaviour offline (IAM is not enforced by moto, logs go to the console).
-NOT_DEPLOYED = {
-    "AWS::S3::BucketPolicy",
-    "AWS::Serverless::LayerVersion",
-    "AWS::Logs::LogGroup",
-    "AWS::SNS::Subscription",
-    "AWS::Scheduler::Schedule",
-    "AWS::IAM::Policy",
-    "AWS::IAM::ManagedPolicy",
-    "AWS::KMS::Key",
-    "AWS::KMS::Alias",
+_DEFERRED = "OfflineSeamValue"
+NO_BEHAVIOUR_OFFLINE = {
+    "AWS::S3::BucketPolicy": "bucket policies are not enforced offline (moto has no CloudFormation for it)",
+    "AWS::SQS::QueuePolicy": "queue policies are not enforced offline (moto has no CloudFormation for it)",
+    "AWS::Lambda::Permission": "resource policies are not enforced offline",
+    "AWS::SNS::Subscription": "no e-mail offline: notifications are read from a queue on the topic",
+    "AWS::Scheduler::Schedule": "moto has no EventBridge Scheduler: schedules do not run offline",
 }
-
-
-_DEPLOYED = {
-    "AWS::S3::Bucket",
-    "AWS::SNS::Topic",
-    "AWS::SQS::Queue",
-    "AWS::DynamoDB::Table",
-    "AWS::Events::Rule",
-    "AWS::IAM::Role",
-    "AWS::Serverless::Function",
-    "AWS::Serverless::StateMachine",
-}
+CUSTOM_RESOURCE = "moto runs custom resources in Docker and waits for their answer on moto's server"
+BUCKET_PROPERTIES_MOTO_IGNORES = ("VersioningConfiguration", "NotificationConfiguration")
+_PLACEHOLDER_DEFINITION = json.dumps(
+    {"StartAt": "Placeholder", "States": {"Placeholder": {"Type": "Succeed"}}}
+)
 
 
 @dataclass(frozen=True)
 class SqsEventSource:
-    """A function's SQS event source (SAM `Events: {Type: SQS}`), as the Lambda service would poll it."""
+    """A function's SQS event source mapping, as the Lambda service would poll it."""
 
     function: str  # physical function name
     queue_url: str
@@ -64,18 +69,24 @@ class SqsEventSource:
 
 @dataclass
 class LocalStack:
-    """What was deployed: physical names by logical id, and the in-process Lambda registry."""
+    """What was deployed: physical ids by logical id, parameters, and the in-process Lambda registry."""
 
-    template: Template
-    resolver: Resolver
+    name: str
+    template: CloudFormation  # the translated template
+    parameters: dict[str, str]
     lambdas: InProcessLambdas
     region: str
+    physical_ids: dict[str, str] = field(default_factory=dict)  # logical id → physical id (Ref value)
     skipped: dict[str, str] = field(default_factory=dict)  # logical id → why it is not deployed
     topic_queues: dict[str, str] = field(default_factory=dict)  # topic logical id → URL of its SQS queue
     event_sources: list[SqsEventSource] = field(default_factory=list)
 
     def physical(self, logical_id: str) -> str:
-        return self.resolver.physical_ids[logical_id]
+        try:
+            return self.physical_ids[logical_id]
+        except KeyError:
+            reason = self.skipped.get(logical_id, "no such resource in the translated template")
+            raise TemplateError(f"{logical_id} is not deployed: {reason}") from None
 
     def function(self, logical_id: str) -> FunctionSpec:
         """The deployed function (handler, environment) of a logical id."""
@@ -94,81 +105,11 @@ class LocalStack:
         return messages
 
     def only(self, resource_type: str) -> str:
-        """The logical id of the single resource of a type (e.g. the state machine)."""
-        names = [n for n in self.template.of_type(resource_type) if n not in self.skipped]
+        """The logical id of the single deployed resource of a type (e.g. the state machine)."""
+        names = [n for n in self.template.of_type(resource_type) if n in self.physical_ids]
         if len(names) != 1:
-            raise TemplateError(f"expected one {resource_type} in the template, found {names}")
+            raise TemplateError(f"expected one deployed {resource_type}, found {names}")
         return names[0]
-
-
-def _physical_name(stack: str, logical_id: str, kind: str) -> str:
-    if kind == "bucket":
-        return f"{stack}-{logical_id}-{ACCOUNT}".lower()[:63]
-    return f"{stack}-{logical_id}"[:64]
-
-
-def _assign_names(template: Template, resolver: Resolver, stack: str, region: str) -> None:
-    """Give every resource its Ref value and attributes before anything is created."""
-    arn = f"arn:aws:%s:{region}:{ACCOUNT}:%s"
-    for logical_id, resource in template.resources.items():
-        kind = resource["Type"]
-        properties = resource.get("Properties", {})
-        if kind == "AWS::S3::Bucket":
-            name = _physical_name(stack, logical_id, "bucket")
-            resolver.physical_ids[logical_id] = name
-            resolver.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
-            resolver.attributes[(logical_id, "DomainName")] = f"{name}.s3.amazonaws.com"
-        elif kind == "AWS::SNS::Topic":
-            name = _physical_name(stack, logical_id, "topic")
-            resolver.physical_ids[logical_id] = arn % ("sns", name)
-            resolver.attributes[(logical_id, "TopicArn")] = arn % ("sns", name)
-            resolver.attributes[(logical_id, "TopicName")] = name
-        elif kind == "AWS::Serverless::Function":
-            name = _physical_name(stack, logical_id, "function")
-            resolver.physical_ids[logical_id] = name
-            resolver.attributes[(logical_id, "Arn")] = arn % ("lambda", f"function:{name}")
-        elif kind == "AWS::Serverless::StateMachine":
-            name = _declared_name(resolver, properties.get("Name")) or _physical_name(stack, logical_id, "sm")
-            resolver.physical_ids[logical_id] = arn % ("states", f"stateMachine:{name}")
-            resolver.attributes[(logical_id, "Name")] = name
-            resolver.attributes[(logical_id, "Arn")] = arn % ("states", f"stateMachine:{name}")
-        elif kind == "AWS::IAM::Role":
-            name = _physical_name(stack, logical_id, "role")
-            resolver.physical_ids[logical_id] = name
-            resolver.attributes[(logical_id, "Arn")] = f"arn:aws:iam::{ACCOUNT}:role/{name}"
-        elif kind == "AWS::SQS::Queue":
-            name = _physical_name(stack, logical_id, "queue")[:80]
-            resolver.physical_ids[logical_id] = f"https://sqs.{region}.amazonaws.com/{ACCOUNT}/{name}"
-            resolver.attributes[(logical_id, "Arn")] = arn % ("sqs", name)
-            resolver.attributes[(logical_id, "QueueName")] = name
-        elif kind == "AWS::DynamoDB::Table":
-            name = _physical_name(stack, logical_id, "table")
-            resolver.physical_ids[logical_id] = name
-            resolver.attributes[(logical_id, "Arn")] = arn % ("dynamodb", f"table/{name}")
-        elif kind == "AWS::Events::Rule":
-            name = _physical_name(stack, logical_id, "rule")
-            resolver.physical_ids[logical_id] = name
-            resolver.attributes[(logical_id, "Arn")] = arn % ("events", f"rule/{name}")
-        elif kind == "AWS::Logs::LogGroup":
-            name = f"/local/{stack}/{logical_id}"
-            resolver.physical_ids[logical_id] = name
-            resolver.attributes[(logical_id, "Arn")] = arn % ("logs", f"log-group:{name}:*")
-        else:
-            resolver.physical_ids[logical_id] = _physical_name(stack, logical_id, "other")
-            resolver.attributes[(logical_id, "Arn")] = arn % ("local", f"{logical_id}")
-
-
-def _declared_name(resolver: Resolver, value: Any) -> str | None:
-    """A name the template sets explicitly (it may only use parameters and pseudo parameters)."""
-    return None if value is None else str(resolver.resolve(value))
-
-
-def _placeholder_zip() -> bytes:
-    """moto's CreateFunction wants a package; the real handler runs in-process, not from this zip."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("README.txt", "facetrain offline stack: handlers run in-process\n")
-    return buffer.getvalue()
 
 
 def substitute_definition(text: str, substitutions: dict[str, Any]) -> str:
@@ -180,26 +121,124 @@ def substitute_definition(text: str, substitutions: dict[str, Any]) -> str:
     return _SUBSTITUTION.sub(lambda match: str(substitutions[match.group(1)]), text)
 
 
-def _sqs_event_sources(resolver: Resolver, function: str, properties: dict[str, Any]) -> list[SqsEventSource]:
-    """The function's SAM SQS events (queue given by ARN, as the template does)."""
-    sources = []
-    for event in properties.get("Events", {}).values():
-        if event.get("Type") != "SQS":
-            continue
-        options = event["Properties"]
-        queue_name = options["Queue"].rsplit(":", 1)[-1]
-        queue_url = f"https://sqs.{resolver.region}.amazonaws.com/{resolver.account}/{queue_name}"
-        sources.append(
-            SqsEventSource(
-                function=function,
-                queue_url=queue_url,
-                batch_size=int(options.get("BatchSize", 10)),
-                batching_window_seconds=int(options.get("MaximumBatchingWindowInSeconds", 0)),
-                report_batch_item_failures="ReportBatchItemFailures"
-                in options.get("FunctionResponseTypes", []),
+def _is_intrinsic(value: Any) -> bool:
+    """`{"Ref": …}`, `{"Fn::…": …}` or `{"Condition": …}`."""
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (key,) = value
+    return key in ("Ref", "Condition") or key.startswith("Fn::")
+
+
+def _defer(value: Any, outputs: dict[str, Any]) -> Any:
+    """value with each intrinsic function replaced by the name of a stack output that moto resolves."""
+    if _is_intrinsic(value):
+        name = f"{_DEFERRED}{len(outputs)}"
+        outputs[name] = {"Value": value}
+        return {_DEFERRED: name}
+    if isinstance(value, dict):
+        return {key: _defer(item, outputs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_defer(item, outputs) for item in value]
+    return value
+
+
+def _fill(value: Any, resolved: dict[str, str]) -> Any:
+    """The deferred values put back, as moto resolved them."""
+    if isinstance(value, dict):
+        if set(value) == {_DEFERRED}:
+            return resolved[value[_DEFERRED]]
+        return {key: _fill(item, resolved) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_fill(item, resolved) for item in value]
+    return value
+
+
+def _for_moto(
+    template: CloudFormation, skipped: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The template moto creates, and the properties (intrinsics deferred) of what the seams create."""
+    body = json.loads(json.dumps(template.body))
+    outputs = body.setdefault("Outputs", {})
+    seams: dict[str, dict[str, Any]] = {}
+    for logical_id, resource in list(body["Resources"].items()):
+        kind = resource["Type"]
+        properties = resource.get("Properties", {})
+        if kind in NO_BEHAVIOUR_OFFLINE or kind.startswith("Custom::"):
+            skipped[logical_id] = NO_BEHAVIOUR_OFFLINE.get(kind, CUSTOM_RESOURCE)
+            del body["Resources"][logical_id]
+        elif kind == "AWS::Lambda::EventSourceMapping":
+            if "Condition" in resource:
+                raise TemplateError(
+                    f"{logical_id}: a conditional event source mapping is not supported offline"
+                )
+            seams[logical_id] = _defer(properties, outputs)
+            skipped[logical_id] = "polled by the offline SQS event source (event_sources.SqsEventPoller)"
+            del body["Resources"][logical_id]
+        elif kind == "AWS::StepFunctions::StateMachine":
+            moved = ("DefinitionS3Location", "DefinitionSubstitutions")
+            seams[logical_id] = _defer(
+                {
+                    **{key: properties.pop(key, None) for key in moved},
+                    **{key: properties.get(key) for key in ("RoleArn", "StateMachineType")},
+                },
+                outputs,
             )
+            properties["DefinitionString"] = _PLACEHOLDER_DEFINITION
+        elif kind == "AWS::S3::Bucket":
+            seams[logical_id] = {key: properties.pop(key, None) for key in BUCKET_PROPERTIES_MOTO_IGNORES}
+    return body, seams
+
+
+def _create_stack(cloudformation: Any, name: str, body: dict[str, Any], parameters: dict[str, str]) -> None:
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(body),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise TemplateError(f"stack {name}: {stack['StackStatus']} {stack.get('StackStatusReason', '')}")
+
+
+def _apply_bucket_properties(s3: Any, bucket: str, properties: dict[str, Any]) -> None:
+    if (properties.get("VersioningConfiguration") or {}).get("Status") == "Enabled":
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    notifications = properties.get("NotificationConfiguration") or {}
+    if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
         )
-    return sources
+
+
+def _create_state_machine(s3: Any, sfn: Any, machine_arn: str, properties: dict[str, Any]) -> None:
+    """The executing state machine: the packaged definition, substituted, under moto's name and ARN."""
+    location = properties["DefinitionS3Location"]
+    text = s3.get_object(Bucket=location["Bucket"], Key=location["Key"])["Body"].read().decode("utf-8")
+    definition = substitute_definition(text, properties.get("DefinitionSubstitutions") or {})
+    created = sfn.create_state_machine(
+        name=machine_arn.rsplit(":", 1)[-1],
+        definition=definition,
+        roleArn=properties["RoleArn"],
+        type=properties.get("StateMachineType") or "STANDARD",
+    )
+    if created["stateMachineArn"] != machine_arn:
+        raise TemplateError(f"state machine {created['stateMachineArn']} is not moto's {machine_arn}")
+
+
+def _event_source(lambda_client: Any, sqs: Any, properties: dict[str, Any]) -> SqsEventSource:
+    queue_arn = properties["EventSourceArn"]
+    if not queue_arn.startswith("arn:aws:sqs:"):
+        raise TemplateError(f"event source {queue_arn}: only SQS event sources are polled offline")
+    account, queue_name = queue_arn.split(":")[4:6]
+    function = lambda_client.get_function_configuration(FunctionName=properties["FunctionName"])
+    return SqsEventSource(
+        function=function["FunctionName"],
+        queue_url=sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=account)["QueueUrl"],
+        batch_size=int(properties.get("BatchSize", 10)),
+        batching_window_seconds=int(properties.get("MaximumBatchingWindowInSeconds", 0)),
+        report_batch_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
+    )
 
 
 def _subscribe_queue(sqs: Any, sns: Any, topic_arn: str, queue_name: str) -> str:
@@ -210,6 +249,19 @@ def _subscribe_queue(sqs: Any, sns: Any, topic_arn: str, queue_name: str) -> str
     return queue_url
 
 
+def _parameters(sam: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:
+    declared = sam.get("Parameters", {})
+    unknown = sorted(set(overrides) - set(declared))
+    if unknown:
+        raise TemplateError(f"unknown template parameter(s): {', '.join(unknown)}")
+    defaults = {name: str(spec["Default"]) for name, spec in declared.items() if "Default" in spec}
+    parameters = {**defaults, **overrides}
+    missing = sorted(set(declared) - set(parameters))
+    if missing:
+        raise TemplateError(f"template parameter(s) without a value: {', '.join(missing)}")
+    return parameters
+
+
 def deploy(
     template_path: Path,
     parameter_overrides: dict[str, str],
@@ -218,128 +270,69 @@ def deploy(
     region: str = "eu-west-1",
     extra_environment: dict[str, str] | None = None,
 ) -> LocalStack:
-    """Create the template's resources in moto (call inside an active mock) and register the handlers.
+    """Package, translate and create the template in moto (call inside an active mock); register the
+    handlers. Each function's environment is the deployed one, then the variables the Lambda runtime
+    sets (AWS_REGION, AWS_DEFAULT_REGION), then extra_environment (e.g. AWS_MAX_ATTEMPTS=1 in tests)."""
+    sam = load_sam(template_path)
+    parameters = _parameters(sam, parameter_overrides)
+    packaged = package(sam, template_path.parent)
+    template = translate(packaged, parameters, region)
+    session = boto3.Session(region_name=region)
+    s3, sqs, sns, sfn, lambda_client, cloudformation = (
+        session.client(name) for name in ("s3", "sqs", "sns", "stepfunctions", "lambda", "cloudformation")
+    )
+    location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=ARTIFACTS_BUCKET, **location)
+    for key, data in packaged.uploads.items():
+        s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=data)
 
-    Each function's environment is the template's, then the variables the Lambda runtime sets
-    (AWS_REGION, AWS_DEFAULT_REGION), then extra_environment (e.g. AWS_MAX_ATTEMPTS=1 in tests).
-    """
-    template = Template.load(template_path)
-    declared = template.body.get("Parameters", {})
-    unknown = sorted(set(parameter_overrides) - set(declared))
-    if unknown:
-        raise TemplateError(f"unknown template parameter(s): {', '.join(unknown)}")
-    parameters = {**template.parameter_defaults(), **parameter_overrides}
-    missing = sorted(set(declared) - set(parameters))
-    if missing:
-        raise TemplateError(f"template parameter(s) without a value: {', '.join(missing)}")
-    resolver = Resolver(template, parameters, stack_name, region, ACCOUNT)
-    _assign_names(template, resolver, stack_name, region)
-    stack = LocalStack(template, resolver, InProcessLambdas(), region)
-    s3 = boto3.client("s3", region_name=region)
-    dynamodb = boto3.client("dynamodb", region_name=region)
-    events = boto3.client("events", region_name=region)
-    sns = boto3.client("sns", region_name=region)
-    sqs = boto3.client("sqs", region_name=region)
-    iam = boto3.client("iam", region_name=region)
-    lambda_client = boto3.client("lambda", region_name=region)
-    sfn = boto3.client("stepfunctions", region_name=region)
-    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
-    role_arn = iam.create_role(RoleName=f"{stack_name}-local-role", AssumeRolePolicyDocument=trust)["Role"][
-        "Arn"
-    ]
+    stack = LocalStack(stack_name, template, parameters, InProcessLambdas(), region)
+    body, seams = _for_moto(template, stack.skipped)
+    _create_stack(cloudformation, stack_name, body, parameters)
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0].get("Outputs", [])
+    }
+    for resource in cloudformation.describe_stack_resources(StackName=stack_name)["StackResources"]:
+        if resource.get("LogicalResourceId") and resource.get("PhysicalResourceId"):
+            stack.physical_ids[resource["LogicalResourceId"]] = resource["PhysicalResourceId"]
+    for logical_id in template.resources:
+        if logical_id not in stack.physical_ids and logical_id not in stack.skipped:
+            condition = template.resources[logical_id].get("Condition")
+            stack.skipped[logical_id] = (
+                f"condition {condition} is false" if condition else "not created by moto"
+            )
 
-    for logical_id, resource in template.resources.items():
-        kind = resource["Type"]
-        if "Condition" in resource and not resolver.condition(resource["Condition"]):
-            stack.skipped[logical_id] = f"condition {resource['Condition']} is false"
+    runtime = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region, **(extra_environment or {})}
+    for logical_id in template.of_type("AWS::Lambda::Function"):
+        if logical_id not in stack.physical_ids:
             continue
-        name = resolver.physical_ids[logical_id]
-        if kind in NOT_DEPLOYED or kind.startswith("Custom::") or kind not in _DEPLOYED:
-            stack.skipped[logical_id] = f"{kind} is not deployed offline (no behaviour to emulate)"
-            continue
-        properties = resolver.resolve(resource.get("Properties", {}))
+        configuration = lambda_client.get_function_configuration(FunctionName=stack.physical_ids[logical_id])
+        variables = configuration.get("Environment", {}).get("Variables", {})
+        stack.lambdas.register(
+            FunctionSpec(
+                name=configuration["FunctionName"],
+                arn=configuration["FunctionArn"],
+                handler=configuration["Handler"],
+                environment={**{k: str(v) for k, v in variables.items()}, **runtime},
+                memory_mb=int(configuration.get("MemorySize", 128)),
+                logical_id=logical_id,
+            )
+        )
+    for logical_id, deferred in seams.items():
+        properties = _fill(deferred, outputs)
+        kind = template.resources[logical_id]["Type"]
+        if logical_id not in stack.physical_ids and kind != "AWS::Lambda::EventSourceMapping":
+            continue  # its condition is false
         if kind == "AWS::S3::Bucket":
-            location = (
-                {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-            )
-            s3.create_bucket(Bucket=name, **location)
-            if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
-                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-            notifications = properties.get("NotificationConfiguration", {})
-            if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
-                s3.put_bucket_notification_configuration(
-                    Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
-                )
-        elif kind == "AWS::SQS::Queue":
-            attributes = {
-                key: json.dumps(value) if isinstance(value, dict) else str(value)
-                for key, value in properties.items()
-                if key in ("VisibilityTimeout", "MessageRetentionPeriod", "RedrivePolicy", "DelaySeconds")
-            }
-            sqs.create_queue(QueueName=resolver.attributes[(logical_id, "QueueName")], Attributes=attributes)
-        elif kind == "AWS::DynamoDB::Table":
-            dynamodb.create_table(
-                TableName=name,
-                AttributeDefinitions=properties["AttributeDefinitions"],
-                KeySchema=properties["KeySchema"],
-                BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
-            )
-        elif kind == "AWS::Events::Rule":
-            events.put_rule(
-                Name=name,
-                EventPattern=json.dumps(properties["EventPattern"]),
-                State=properties.get("State", "ENABLED"),
-                EventBusName=properties.get("EventBusName", "default"),
-            )
-            events.put_targets(
-                Rule=name,
-                EventBusName=properties.get("EventBusName", "default"),
-                Targets=[
-                    {"Id": target["Id"], "Arn": target["Arn"]} for target in properties.get("Targets", [])
-                ],
-            )
-        elif kind == "AWS::SNS::Topic":
-            topic_name = resolver.attributes[(logical_id, "TopicName")]
-            topic_arn = sns.create_topic(Name=topic_name)["TopicArn"]
-            stack.topic_queues[logical_id] = _subscribe_queue(sqs, sns, topic_arn, f"{topic_name}-deliveries")
-        elif kind == "AWS::IAM::Role":
-            iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
-        elif kind == "AWS::Serverless::Function":
-            environment = {
-                k: str(v) for k, v in properties.get("Environment", {}).get("Variables", {}).items()
-            }
-            environment.update(
-                {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}, **(extra_environment or {})
-            )
-            lambda_client.create_function(
-                FunctionName=name,
-                Runtime=properties.get("Runtime", "python3.13"),
-                Role=role_arn,
-                Handler=properties["Handler"],
-                Code={"ZipFile": _placeholder_zip()},
-                Environment={"Variables": environment},
-                Timeout=int(properties.get("Timeout", 3)),
-                MemorySize=int(properties.get("MemorySize", 128)),
-            )
-            stack.lambdas.register(
-                FunctionSpec(
-                    name=name,
-                    arn=resolver.attributes[(logical_id, "Arn")],
-                    handler=properties["Handler"],
-                    environment=environment,
-                    memory_mb=int(properties.get("MemorySize", 128)),
-                )
-            )
-            stack.event_sources.extend(_sqs_event_sources(resolver, name, properties))
-        elif kind == "AWS::Serverless::StateMachine":
-            definition_path = template.path.parent / properties["DefinitionUri"]
-            definition = substitute_definition(
-                definition_path.read_text(encoding="utf-8"), properties.get("DefinitionSubstitutions", {})
-            )
-            sfn.create_state_machine(
-                name=resolver.physical_ids[logical_id].rsplit(":", 1)[-1],
-                definition=definition,
-                roleArn=role_arn,
-                type=properties.get("Type", "STANDARD"),
-            )
+            _apply_bucket_properties(s3, stack.physical_ids[logical_id], properties)
+        elif kind == "AWS::StepFunctions::StateMachine":
+            _create_state_machine(s3, sfn, stack.physical_ids[logical_id], properties)
+        elif kind == "AWS::Lambda::EventSourceMapping":
+            stack.event_sources.append(_event_source(lambda_client, sqs, properties))
+    for logical_id in template.of_type("AWS::SNS::Topic"):
+        if logical_id in stack.physical_ids:
+            topic_arn = stack.physical_ids[logical_id]
+            queue_name = f"{stack_name}-{logical_id}-deliveries"
+            stack.topic_queues[logical_id] = _subscribe_queue(sqs, sns, topic_arn, queue_name)
     return stack

@@ -13,8 +13,8 @@ import boto3
 import pytest
 from facetrain_offline.lambda_runtime import FunctionSpec, InProcessLambdas, LambdaContext
 from facetrain_offline.runner import DEFAULT_TEMPLATE, local_aws
+from facetrain_offline.sam import TemplateError
 from facetrain_offline.stack import deploy, substitute_definition
-from facetrain_offline.template import TemplateError
 
 REGION = "eu-west-1"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/facetrain:test"

@@ -20,7 +20,7 @@ from facetrain_offline.stack import ACCOUNT, LocalStack, deploy
 from support.testkit import FakeSageMaker
 
 REGION = "us-east-1"
-STACK_NAME = "facetrain"  # functions are named facetrain-<LogicalId>
+STACK_NAME = "facetrain"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/facetrain:test"
 # Waits of 0 s, then at most 1 s: the loop runs as deployed, without the minutes.
 TEST_PARAMETERS = {"TrainingImageUri": IMAGE, "PollIntervalSeconds": "0", "MaxPollIntervalSeconds": "1"}
@@ -48,7 +48,7 @@ class WorkflowStack:
 
     @property
     def state_machine_arn(self) -> str:
-        return self.local.physical(self.local.only("AWS::Serverless::StateMachine"))
+        return self.local.physical(self.local.only("AWS::StepFunctions::StateMachine"))
 
     @property
     def lambdas(self) -> InProcessLambdas:

@@ -7,7 +7,7 @@ import json
 from facetrain.enrollment_csv import parse_csv
 from facetrain_lambdas.poll import LOOP_TRANSITIONS, OTHER_TRANSITIONS, transitions_for
 from facetrain_offline.runner import DEFAULT_TEMPLATE, REPO_ROOT
-from facetrain_offline.template import Template
+from facetrain_offline.sam import translated
 from support.testkit import FakeSageMaker, model_files, upload_photos
 from support.workflow import WorkflowStack
 
@@ -74,7 +74,7 @@ def test_state_output_stays_small_whatever_the_dataset(stack: WorkflowStack) -> 
 
 def test_one_hour_job_takes_at_most_30_transitions() -> None:
     # The deployed defaults, read from template.yaml: first wait, doubling up to the cap.
-    parameters = Template.load(DEFAULT_TEMPLATE).parameter_defaults()
+    parameters = translated(DEFAULT_TEMPLATE).parameter_defaults()
     base, cap = int(parameters["PollIntervalSeconds"]), int(parameters["MaxPollIntervalSeconds"])
     assert transitions_for(3600, base=base, cap=cap) <= 30
 
@@ -128,7 +128,7 @@ def test_transient_error_is_retried(stack: WorkflowStack, fake_sagemaker: FakeSa
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
     failed = [(name, error) for name, error in stack.lambdas.invocations if error]
-    assert failed == [("facetrain-StartFunction", "TransientError")]
+    assert failed == [("StartFunction", "TransientError")]
     assert len(stack.fake_sagemaker.created) == 1
     assert [n["Subject"] for n in stack.notifications()] == ["facetrain retraining succeeded"]
 

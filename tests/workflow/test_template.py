@@ -19,14 +19,15 @@ from facetrain_lambdas.training_job import JOB_NAME_PREFIX, TrainingSettings
 from facetrain_offline.runner import DEFAULT_TEMPLATE as TEMPLATE
 from facetrain_offline.runner import REPO_ROOT as REPO
 from facetrain_offline.runner import local_aws
+from facetrain_offline.sam import load_sam, package, translate, translated
 from facetrain_offline.stack import deploy
-from facetrain_offline.template import Template
 from support.workflow import IMAGE
 
 ASL = REPO / "state_machine" / "retraining.asl.json"
 SAM = REPO / ".venv-sam" / "bin" / "sam"
 CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
-TEMPLATE_DATA = Template.load(TEMPLATE).body  # intrinsics in long form, Globals merged into functions
+SAM_DATA = load_sam(TEMPLATE)  # the SAM template as written (intrinsics in long form)
+TEMPLATE_DATA = translated(TEMPLATE).body  # what deploys: the SAM translator's CloudFormation
 DEFINITION = json.loads(ASL.read_text())
 # Actions without resource-level permissions: "*" is the narrowest resource they accept.
 STAR_RESOURCE_ACTIONS = {
@@ -90,7 +91,7 @@ def test_checkov_fails_nothing_and_every_skip_is_justified() -> None:
     report = json.loads(result.stdout)
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert failed == [] and report["summary"]["failed"] == 0
-    for name, resource in TEMPLATE_DATA["Resources"].items():
+    for name, resource in SAM_DATA["Resources"].items():
         for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", []):
             assert len(skip.get("comment", "").split()) >= 8, (
                 f"{name} skips {skip['id']} without a justification"
@@ -171,7 +172,9 @@ def test_no_sync_integrations_and_a_standard_timeout() -> None:
         2 * parameters["MaxRuntimeSeconds"]["MaxValue"] + parameters["MaxPollIntervalSeconds"]["MaxValue"]
     )
     assert DEFINITION["TimeoutSeconds"] > longest_job
-    assert TEMPLATE_DATA["Resources"]["RetrainingStateMachine"]["Properties"]["Type"] == "STANDARD"
+    assert (
+        TEMPLATE_DATA["Resources"]["RetrainingStateMachine"]["Properties"]["StateMachineType"] == "STANDARD"
+    )
 
 
 def test_poll_loop_shape() -> None:
@@ -219,13 +222,13 @@ def test_iam_is_least_privilege() -> None:
             if "iam:PassRole" in actions:
                 pass_role.append((name, statement))
     ((owner, statement),) = pass_role
-    assert owner == "StartFunction"
+    assert owner == "StartFunctionRole"
     assert statement["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
     assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
 def test_sagemaker_job_names_match_the_policies() -> None:
-    for name in ("StartFunction", "PollFunction"):
+    for name in ("StartFunctionRole", "PollFunctionRole"):
         for statement in _statements(TEMPLATE_DATA["Resources"][name]):
             if any(a.startswith("sagemaker:") for a in _as_list(statement["Action"])):
                 assert statement["Resource"]["Fn::Sub"].endswith(f":training-job/{JOB_NAME_PREFIX}*")
@@ -245,13 +248,16 @@ def test_data_bucket_is_private_encrypted_versioned_tls_only_with_eventbridge() 
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert resources["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
     machine = resources["RetrainingStateMachine"]["Properties"]
-    assert machine["Tracing"] == {"Enabled": True} and machine["Logging"]["Level"] == "ALL"
+    assert (
+        machine["TracingConfiguration"] == {"Enabled": True}
+        and machine["LoggingConfiguration"]["Level"] == "ALL"
+    )
 
 
 def test_functions_get_every_variable_their_handlers_read() -> None:
     with local_aws():
         stack = deploy(TEMPLATE, {"TrainingImageUri": IMAGE})
-    specs = {name: stack.function(name) for name in stack.template.of_type("AWS::Serverless::Function")}
+    specs = {name: stack.function(name) for name in stack.template.of_type("AWS::Lambda::Function")}
     validate_env, start_env = specs["ValidateFunction"].environment, specs["StartFunction"].environment
     assert set(StackDefaults.ENVIRONMENT.values()) <= set(validate_env)
     assert set(TrainingSettings.ENVIRONMENT.values()) <= set(start_env)
@@ -264,3 +270,25 @@ def test_functions_get_every_variable_their_handlers_read() -> None:
         module, _, attribute = spec.handler.rpartition(".")
         assert callable(getattr(__import__(module, fromlist=[attribute]), attribute))
         assert spec.environment["POWERTOOLS_METRICS_NAMESPACE"] == "facetrain"
+
+
+def test_sam_rules_apply_a_function_with_its_own_layers_keeps_the_globals_layer() -> None:
+    # SAM concatenates lists such as Layers with the Globals' (a plain override would drop the shared
+    # layer): the offline stack gets this from AWS's translator, not from a merge of its own.
+    sam = load_sam(TEMPLATE)
+    sam["Resources"]["ExtraLayer"] = {
+        "Type": "AWS::Serverless::LayerVersion",
+        "Properties": {"ContentUri": "container/", "CompatibleRuntimes": ["python3.13"]},
+    }
+    sam["Resources"]["ValidateFunction"]["Properties"]["Layers"] = [{"Ref": "ExtraLayer"}]
+    resources = translate(package(sam, TEMPLATE.parent), {"TrainingImageUri": IMAGE}, "eu-west-1").resources
+    layers = {logical for logical, r in resources.items() if r["Type"] == "AWS::Lambda::LayerVersion"}
+    shared = next(name for name in layers if name.startswith("FacetrainLayer"))
+    extra = next(name for name in layers if name.startswith("ExtraLayer"))
+    assert resources["ValidateFunction"]["Properties"]["Layers"] == [{"Ref": shared}, {"Ref": extra}]
+    assert resources["StartFunction"]["Properties"]["Layers"] == [{"Ref": shared}]
+    # The environment maps merge the same way: the function's variables beside the Globals'.
+    variables = resources["ValidateFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_SERVICE_NAME"] == "facetrain" and variables["IMAGES_PREFIX"] == {
+        "Ref": "ImagesPrefix"
+    }
