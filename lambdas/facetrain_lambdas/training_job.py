@@ -118,17 +118,17 @@ def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[
     return request
 
 
-def _job_exists(sagemaker: Any, name: str) -> bool:
+def describe_job(sagemaker: Any, name: str) -> dict[str, Any] | None:
+    """DescribeTrainingJob, or None when no job has that name."""
     try:
         with transient_aws_errors(f"describing training job {name}"):
-            sagemaker.describe_training_job(TrainingJobName=name)
+            return dict(sagemaker.describe_training_job(TrainingJobName=name))
     except ClientError as exc:
         if (
             exc.response.get("Error", {}).get("Code") == "ValidationException"
         ):  # "Could not find training job"
-            return False
+            return None
         raise
-    return True
 
 
 def _already_exists(error: ClientError) -> bool:
@@ -140,7 +140,7 @@ def _already_exists(error: ClientError) -> bool:
 def start_training_job(sagemaker: Any, request: Mapping[str, Any]) -> bool:
     """Create the job unless a job of that name exists already (a retried start); True when created here."""
     name = request["TrainingJobName"]
-    if _job_exists(sagemaker, name):
+    if describe_job(sagemaker, name) is not None:
         return False
     try:
         with transient_aws_errors(f"creating training job {name}"):

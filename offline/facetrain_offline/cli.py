@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
 RUN_HELP = """\
 Run the whole retraining workflow on this machine, with no AWS account, no Docker and no network:
 a local AWS (moto) is stood up from template.yaml, IMAGES_DIR is uploaded to the local bucket's images
@@ -14,6 +16,10 @@ prefix, the real state machine runs the real Lambda handlers in-process, and the
 real container entry point (`train`) as a local process. The published results (the files that land at
 the results prefix) and run.json (status, counts, failure reason, state-by-state history) are written to
 OUT_DIR; the Lambdas' logs go to OUT_DIR/lambdas.log. Exit code 0 only when the run succeeded.
+
+Ctrl-C stops the execution as the console's "Stop execution" does; the stack then stops the training
+job (SIGTERM, as SageMaker does), the command waits for it (a second Ctrl-C exits at once), writes
+run.json with status ABORTED and the job's final status, publishes nothing and exits 130.
 """
 
 IDENTIFY_HELP = """\
@@ -176,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     except StateInUse as exc:
         print(f"facetrain run: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C while the training job was being stopped
+        print("facetrain run: interrupted; no run.json written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     say(f"run.json: {args.out_dir / 'run.json'}")
+    if summary["status"] == "ABORTED":
+        return EXIT_INTERRUPTED
     return 0 if summary["status"] == "SUCCEEDED" else 1
 
 

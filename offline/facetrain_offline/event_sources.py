@@ -1,4 +1,5 @@
-"""Deliver offline what AWS delivers by itself: S3 events as AWS sends them, and SQS event sources.
+"""Deliver offline what AWS delivers by itself: S3 events as AWS sends them, SQS event sources, Step
+Functions' execution status events, and EventBridge rules' Lambda targets.
 
 moto routes an S3 upload through the bucket's EventBridge notifications and the template's rule into the
 rule's SQS target, in the shape AWS uses, with three gaps that `s3_events_as_aws_sends_them` closes:
@@ -7,6 +8,13 @@ versioned bucket (a delete marker) sends no "Object Deleted" event, and a disabl
 S3 events. moto does not poll SQS for Lambda event sources: `SqsEventPoller` does, as the Lambda service
 would: batches of up to BatchSize records, gathered for at most MaximumBatchingWindowInSeconds, deleted
 when the function succeeds (all but the reported failures).
+
+Step Functions sends an "Execution Status Change" event to EventBridge when an execution ends; moto
+sends none: `ExecutionStatusEvents` does, for the stack's state machines. moto's EventBridge delivers
+to SQS, log groups and buses but not to Lambda functions: `lambda_targets_invoked` invokes a matching
+rule's Lambda targets with the event, as an asynchronous invocation does (one attempt here: a failure is
+recorded with the in-process invocations, where Lambda would retry twice and then use the function's
+dead-letter queue).
 """
 
 from __future__ import annotations
@@ -22,11 +30,16 @@ from typing import Any
 
 import boto3
 import moto.events.utils
+from moto.awslambda.utils import get_backend as lambda_backend
+from moto.core.utils import utcnow
 from moto.events.models import Rule
 from moto.s3 import notifications
 from moto.s3.models import FakeKey, S3Backend
 
 from .stack import LocalStack, SqsEventSource
+
+ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
 class _FreshEventId(dict):
@@ -200,3 +213,109 @@ class SqsEventPoller:
         finally:
             self._stop.set()
             thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def lambda_targets_invoked() -> Iterator[None]:
+    """EventBridge rules deliver to their Lambda targets too (see the module's docstring)."""
+    original_send = Rule.send_to_targets
+
+    def send(rule: Rule, event: Any, transform_input: bool = True) -> None:
+        functions = [t for t in rule.targets if t["Arn"].split(":")[2] == "lambda"]
+        others = copy.copy(rule)  # moto raises NotImplementedError for a Lambda target
+        others.targets = [t for t in rule.targets if t not in functions]
+        original_send(others, event, transform_input)
+        if rule.state == "DISABLED" or not rule.event_pattern.matches_event(event):
+            return
+        for target in functions:
+            if "Input" in target or "InputPath" in target or "InputTransformer" in target:
+                raise NotImplementedError(f"rule {rule.name}: target input transformation is not supported")
+            backend = lambda_backend(rule.account_id, rule.region_name)
+            backend.invoke(target["Arn"], None, json.dumps(event, default=str), {}, {})
+
+    Rule.send_to_targets = send  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Rule.send_to_targets = original_send  # type: ignore[method-assign]
+
+
+def status_change_detail(execution: dict[str, Any]) -> dict[str, Any]:
+    """The `detail` Step Functions gives an "Execution Status Change" event, from DescribeExecution."""
+
+    def millis(key: str) -> int | None:
+        value = execution.get(key)
+        return int(value.timestamp() * 1000) if value else None
+
+    return {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution["name"],
+        "status": execution["status"],
+        "startDate": millis("startDate"),
+        "stopDate": millis("stopDate"),
+        "input": execution.get("input"),
+        "output": execution.get("output"),
+        "inputDetails": {"included": "input" in execution},
+        "outputDetails": {"included": "output" in execution},
+        "error": execution.get("error"),
+        "cause": execution.get("cause"),
+    }
+
+
+class ExecutionStatusEvents:
+    """Puts an "Execution Status Change" event on the default bus for each execution of the stack's state
+    machines that has ended since the last look (moto's Step Functions sends none)."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.sfn = boto3.client("stepfunctions", region_name=stack.region)
+        self.events = boto3.client("events", region_name=stack.region)
+        self.machines = [
+            stack.physical(name)
+            for name in stack.template.of_type("AWS::StepFunctions::StateMachine")
+            if name in stack.physical_ids
+        ]
+        self.sent: set[str] = set()
+        self._stop = threading.Event()
+
+    def poll_once(self) -> int:
+        """Send the events of executions that have ended; return how many were sent."""
+        sent = 0
+        for machine in self.machines:
+            for summary in self.sfn.list_executions(stateMachineArn=machine)["executions"]:
+                arn = summary["executionArn"]
+                if summary["status"] not in ENDED or arn in self.sent:
+                    continue
+                execution = self.sfn.describe_execution(executionArn=arn)
+                self.events.put_events(
+                    Entries=[
+                        {
+                            "Source": "aws.states",
+                            "DetailType": STATUS_CHANGE,
+                            "Resources": [arn],
+                            "Detail": json.dumps(status_change_detail(execution)),
+                            "Time": utcnow(),
+                        }
+                    ]
+                )
+                self.sent.add(arn)
+                sent += 1
+        return sent
+
+    @contextlib.contextmanager
+    def running(self, interval: float = 0.2) -> Iterator[ExecutionStatusEvents]:
+        """Watch in a background thread for the block's duration (a last look when it ends)."""
+        self._stop.clear()
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                self.poll_once()
+
+        thread = threading.Thread(target=loop, name="execution-status-events", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join(timeout=30)
+            self.poll_once()

@@ -27,7 +27,12 @@ import boto3
 from facetrain.model_files import cached_weights, dlib_available
 from moto import mock_aws
 
-from .event_sources import SqsEventPoller, s3_events_as_aws_sends_them
+from .event_sources import (
+    ExecutionStatusEvents,
+    SqsEventPoller,
+    lambda_targets_invoked,
+    s3_events_as_aws_sends_them,
+)
 from .lambda_runtime import InProcessLambdas, environment
 from .stack import LocalStack, deploy
 from .training_backend import LocalTrainingBackend
@@ -40,6 +45,7 @@ MOCK_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use
 FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 OFFLINE_SETTINGS_FILE = "facetrain-run.json"  # where --trigger upload puts -p settings (config prefix)
 QUIET_SECONDS = 3.0  # upload mode ends when nothing was queued or running for this long
+STOP_WAIT_SECONDS = 300.0  # after Ctrl-C: how long to wait for the training jobs to stop
 
 Printer = Callable[[str], None]
 
@@ -66,13 +72,14 @@ class RunOptions:
 
 @contextlib.contextmanager
 def local_aws(region: str = REGION) -> Iterator[None]:
-    """moto with the real ASL interpreter and Docker-less Lambda, S3 events as AWS sends them, and the
-    environment boto3 needs."""
+    """moto with the real ASL interpreter and Docker-less Lambda, S3 events as AWS sends them, rules that
+    invoke their Lambda targets, and the environment boto3 needs."""
     fake_credentials = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}  # moto accepts any
     with (
         environment({"AWS_DEFAULT_REGION": region, **fake_credentials}),
         mock_aws(config=MOCK_CONFIG),  # type: ignore[arg-type]
         s3_events_as_aws_sends_them(),
+        lambda_targets_invoked(),
     ):
         yield
 
@@ -383,24 +390,42 @@ def _execute(
     lambdas: InProcessLambdas = stack.lambdas
     log_file = (options.out_dir / "lambdas.log").open("a", encoding="utf-8")
     lambdas.log_stream = log_file
-    with log_file, _quiet_libraries(log_file), lambdas.installed(), backend.installed():
+    status_events = ExecutionStatusEvents(stack)
+    with (
+        log_file,
+        _quiet_libraries(log_file),
+        lambdas.installed(),
+        backend.installed(),
+        status_events.running(),
+    ):
         if options.state_dir:
             with _rules_disabled(stack):  # loading saved state is not an upload
                 restored = restore_state(s3, bucket, options.state_dir)
             say(f"state  restored {restored} objects from {options.state_dir}")
-        if options.trigger == "upload":
-            payload, followers = _run_by_uploads(stack, options, hyperparameters, say)
-        else:
-            payload, followers = _run_from_console(stack, options, hyperparameters, say)
+        try:
+            if options.trigger == "upload":
+                payload, followers = _run_by_uploads(stack, options, hyperparameters, say)
+            else:
+                payload, followers = _run_from_console(stack, options, hyperparameters, say)
+        except KeyboardInterrupt:
+            payload = (
+                {"trigger": "upload", "settings": hyperparameters}
+                if options.trigger == "upload"
+                else console_input(options, hyperparameters)
+            )
+            followers = _stop_on_interrupt(sfn, machine_arn, backend, say)
         backend.wait_all(timeout=60)
         executions = [sfn.describe_execution(executionArn=f.arn) for f in followers]
         jobs = list(backend.jobs.values())
+        last_job = _job_status(jobs[-1].name) if jobs else {}
         summary: dict[str, Any] = {
             "status": _overall_status(executions),
             "trigger": options.trigger,
             "executions_started": len(sfn.list_executions(stateMachineArn=machine_arn)["executions"]),
             "training_jobs_started": len(jobs),
             "training_job_name": jobs[-1].name if jobs else None,
+            "training_job_status": last_job.get("TrainingJobStatus"),
+            "training_job_exit_code": jobs[-1].exit_code if jobs else None,
             "input": payload,
             "bucket": bucket,
             "results_prefix": results_prefix,
@@ -425,11 +450,45 @@ def _execute(
             else:
                 follower = followers[executions.index(failed)]
                 summary["error"], summary["failure_reason"] = _failure(sfn, failed, follower)
+                if failed["status"] == "ABORTED" and not summary["error"]:
+                    job = f"{summary['training_job_name']} ended {summary['training_job_status']}"
+                    summary["error"] = "ExecutionAborted"
+                    summary["failure_reason"] = (
+                        f"the execution was stopped (StopExecution, Ctrl-C); training job: "
+                        f"{job if jobs else 'none was started'}"
+                    )
             say(f"done   {summary['status']}: {summary['error']}: {summary['failure_reason']}")
         if options.state_dir:
             saved = save_state(s3, bucket, options.state_dir)
             say(f"state  saved {saved} objects to {options.state_dir}")
     return summary
+
+
+def _job_status(name: str) -> dict[str, Any]:
+    """DescribeTrainingJob of a local job."""
+    return dict(boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=name))
+
+
+def _stop_on_interrupt(
+    sfn: Any, machine_arn: str, backend: LocalTrainingBackend, say: Printer
+) -> list[HistoryFollower]:
+    """Ctrl-C: stop the running executions as the console's "Stop execution" does. The stack's own stop
+    path (status event, StopFunction, StopTrainingJob) then stops their training jobs: wait until the jobs
+    have ended (a second Ctrl-C ends the wait at once). Returns a follower of every execution."""
+    followers = []
+    for execution in sfn.list_executions(stateMachineArn=machine_arn)["executions"]:
+        if execution["status"] == "RUNNING":
+            sfn.stop_execution(
+                executionArn=execution["executionArn"], error="Interrupted", cause="Ctrl-C on facetrain run"
+            )
+            say(f"stop   execution {execution['name']} (Ctrl-C: as the console's Stop execution)")
+        follower = HistoryFollower(sfn, execution["executionArn"], lambda line: None)  # states shown
+        follower.poll()
+        followers.append(follower)
+    if backend.busy:
+        say("stop   waiting for the training job to stop (Ctrl-C again to exit at once)")
+        backend.wait_all(timeout=STOP_WAIT_SECONDS)
+    return followers
 
 
 def _overall_status(executions: list[dict[str, Any]]) -> str:

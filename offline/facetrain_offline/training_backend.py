@@ -5,8 +5,10 @@ backend runs the real container entry point (`train`) as a subprocess in a SAGEM
 out as SageMaker lays it out: channels downloaded from the (local) bucket per their S3 data source,
 string hyperparameters, inputdataconfig.json and resourceconfig.json. It streams the job's log, tars
 `model/` to `<output path>/<job>/output/model.tar.gz` and reports InProgress → Completed/Failed/Stopped,
-with the FailureReason read from `output/failure`, through DescribeTrainingJob. The Lambdas do not know
-they are local: the seam is the AWS API.
+with the FailureReason read from `output/failure`, through DescribeTrainingJob. moto has no
+StopTrainingJob: this backend adds it and does what SageMaker does (status Stopping, SIGTERM to the
+container, SIGKILL after the grace period, then Stopped). The Lambdas do not know they are local: the
+seam is the AWS API.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+from moto.core.responses import EmptyResult
+from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
 
 from .lambda_runtime import environment_snapshot
 
 FAILURE_REASON_LIMIT = 1024
+STOP_GRACE_SECONDS = 120.0  # SageMaker's: SIGKILL this long after the SIGTERM of StopTrainingJob
 LogSink = Callable[[str, str], None]  # (job name, log line)
 StatusSink = Callable[[str, str, str], None]  # (job name, status, secondary status)
 
@@ -54,6 +60,8 @@ class LocalJob:
     thread: threading.Thread | None = None
     exit_code: int | None = None
     log: list[str] = field(default_factory=list)
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
 
 
 class LocalTrainingBackend:
@@ -66,18 +74,21 @@ class LocalTrainingBackend:
         on_log: LogSink | None = None,
         extra_env: dict[str, str] | None = None,
         on_status: StatusSink | None = None,
+        stop_grace_seconds: float = STOP_GRACE_SECONDS,
     ) -> None:
         self.work_dir = work_dir
         self.train_command = train_command or [sys.executable, "-m", "facetrain.train"]
         self.on_log = on_log
         self.on_status = on_status
         self.extra_env = extra_env or {}
+        self.stop_grace_seconds = stop_grace_seconds
         self.jobs: dict[str, LocalJob] = {}
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[LocalTrainingBackend]:
-        """Patch moto's SageMaker so that CreateTrainingJob starts a local run (for the block's duration)."""
+        """Patch moto's SageMaker so that CreateTrainingJob starts a local run and StopTrainingJob stops
+        it (for the block's duration)."""
         original = SageMakerModelBackend.create_training_job
         backend = self
 
@@ -88,11 +99,62 @@ class LocalTrainingBackend:
             backend.submit(job, model_backend.region_name)
             return job
 
+        def stop_training_job(response: SageMakerResponse) -> EmptyResult:
+            name = response._get_param("TrainingJobName")
+            try:
+                job = response.sagemaker_backend.training_jobs[name]
+            except KeyError:
+                raise ValidationError(message=f"Could not find training job '{name}'.") from None
+            backend.stop(job)
+            return EmptyResult()
+
         SageMakerModelBackend.create_training_job = create_training_job  # type: ignore[method-assign]
+        SageMakerResponse.stop_training_job = stop_training_job  # type: ignore[attr-defined]
         try:
             yield self
         finally:
             SageMakerModelBackend.create_training_job = original  # type: ignore[method-assign]
+            del SageMakerResponse.stop_training_job  # type: ignore[attr-defined]
+            self._kill_leftovers()
+
+    def _kill_leftovers(self) -> None:
+        """No container outlives the local SageMaker (e.g. after a second Ctrl-C)."""
+        for local in list(self.jobs.values()):
+            for process in local.processes:
+                if process.poll() is None:
+                    process.kill()
+
+    def stop(self, job: FakeTrainingJob) -> None:
+        """StopTrainingJob as SageMaker answers it: only an InProgress job can be stopped (a
+        ValidationException otherwise); it becomes Stopping, its container gets SIGTERM (SIGKILL after
+        stop_grace_seconds), and it ends Stopped once the container has exited."""
+        with self._lock:
+            local = self.jobs.get(job.training_job_name)
+            if job.training_job_status != "InProgress" or local is None:
+                raise ValidationError(
+                    message="The request was rejected because the training job is in status "
+                    f"{job.training_job_status}."
+                )
+            self._status(job, "Stopping", "Stopping", "Stopping the training job")
+            local.stop_requested.set()
+            processes = list(local.processes)
+        self._signal_stop(local, processes)
+
+    def _signal_stop(self, local: LocalJob, processes: list[subprocess.Popen[str]]) -> None:
+        """SIGTERM now, SIGKILL to those still running after the grace period."""
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+
+        def kill() -> None:
+            for process in processes:
+                if process.poll() is None:
+                    self._emit(local, f"local training backend: SIGKILL after {self.stop_grace_seconds:g} s")
+                    process.kill()
+
+        timer = threading.Timer(self.stop_grace_seconds, kill)
+        timer.daemon = True
+        timer.start()
 
     def submit(self, job: FakeTrainingJob, region: str) -> None:
         """Mark the job InProgress and run it in the background."""
@@ -147,6 +209,9 @@ class LocalTrainingBackend:
             count = int((job.resource_config or {}).get("InstanceCount", 1))
             hosts = [f"algo-{i}" for i in range(1, count + 1)]
             bases = [self._lay_out(job, local.directory / host, s3, hosts, host) for host in hosts]
+            if local.stop_requested.is_set():
+                self._finish(job, "Stopped", "Stopped", started)
+                return
             self._status(
                 job, "InProgress", "Training", "Training image download completed. Training in progress."
             )
@@ -154,6 +219,9 @@ class LocalTrainingBackend:
             max_runtime = int((job.stopping_condition or {}).get("MaxRuntimeInSeconds", 86400))
             codes, timed_out = self._train(local, bases, max_runtime)
             local.exit_code = next((code for code in codes if code != 0), 0)
+            if local.stop_requested.is_set():
+                self._finish(job, "Stopped", "Stopped", started)
+                return
             if timed_out:
                 self._finish(job, "Stopped", "MaxRuntimeExceeded", started)
                 return
@@ -222,8 +290,16 @@ class LocalTrainingBackend:
                     stderr=subprocess.STDOUT,
                     text=True,
                     errors="replace",
+                    # Its own session: a Ctrl-C at the terminal reaches `facetrain run`, which stops the
+                    # job as SageMaker would (SIGTERM), not the container directly.
+                    start_new_session=True,
                 )
             )
+        with self._lock:  # a StopTrainingJob from now on signals these; one that came earlier, below
+            local.processes = processes
+            stopped_early = local.stop_requested.is_set()
+        if stopped_early:
+            self._signal_stop(local, processes)
         timed_out = threading.Event()
 
         def stop() -> None:

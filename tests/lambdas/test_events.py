@@ -8,7 +8,7 @@ from unittest import mock
 
 import boto3
 import pytest
-from facetrain_lambdas import batch, cleanup, poll, publish, start, trigger, validate
+from facetrain_lambdas import batch, cleanup, poll, publish, start, stop, trigger, validate
 from facetrain_offline.lambda_runtime import LambdaContext
 from moto import mock_aws
 from support.testkit import FakeSageMaker, upload_photos
@@ -69,10 +69,21 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
         assert published["latest_key"] == "results/latest.json"
         handled.add("publish.json")
 
+        # The execution is aborted after its job completed: the job is left alone, the abort notified.
+        _environment(monkeypatch, "StopFunction")
+        sns = boto3.client("sns", region_name="us-east-1")
+        sns.create_topic(Name=ENV["StopFunction"]["NOTIFICATION_TOPIC_ARN"].rsplit(":", 1)[-1])
+        outcome = stop.handler(_load("stop.json"), LambdaContext("stop"))
+        assert (
+            outcome["training_job_name"] == "facetrain-example-run" and outcome["job_status"] == "Completed"
+        )
+        assert outcome["stopped"] is False
+        handled.add("stop.json")
+
         _environment(monkeypatch, "CleanupFunction")
-        with mock.patch.object(cleanup, "respond") as respond:
+        with mock.patch("crhelper.utils.HTTPSConnection") as connection:
             cleanup.handler(_load("cleanup.json"), LambdaContext("cleanup"))
-        assert respond.call_args.args[1] == "SUCCESS"
+        assert json.loads(connection.return_value.request.call_args.kwargs["body"])["Status"] == "SUCCESS"
         handled.add("cleanup.json")
 
         # Upload trigger: the SQS batch starts one execution; the batch steps check and release it.

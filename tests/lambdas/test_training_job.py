@@ -8,7 +8,6 @@ import pytest
 from botocore.exceptions import ClientError
 from facetrain_lambdas import start
 from facetrain_lambdas.run_input import StackDefaults, resolve_request
-from facetrain_lambdas.run_record import DatasetSummary, RunRecord
 from facetrain_lambdas.training_job import (
     TrainingSettings,
     job_name,
@@ -17,7 +16,7 @@ from facetrain_lambdas.training_job import (
 )
 from facetrain_lambdas.validate import validate_run
 from facetrain_offline.lambda_runtime import LambdaContext
-from handler_fixtures import BUCKET, IMAGE, ROLE
+from handler_fixtures import BUCKET, IMAGE, ROLE, run_record
 from support.testkit import upload_photos
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # CreateTrainingJob's pattern
@@ -47,26 +46,7 @@ def test_simple_run_ids_are_kept_and_others_differ() -> None:
     assert job_name("x" * 80) != job_name("x" * 79)
 
 
-def _record(**changes: object) -> RunRecord:
-    values = {
-        "run_id": "r1",
-        "execution": "r1",
-        "source": "console",
-        "trigger_key": None,
-        "created_at": "2025-01-01T00:00:00+00:00",
-        "bucket": BUCKET,
-        "images_prefix": "face_imgs/",
-        "config_prefix": "config/",
-        "results_prefix": "results/",
-        "hyperparameters": {"batch_size": "8"},
-        "settings": {},
-        "instance_type": "ml.g4dn.xlarge",
-        "instance_count": 1,
-        "manifest_key": "results/runs/r1/manifest.json",
-        "cfg_manifest_key": "results/runs/r1/cfg-manifest.json",
-        "dataset": DatasetSummary(fingerprint="f", identities=1, images=1, bytes=1, skipped=0),
-    }
-    return RunRecord.model_validate({**values, **changes})
+_record = run_record
 
 
 def test_request_has_manifest_channels_isolation_and_tags() -> None:

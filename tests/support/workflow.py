@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from facetrain_offline.event_sources import ExecutionStatusEvents
 from facetrain_offline.lambda_runtime import InProcessLambdas
 from facetrain_offline.runner import DEFAULT_TEMPLATE, FINAL_STATUSES, local_aws
 from facetrain_offline.stack import ACCOUNT, LocalStack, deploy
@@ -67,6 +68,16 @@ class WorkflowStack:
             time.sleep(0.05)
         raise TimeoutError(f"execution {name} still running after {timeout} s")
 
+    def wait_for_invocations(self, logical_id: str, count: int = 1, timeout: float = 30) -> list[str | None]:
+        """Wait until a function has been invoked `count` times; return the error types (None: success)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            errors = [error for name, error in self.lambdas.invocations if name == logical_id]
+            if len(errors) >= count:
+                return errors
+            time.sleep(0.05)
+        raise TimeoutError(f"{logical_id} was not invoked {count} time(s) within {timeout} s")
+
     def history(self, execution_arn: str) -> list[dict[str, Any]]:
         return self.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
 
@@ -94,5 +105,5 @@ def deployed_workflow(
             region=REGION,
             extra_environment=TEST_ENVIRONMENT,
         )
-        with local.lambdas.installed(), fake_sagemaker.installed():
+        with local.lambdas.installed(), fake_sagemaker.installed(), ExecutionStatusEvents(local).running():
             yield kind(local, fake_sagemaker)

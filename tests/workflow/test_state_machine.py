@@ -118,6 +118,25 @@ def test_results_failing_verification_leave_current_results(
     assert [n["Subject"] for n in stack.notifications()] == ["facetrain retraining failed"]
 
 
+def test_a_failed_execution_whose_job_has_finished_leaves_the_job_alone(
+    stack: WorkflowStack, fake_sagemaker: FakeSageMaker
+) -> None:
+    # Publish refuses the job's results: the execution fails after its job has Completed. The stop path
+    # (status event, rule, StopFunction) runs and stops nothing; only the state machine notifies.
+    upload_photos(stack.s3, stack.bucket, PHOTOS)
+    files = model_files(PHOTOS)
+    files["rules.py"] = b"not rules"
+    fake_sagemaker.files_override = files
+
+    result = stack.run({"run_id": "finished"}, name="exec-finished")
+
+    assert result["status"] == "FAILED" and result["error"] == "ResultsInvalid"
+    assert stack.wait_for_invocations("StopFunction") == [None]
+    job = stack.sagemaker.describe_training_job(TrainingJobName="facetrain-finished")
+    assert job["TrainingJobStatus"] == "Completed"
+    assert [n["Subject"] for n in stack.notifications()] == ["facetrain retraining failed"]
+
+
 def test_transient_error_is_retried(stack: WorkflowStack, fake_sagemaker: FakeSageMaker) -> None:
     upload_photos(stack.s3, stack.bucket, PHOTOS)
     # The first DescribeTrainingJob (start's check for an existing job) is throttled: start raises

@@ -292,3 +292,32 @@ def test_sam_rules_apply_a_function_with_its_own_layers_keeps_the_globals_layer(
     assert variables["POWERTOOLS_SERVICE_NAME"] == "facetrain" and variables["IMAGES_PREFIX"] == {
         "Ref": "ImagesPrefix"
     }
+
+
+def test_only_the_stop_function_may_stop_training_jobs_and_only_for_this_state_machines_ended_runs() -> None:
+    resources = TEMPLATE_DATA["Resources"]
+    stoppers = [
+        name
+        for name, resource in resources.items()
+        for statement in _statements(resource)
+        if "sagemaker:StopTrainingJob" in _as_list(statement["Action"])
+    ]
+    assert stoppers == ["StopFunctionRole"]
+    for statement in _statements(resources["StopFunctionRole"]):
+        if "sagemaker:StopTrainingJob" in _as_list(statement["Action"]):
+            assert statement["Resource"]["Fn::Sub"].endswith(f":training-job/{JOB_NAME_PREFIX}*")
+    (rule,) = [
+        r
+        for r in resources.values()
+        if r["Type"] == "AWS::Events::Rule"
+        and r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": ["StopFunction", "Arn"]}
+    ]
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"] == {
+        "status": ["ABORTED", "TIMED_OUT", "FAILED"],
+        "stateMachineArn": [{"Ref": "RetrainingStateMachine"}],
+    }
+    function = resources["StopFunction"]["Properties"]
+    assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": ["StopEventsDeadLetterQueue", "Arn"]}}

@@ -1,0 +1,159 @@
+"""stop: an execution that ended ABORTED, TIMED_OUT or FAILED stops the training job its run started.
+
+Without `.sync` integrations nothing else would: an aborted or timed-out execution leaves its job running
+(and billing) up to MaxRuntimeInSeconds. Step Functions sends an "Execution Status Change" event to
+EventBridge when an execution ends; the template's rule hands those of this state machine to this
+function, which works out the job as the workflow itself did:
+
+1. The run: the execution input, resolved as validate resolves it (run id, bucket, results prefix).
+   An input validate refuses never had a run, so it never had a job.
+2. The run record `runs/<run_id>/run.json`: absent, validation never passed (no job); written by
+   another execution (the run id was taken), not this execution's job.
+3. The job `job_name(run_id)`: absent, never started; InProgress, StopTrainingJob (SageMaker sends the
+   container SIGTERM, then SIGKILL after its grace period; the status goes Stopping → Stopped); any other
+   status (Stopping, Stopped, Completed, Failed), left alone.
+4. The notification: an aborted or timed-out execution ends without the state machine's own failure
+   notification, so one is sent here, always; a FAILED execution has sent one, so a second only says that
+   its still-running job was stopped.
+
+Redelivered events are harmless: a job already Stopping is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Literal
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from .clients import client
+from .errors import InvalidInput, transient_aws_errors
+from .layout import RunLayout
+from .observability import logger, metrics, tracer
+from .run_input import StackDefaults, resolve_request
+from .run_record import RunRecord, read_json
+from .training_job import describe_job, job_name
+
+EndedStatus = Literal["ABORTED", "TIMED_OUT", "FAILED"]
+NOTIFICATION_SUBJECT = "facetrain retraining failed"
+
+
+class ExecutionEnded(BaseModel):
+    """The `detail` of a Step Functions "Execution Status Change" event (the fields used here)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    execution_arn: str = Field(alias="executionArn")
+    state_machine_arn: str = Field(alias="stateMachineArn")
+    name: str
+    status: EndedStatus
+    input: str | None = None  # left out of the event when over EventBridge's size limit
+
+
+class StopOutcome(BaseModel):
+    """What was found and done for one ended execution."""
+
+    execution: str
+    status: EndedStatus
+    run_id: str | None = None
+    training_job_name: str | None = None
+    job_status: str | None = None  # before the stop request, when a job was found
+    stopped: bool = False
+    reason: str
+
+
+def _run_record(s3: Any, layout: RunLayout) -> RunRecord | None:
+    try:
+        return RunRecord.model_validate(read_json(s3, layout.bucket, layout.run_record_key))
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def stop_job_of(s3: Any, sagemaker: Any, ended: ExecutionEnded, defaults: StackDefaults) -> StopOutcome:
+    """Find the training job of an ended execution's run and stop it if it still runs (steps 1-3)."""
+    outcome = {"execution": ended.name, "status": ended.status}
+    try:
+        raw = json.loads(ended.input or "{}")
+        request = resolve_request(raw, ended.name, defaults)
+    except (ValueError, InvalidInput):
+        return StopOutcome(**outcome, reason="the input was refused by validation: no run, no training job")
+    layout = RunLayout(bucket=request.bucket, results_prefix=request.results_prefix, run_id=request.run_id)
+    record = _run_record(s3, layout)
+    if record is None:
+        return StopOutcome(**outcome, run_id=request.run_id, reason="validation did not finish: no job")
+    if record.execution != ended.name:
+        return StopOutcome(
+            **outcome,
+            run_id=request.run_id,
+            reason=f"run {request.run_id} belongs to execution {record.execution}: its job is not this one's",
+        )
+    name = job_name(record.run_id)
+    found = {**outcome, "run_id": record.run_id, "training_job_name": name}
+    description = describe_job(sagemaker, name)
+    if description is None:
+        return StopOutcome(**found, reason="no training job was started")
+    job_status = str(description.get("TrainingJobStatus"))
+    if job_status != "InProgress":
+        return StopOutcome(**found, job_status=job_status, reason=f"the job is {job_status}: left alone")
+    try:
+        with transient_aws_errors(f"stopping training job {name}"):
+            sagemaker.stop_training_job(TrainingJobName=name)
+    except ClientError as error:  # it ended between the describe and the stop request
+        if error.response.get("Error", {}).get("Code") != "ValidationException":
+            raise
+        return StopOutcome(**found, job_status=job_status, reason=f"the job had ended: {error}")
+    return StopOutcome(**found, job_status=job_status, stopped=True, reason="stop requested")
+
+
+def notification(outcome: StopOutcome) -> str | None:
+    """The failure notification's message for an outcome (step 4), or None when none is due."""
+    job = (
+        f"Its training job {outcome.training_job_name} was {outcome.job_status}: it has been stopped "
+        "(SageMaker sends SIGTERM, and SIGKILL after its grace period)."
+        if outcome.stopped
+        else f"Training job: {outcome.training_job_name or 'none'} ({outcome.reason})."
+    )
+    nothing = "Nothing was published; the current results are unchanged."
+    if outcome.status == "ABORTED":
+        return f"facetrain execution {outcome.execution} was stopped (ABORTED). {job} {nothing}"
+    if outcome.status == "TIMED_OUT":
+        return (
+            f"facetrain execution {outcome.execution} timed out (TIMED_OUT) and was stopped. {job} {nothing}"
+        )
+    if outcome.stopped:
+        return f"facetrain execution {outcome.execution} failed (FAILED). {job}"
+    return None
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """EventBridge entry point (environment: StackDefaults' variables and NOTIFICATION_TOPIC_ARN)."""
+    envelope = parse(event=event, model=EventBridgeModel)
+    ended = ExecutionEnded.model_validate(envelope.detail)
+    logger.append_keys(execution=ended.name)
+    if ended.input is None:  # too large for the event: ask Step Functions
+        with transient_aws_errors(f"describing execution {ended.execution_arn}"):
+            ended.input = client("stepfunctions").describe_execution(executionArn=ended.execution_arn)[
+                "input"
+            ]
+    outcome = stop_job_of(client("s3"), client("sagemaker"), ended, StackDefaults.from_env())
+    logger.info("execution ended", extra=outcome.model_dump())
+    if outcome.stopped:
+        metrics.add_metric(name="TrainingJobsStopped", unit=MetricUnit.Count, value=1)
+    message = notification(outcome)
+    if message:
+        with transient_aws_errors("publishing the notification"):
+            client("sns").publish(
+                TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"], Subject=NOTIFICATION_SUBJECT, Message=message
+            )
+    return outcome.model_dump()
