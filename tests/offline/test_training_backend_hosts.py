@@ -1,4 +1,5 @@
-"""The local training backend with several hosts: shards, failures (no photos, no torch: a stand-in job)."""
+"""The local training backend with several hosts: shards, failures, StopTrainingJob (no photos, no torch:
+a stand-in job)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import textwrap
 import time
 
 import boto3
+import pytest
+from botocore.exceptions import ClientError
 from facetrain_offline.runner import local_aws
 from facetrain_offline.training_backend import LocalTrainingBackend
 
@@ -34,6 +37,22 @@ FAKE_TRAIN = textwrap.dedent(
 
 
 def _job(sagemaker, s3, name: str, hosts: int) -> dict:
+    """Create a job and wait for it to end."""
+    _create(sagemaker, s3, name, hosts)
+    return _wait(sagemaker, name, until=lambda status: status != "InProgress")
+
+
+def _wait(sagemaker, name: str, until) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = sagemaker.describe_training_job(TrainingJobName=name)
+        if until(job["TrainingJobStatus"]):
+            return job
+        time.sleep(0.1)
+    raise TimeoutError(name)
+
+
+def _create(sagemaker, s3, name: str, hosts: int) -> None:
     s3.put_object(
         Bucket="photos-bkt",
         Key="m.json",
@@ -61,13 +80,6 @@ def _job(sagemaker, s3, name: str, hosts: int) -> dict:
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": hosts, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": 120},
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = sagemaker.describe_training_job(TrainingJobName=name)
-        if job["TrainingJobStatus"] != "InProgress":
-            return job
-        time.sleep(0.2)
-    raise TimeoutError(name)
 
 
 def _clients():
@@ -112,3 +124,63 @@ def test_a_failing_host_fails_the_job_with_its_reason_and_stops_the_others(tmp_p
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"] == "AlgorithmError: algo-1: no usable weights on this host"
     assert time.monotonic() - started < 25  # algo-2 (sleeping 30 s) was stopped
+
+
+# Stand-in for `train` under StopTrainingJob: prints once it runs; STUBBORN ignores SIGTERM.
+STOPPABLE_TRAIN = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    if os.environ.get("STUBBORN"):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    print("running", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def _stop_running_job(
+    tmp_path, name: str, extra_env: dict[str, str]
+) -> tuple[dict, LocalTrainingBackend, list]:
+    script = tmp_path / "stoppable_train.py"
+    script.write_text(STOPPABLE_TRAIN)
+    with local_aws():
+        s3, sagemaker = _clients()
+        backend = LocalTrainingBackend(
+            tmp_path / "jobs",
+            train_command=[sys.executable, str(script)],
+            extra_env=extra_env,
+            stop_grace_seconds=1,
+        )
+        statuses: list[str] = []
+        backend.on_status = lambda job, status, secondary: statuses.append(status)
+        with backend.installed():
+            _create(sagemaker, s3, name, hosts=2)
+            deadline = time.monotonic() + 30
+            while (
+                sum("running" in line for line in backend.jobs[name].log) < 2 and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+            sagemaker.stop_training_job(TrainingJobName=name)
+            stopping = sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+            job = _wait(sagemaker, name, until=lambda status: status == "Stopped")
+            with pytest.raises(ClientError, match="in status Stopped"):  # as SageMaker answers
+                sagemaker.stop_training_job(TrainingJobName=name)
+    return job, backend, [*statuses, f"described right after the stop: {stopping}"]
+
+
+def test_stop_training_job_sigterms_the_hosts_and_ends_stopped(tmp_path):
+    job, backend, statuses = _stop_running_job(tmp_path, "stopped", {})
+    assert job["TrainingJobStatus"] == "Stopped" and job["SecondaryStatus"] == "Stopped"
+    assert backend.jobs["stopped"].exit_code == 143
+    assert statuses[-3:-1] == ["Stopping", "Stopped"]
+
+
+def test_a_container_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
+    started = time.monotonic()
+    job, backend, statuses = _stop_running_job(tmp_path, "stubborn", {"STUBBORN": "1"})
+    assert statuses[-1] == "described right after the stop: Stopping"  # until the grace period is over
+    assert job["TrainingJobStatus"] == "Stopped"
+    assert backend.jobs["stubborn"].exit_code == -9  # SIGKILL
+    assert time.monotonic() - started < 30  # not the 60 s the container wanted
