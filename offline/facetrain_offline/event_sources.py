@@ -25,7 +25,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -199,20 +199,30 @@ class SqsEventPoller:
     @contextlib.contextmanager
     def running(self, interval: float = 0.2) -> Iterator[SqsEventPoller]:
         """Poll in a background thread for the block's duration."""
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.is_set():
-                if not self.poll_once():
-                    self._stop.wait(interval)
-
-        thread = threading.Thread(target=loop, name="sqs-event-sources", daemon=True)
-        thread.start()
-        try:
+        with _in_background("sqs-event-sources", self.poll_once, self._stop, interval):
             yield self
-        finally:
-            self._stop.set()
-            thread.join(timeout=30)
+
+
+@contextlib.contextmanager
+def _in_background(
+    name: str, poll_once: Callable[[], int], stop: threading.Event, interval: float
+) -> Iterator[None]:
+    """Call poll_once in a daemon thread until the block ends: again at once while it finds work, else
+    after `interval` seconds."""
+    stop.clear()
+
+    def loop() -> None:
+        while not stop.is_set():
+            if not poll_once():
+                stop.wait(interval)
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
 
 
 @contextlib.contextmanager
@@ -305,17 +315,6 @@ class ExecutionStatusEvents:
     @contextlib.contextmanager
     def running(self, interval: float = 0.2) -> Iterator[ExecutionStatusEvents]:
         """Watch in a background thread for the block's duration (a last look when it ends)."""
-        self._stop.clear()
-
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                self.poll_once()
-
-        thread = threading.Thread(target=loop, name="execution-status-events", daemon=True)
-        thread.start()
-        try:
+        with _in_background("execution-status-events", self.poll_once, self._stop, interval):
             yield self
-        finally:
-            self._stop.set()
-            thread.join(timeout=30)
-            self.poll_once()
+        self.poll_once()

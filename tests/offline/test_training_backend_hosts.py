@@ -143,6 +143,8 @@ STOPPABLE_TRAIN = textwrap.dedent(
 def _stop_running_job(
     tmp_path, name: str, extra_env: dict[str, str]
 ) -> tuple[dict, LocalTrainingBackend, list]:
+    """Start a two-host job and stop it once both hosts run. Returns the job at the end, the backend, and
+    the statuses it reported followed by what DescribeTrainingJob said right after the stop request."""
     script = tmp_path / "stoppable_train.py"
     script.write_text(STOPPABLE_TRAIN)
     with local_aws():
