@@ -311,7 +311,10 @@ class LocalTrainingBackend:
             assert process.stdout is not None
             for line in process.stdout:
                 self._emit(local, prefix + line.rstrip("\n"))
-            if process.wait() != 0:  # as on SageMaker, one failed host ends the others' work
+            stopping = local.stop_requested.is_set() or timed_out.is_set()  # they have had their SIGTERM
+            # As on SageMaker, one failed host ends the others' work; a second SIGTERM to a host that is
+            # already exiting after the first could meet it in interpreter shutdown (exit -15, not 143).
+            if process.wait() != 0 and not stopping:
                 for other in processes:
                     if other.poll() is None:
                         other.terminate()
