@@ -10,23 +10,43 @@ SAM := .venv-sam/bin/sam
 SAM_PYTHON ?= 3.13.0
 AWS_REGION ?= eu-west-1
 
-.PHONY: help setup tools test lint format bench bench-scale run job image build deploy delete clean
+.PHONY: help setup tools lock lock-check test lint format bench bench-scale run job image build deploy delete clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## create .venv with everything (dlib-resnet included), plus the template-check tools (~6 GB)
+setup: ## create .venv from requirements/dev.txt (dlib-resnet included), plus the template-check tools (~6 GB)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[job,dlib,lambdas,offline,dev]'
+	$(call install_lock,$(VENV),requirements/dev.txt)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
+	$(BIN)/python tools/locks.py installed requirements/dev.txt
 	$(MAKE) --no-print-directory tools
 
-tools: ## SAM CLI and checkov in their own venvs (their pins clash with ours), asl-validator via npx
-	$(PYTHON) -m venv .venv-sam && .venv-sam/bin/pip install --quiet aws-sam-cli==1.170.0
-	$(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --quiet checkov==3.3.30
+# $(call install_lock,VENV,LOCK): pip and setuptools from requirements/build.txt first, then LOCK, every
+# file checked against the lock's hashes; sdists build on the locked setuptools, not in an unlocked
+# isolated build environment.
+define install_lock
+	$(1)/bin/pip install --quiet --require-hashes --no-deps -r requirements/build.txt
+	$(1)/bin/pip install --quiet --require-hashes --no-build-isolation -r $(2)
+endef
+
+tools: ## SAM CLI and checkov in their own venvs from their locks (their pins clash with ours), asl-validator via npx
+	$(PYTHON) -m venv .venv-sam
+	$(call install_lock,.venv-sam,requirements/sam-cli.txt)
+	.venv-sam/bin/python tools/locks.py installed requirements/build.txt requirements/sam-cli.txt
+	$(PYTHON) -m venv .venv-checkov
+	$(call install_lock,.venv-checkov,requirements/checkov.txt)
+	.venv-checkov/bin/python tools/locks.py installed requirements/build.txt requirements/checkov.txt
 	npx --yes asl-validator@4.0.0 --version >/dev/null
 	@PYENV_VERSION=$(SAM_PYTHON) python3 --version >/dev/null 2>&1 || echo "note: sam build needs Python $(SAM_PYTHON) (pyenv install $(SAM_PYTHON))"
+
+lock: ## re-resolve every lock file (requirements/, container/, lambdas/); one package: make lock UPGRADE=moto
+	$(BIN)/python tools/locks.py write $(addprefix --upgrade-package ,$(UPGRADE))
+
+lock-check: ## fail when a lock file is out of date with pyproject.toml or its .in file (CI runs it)
+	$(BIN)/python tools/locks.py check
 
 test: ## run the whole test suite (2 workers)
 	$(BIN)/pytest -n 2 -q

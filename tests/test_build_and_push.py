@@ -543,10 +543,11 @@ def test_dockerfile_base_image_is_pinned() -> None:
     assert len(froms) == 1
     image = froms[0].split()[0]
     name, _, tag = image.split("@")[0].rpartition(":")
-    assert name == "pytorch/pytorch"
+    assert name == "python"
     assert tag and tag != "latest"
-    # A full version tag with CUDA and cuDNN, e.g. 2.5.1-cuda12.4-cudnn9-runtime.
-    assert re.fullmatch(r"\d+\.\d+\.\d+-cuda\d+\.\d+-cudnn\d+-runtime", tag), tag
+    # A full Python version on a named Debian release, e.g. 3.11.7-slim-bookworm (its Python's minor version
+    # is the locks', tests/test_locks.py).
+    assert re.fullmatch(r"\d+\.\d+\.\d+-slim-[a-z]+", tag), tag
 
 
 def test_dockerfile_environment() -> None:
@@ -554,6 +555,7 @@ def test_dockerfile_environment() -> None:
     assert "TORCH_HOME=/opt/torch" in env
     assert "SAGEMAKER_BASE_DIR=/opt/ml" in env
     assert "PYTHONUNBUFFERED=1" in env
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env  # the GPU host mounts its driver
 
 
 def test_dockerfile_downloads_weights_at_build_time_into_torch_home() -> None:
@@ -567,32 +569,41 @@ def test_dockerfile_downloads_weights_at_build_time_into_torch_home() -> None:
     assert "download_url_to_file" in runs
     assert "test -s" in runs  # the download is verified
     assert "sha256sum" in runs
-    # The weights are fetched before the code is copied (cache), and loaded once with network disabled.
+    # The weights are fetched after the locked packages (torch.hub) and before the code is copied (cache),
+    # and loaded once with network disabled.
     instrs = _dockerfile_instructions()
     download = next(i for i, (k, a) in enumerate(instrs) if k == "RUN" and "download_url_to_file" in a)
-    first_copy = next(i for i, (k, _) in enumerate(instrs) if k == "COPY")
-    assert download < first_copy
+    lock_install = next(i for i, (k, a) in enumerate(instrs) if k == "RUN" and "requirements/job.txt" in a)
+    code_copy = next(i for i, (k, a) in enumerate(instrs) if k == "COPY" and "container/facetrain" in a)
+    assert lock_install < download < code_copy
     assert 'pretrained="vggface2"' in runs
 
 
-def test_dockerfile_installs_the_package_without_replacing_torch() -> None:
-    text = DOCKERFILE.read_text()
+def test_dockerfile_installs_the_lock_then_the_package_without_dependencies() -> None:
     runs = _runs()
-    assert "pip install --no-cache-dir -c /tmp/constraints.txt '.[job,dlib]'" in runs
+    assert "pip install --no-cache-dir --require-hashes --no-deps -r requirements/build.txt" in runs
+    assert "pip install --no-cache-dir --require-hashes --no-build-isolation -r requirements/job.txt" in runs
+    assert "pip install --no-cache-dir --no-deps --no-build-isolation ." in runs
+    # every pip install is a lock (hashes checked) or the project itself (no dependencies)
+    for command in re.findall(r"pip install [^;]*", runs):
+        assert "--require-hashes -" in command or "--no-deps --no-build-isolation ." in command, command
+    # the build proves parity: pip check and the environment is exactly the lock
+    assert "pip check" in runs
+    assert "python tools/locks.py installed requirements/job.txt" in runs
     # the dlib-resnet model files are resolved as the job resolves them and loaded at build time
     assert "resolve_model" in runs and "DlibResnetEmbedder(s, m)" in runs
     copies = " ".join(args for instr, args in _dockerfile_instructions() if instr == "COPY")
     for needed in (
         "pyproject.toml",
         "README.md",
-        "constraints.txt",
+        "requirements/build.txt",
+        "requirements/job.txt",
+        "tools/locks.py",
         "container/facetrain",
         "lambdas/facetrain_lambdas",
     ):
         assert needed in copies, needed
-    # torch/torchvision pins of constraints.txt are swapped for the base image's versions, and checked.
-    assert "diff /tmp/base-torch.txt /tmp/after-torch.txt" in runs
-    assert "facenet-pytorch==2.5.3" in text
+    assert "facenet-pytorch==2.5.3" in (REPO_ROOT / "requirements" / "job.txt").read_text()
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     assert '"facenet-pytorch==2.5.3"' in pyproject
 
@@ -617,7 +628,9 @@ def test_dockerignore_keeps_the_context_small() -> None:
     assert included == {
         "pyproject.toml",
         "README.md",
-        "constraints.txt",
+        "requirements/build.txt",
+        "requirements/job.txt",
+        "tools/locks.py",
         "container/facetrain",
         "lambdas/facetrain_lambdas",
         "offline/facetrain_offline",

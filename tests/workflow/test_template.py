@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import locks
 import pytest
 from facetrain_lambdas.run_input import StackDefaults
 from facetrain_lambdas.training_job import JOB_NAME_PREFIX, TrainingSettings
@@ -135,6 +136,15 @@ def test_sam_build_makes_the_layer_for_python_3_13(tmp_path: Path) -> None:
         code / "aws_lambda_powertools"
     ).is_dir()
     assert not list(code.glob("torch*")) and not list(layer.glob("torch*"))
+    # exactly the locked versions (container/layer-requirements.txt, lambdas/requirements.txt)
+    for built, lock in ((layer, "container/layer-requirements.txt"), (code, "lambdas/requirements.txt")):
+        installed = dict(
+            (locks.canonical(name), version)
+            for name, _, version in (
+                p.name.removesuffix(".dist-info").rpartition("-") for p in built.glob("*.dist-info")
+            )
+        )
+        assert installed == locks.pins(TEMPLATE.parent / lock), lock
 
 
 # ------------------------------------------------------------------------------------------ ASL
