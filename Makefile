@@ -32,13 +32,17 @@ define install_lock
 	$(1)/bin/pip install --quiet --require-hashes --no-build-isolation -r $(2)
 endef
 
-tools: ## SAM CLI and checkov in their own venvs from their locks (their pins clash with ours), asl-validator via npx
+tools: ## SAM CLI, checkov and the SageMaker SDK (facetrain launch) in venvs of their own locks, asl-validator via npx
 	$(PYTHON) -m venv .venv-sam
 	$(call install_lock,.venv-sam,requirements/sam-cli.txt)
 	.venv-sam/bin/python tools/locks.py installed requirements/build.txt requirements/sam-cli.txt
 	$(PYTHON) -m venv .venv-checkov
 	$(call install_lock,.venv-checkov,requirements/checkov.txt)
 	.venv-checkov/bin/python tools/locks.py installed requirements/build.txt requirements/checkov.txt
+	$(PYTHON) -m venv .venv-launch
+	$(call install_lock,.venv-launch,requirements/launch.txt)
+	.venv-launch/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	.venv-launch/bin/python tools/locks.py installed requirements/build.txt requirements/launch.txt
 	npx --yes asl-validator@4.0.0 --version >/dev/null
 	@PYENV_VERSION=$(SAM_PYTHON) python3 --version >/dev/null 2>&1 || echo "note: sam build needs Python $(SAM_PYTHON) (pyenv install $(SAM_PYTHON))"
 

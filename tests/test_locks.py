@@ -80,6 +80,7 @@ def test_every_environment_has_a_lock_with_a_hash_for_every_package() -> None:
         "requirements/checkov.txt",
         "container/layer-requirements.txt",
         "lambdas/requirements.txt",
+        "requirements/launch.txt",
     } <= outputs
     for output in outputs:
         path = REPO_ROOT / output
@@ -148,6 +149,15 @@ def test_the_lambda_locks_share_the_tests_versions() -> None:
     assert "-r layer-requirements.txt" in (REPO_ROOT / "container" / "Makefile").read_text()
 
 
+def test_the_launch_lock_shares_the_tests_versions_but_graphql_core() -> None:
+    dev, launch = locks.pins(DEV), locks.pins(REPO_ROOT / "requirements" / "launch.txt")
+    assert {"sagemaker-train", "sagemaker-core", "aws-lambda-powertools", "boto3"} <= launch.keys()
+    differ = {name for name in launch.keys() & dev.keys() if launch[name] != dev[name]}
+    # sagemaker-train needs graphene<4, hence graphql-core<3.3 (pyproject.toml, extra `launch`)
+    assert differ <= {"graphql-core"}, {name: (launch[name], dev[name]) for name in differ}
+    assert "torch" not in launch
+
+
 def test_setup_installs_only_the_locks() -> None:
     dry = subprocess.run(
         ["make", "-n", "setup", "tools"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
@@ -155,9 +165,9 @@ def test_setup_installs_only_the_locks() -> None:
     installs = [line for line in dry.splitlines() if "pip install" in line]
     assert installs, dry
     for line in installs:
-        assert "--require-hashes" in line or "--no-deps --no-build-isolation -e ." in line, line
+        assert "--require-hashes" in line or line.endswith("--no-deps --no-build-isolation -e ."), line
     assert "-r requirements/dev.txt" in dry and "tools/locks.py installed requirements/dev.txt" in dry
-    for lock in ("requirements/sam-cli.txt", "requirements/checkov.txt"):
+    for lock in ("requirements/sam-cli.txt", "requirements/checkov.txt", "requirements/launch.txt"):
         assert f"-r {lock}" in dry and f"tools/locks.py installed requirements/build.txt {lock}" in dry, lock
 
 

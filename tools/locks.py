@@ -95,6 +95,13 @@ LOCKS: tuple[Lock, ...] = (
         purpose="the training image (container/Dockerfile): the tests' versions",
     ),
     Lock(
+        "requirements/launch.txt",
+        ("pyproject.toml", "requirements/build.in"),
+        extras=("launch",),
+        constraints=("requirements/build.txt",),  # not dev.txt: graphql-core differs (pyproject.toml)
+        purpose="`facetrain launch` with the SageMaker SDK (.venv-launch)",
+    ),
+    Lock(
         "container/layer-requirements.txt",
         ("container/layer-requirements.in",),
         python="3.13",

@@ -1,11 +1,14 @@
 """The `facetrain` command: `facetrain run IMAGES_DIR --out OUT_DIR …` runs the whole workflow offline;
-`facetrain identify PHOTO… --results DIR` identifies people in photos with published results."""
+`facetrain identify PHOTO… --results DIR` identifies people in photos with published results;
+`facetrain launch --bucket B --role ARN …` starts the training job with the SageMaker SDK (launch.py)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from . import launch
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
@@ -108,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--poll-seconds", type=int, default=1, help="first wait between training-job polls (1)")
     _add_identify(commands)
+    launch.add_parser(commands, _key_value)
     return parser
 
 
@@ -139,6 +143,8 @@ def _add_identify(commands: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "launch":
+        return launch.main(args)
     if args.command == "identify":
         if args.top < 1:
             print("facetrain identify: --top must be at least 1", file=sys.stderr)

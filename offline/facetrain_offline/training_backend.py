@@ -4,7 +4,8 @@ When anything calls CreateTrainingJob (the start Lambda, through boto3), moto re
 backend runs the real container entry point (`train`) as a subprocess in a SAGEMAKER_BASE_DIR tree laid
 out as SageMaker lays it out: channels downloaded from the (local) bucket per their S3 data source,
 string hyperparameters, inputdataconfig.json and resourceconfig.json. It streams the job's log, tars
-`model/` to `<output path>/<job>/output/model.tar.gz` and reports InProgress → Completed/Failed/Stopped,
+`model/` to `<output path>/<job>/output/model.tar.gz`, writes the log to CloudWatch Logs as SageMaker does
+(job_logs.py: the SDK's log streaming reads it), and reports InProgress → Completed/Failed/Stopped,
 with the FailureReason read from `output/failure`, through DescribeTrainingJob. moto has no
 StopTrainingJob: this backend adds it and does what SageMaker does (status Stopping, SIGTERM to the
 container, SIGKILL after the grace period, then Stopped). The Lambdas do not know they are local: the
@@ -35,6 +36,7 @@ from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
+from .job_logs import TrainingJobLogs
 from .lambda_runtime import environment_snapshot
 
 FAILURE_REASON_LIMIT = 1024
@@ -62,6 +64,7 @@ class LocalJob:
     log: list[str] = field(default_factory=list)
     stop_requested: threading.Event = field(default_factory=threading.Event)
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    cloudwatch: TrainingJobLogs | None = None
 
 
 class LocalTrainingBackend:
@@ -165,6 +168,8 @@ class LocalTrainingBackend:
         # the invocation lock), not in the job's thread: botocore copies os.environ while it builds a
         # client, and in-process invocations set and restore their variables in other threads.
         s3 = boto3.client("s3", region_name=region)
+        count = int((job.resource_config or {}).get("InstanceCount", 1))
+        local.cloudwatch = TrainingJobLogs(boto3.client("logs", region_name=region), local.name, count)
         local.thread = threading.Thread(
             target=self._run, args=(job, local, s3), name=f"train-{job.training_job_name}", daemon=True
         )
@@ -185,8 +190,10 @@ class LocalTrainingBackend:
 
     # -- one job -------------------------------------------------------------------------------------
 
-    def _emit(self, local: LocalJob, line: str) -> None:
+    def _emit(self, local: LocalJob, line: str, host: int = 1) -> None:
         local.log.append(line)
+        if local.cloudwatch:
+            local.cloudwatch.put(host, line)
         if self.on_log:
             self.on_log(local.name, line)
 
@@ -307,10 +314,11 @@ class LocalTrainingBackend:
             for process in processes:
                 process.terminate()  # SIGTERM, as SageMaker does at MaxRuntimeInSeconds
 
-        def stream(process: subprocess.Popen[str], prefix: str) -> None:
+        def stream(process: subprocess.Popen[str], host: int) -> None:
             assert process.stdout is not None
+            prefix = f"[algo-{host}] " if len(processes) > 1 else ""
             for line in process.stdout:
-                self._emit(local, prefix + line.rstrip("\n"))
+                self._emit(local, prefix + line.rstrip("\n"), host)
             stopping = local.stop_requested.is_set() or timed_out.is_set()  # they have had their SIGTERM
             # As on SageMaker, one failed host ends the others' work; a second SIGTERM to a host that is
             # already exiting after the first could meet it in interpreter shutdown (exit -15, not 143).
@@ -322,8 +330,8 @@ class LocalTrainingBackend:
         timer = threading.Timer(max_runtime, stop)
         timer.start()
         readers = [
-            threading.Thread(target=stream, args=(process, f"[algo-{i}] " if len(processes) > 1 else ""))
-            for i, process in enumerate(processes, start=1)
+            threading.Thread(target=stream, args=(process, host))
+            for host, process in enumerate(processes, start=1)
         ]
         try:
             for reader in readers:
