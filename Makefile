@@ -15,7 +15,7 @@ AWS_REGION ?= eu-west-1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## create .venv from requirements/dev.txt (dlib-resnet included), plus the template-check tools (~6 GB)
+setup: ## create .venv from requirements/dev.txt (dlib-resnet included), plus the tool venvs (~7.5 GB)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(call install_lock,$(VENV),requirements/dev.txt)
