@@ -55,9 +55,10 @@ lock-check: ## fail when a lock file is out of date with pyproject.toml or its .
 test: ## run the whole test suite (2 workers)
 	$(BIN)/pytest -n 2 -q
 
-lint: ## ruff lint and format check
+lint: ## ruff lint and format check, and the import contracts (pyproject.toml [tool.importlinter])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facetrain.embeddings_file import load_embeddings
+from facetrain.contract.embeddings_file import load_embeddings
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "faces-dev"

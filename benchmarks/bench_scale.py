@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_job import DEFAULT_IMAGES, job_tree, repeated_photos, run_measured
-from facetrain.enrollment_csv import parse_csv
+from facetrain.contract.enrollment_csv import parse_csv
 from PIL import Image, ImageOps
 
 TRAIN = str(Path(sys.executable).with_name("train"))

@@ -176,12 +176,12 @@ class SageMakerTree:
         return (self.model / "final_mean_embeddings.csv").read_text(encoding="utf-8")
 
     def enrollment(self, dimension: int = 512) -> list[tuple[str, int, Any]]:
-        from facetrain.enrollment_csv import parse_csv
+        from facetrain.contract.enrollment_csv import parse_csv
 
         return parse_csv(self.enrollment_text(), dimension)
 
     def embeddings(self) -> dict[str, Any]:
-        from facetrain.embeddings_file import load_embeddings
+        from facetrain.contract.embeddings_file import load_embeddings
 
         return load_embeddings(self.model / "saved_embeddings.pkl")
 
@@ -193,7 +193,7 @@ class SageMakerTree:
         return (self.model / "rules.py").read_text(encoding="utf-8")
 
     def rules(self) -> dict[str, Any]:
-        from facetrain.rules_file import load_rules
+        from facetrain.contract.rules_file import load_rules
 
         return load_rules(self.rules_text())
 

@@ -13,8 +13,8 @@ import math
 import dlib
 import numpy as np
 
+from .contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters
 from .faces import DetectedFace, crop_source
-from .hyperparameters import EMBEDDING_DIMS, Hyperparameters
 from .model_files import ModelChoice, WeightsError
 from .photos import DecodedPhoto, PhotoRejected
 

@@ -18,7 +18,7 @@ from facenet_pytorch.models.mtcnn import fixed_image_standardization
 from facenet_pytorch.models.utils.detect_face import extract_face
 from PIL import Image
 
-from .hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters
+from .contract.hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters
 from .model_files import (
     DLIB_INSTALL_HINT,
     DLIB_PACKAGES,

@@ -22,17 +22,17 @@ from typing import IO, Any
 
 import numpy as np
 
-from .contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
-from .embeddings_file import EmbeddingsFileError, load_embeddings
-from .enrollment_csv import EnrollmentCsvError, parse_csv
+from .contract.embeddings_file import EmbeddingsFileError, load_embeddings
+from .contract.enrollment_csv import EnrollmentCsvError, parse_csv
+from .contract.hyperparameters import Hyperparameters
+from .contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
+from .contract.rules_file import RulesError, load_rules
 from .faces import DeviceError, FaceEncoder, choose_device
-from .hyperparameters import Hyperparameters
 from .job import PREPROCESSING_VERSION
 from .model_files import WeightsError, resolve_model
 from .outputs import NOT_FOR_PRODUCTION
 from .photos import PhotoRef
 from .pipeline import Accepted, PhotoPipeline, Rejected
-from .rules_file import RulesError, load_rules
 
 UNREADABLE = ("unreadable", "not_an_image", "too_large")  # reasons for exit code 1
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE = 0, 1, 2

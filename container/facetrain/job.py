@@ -10,13 +10,15 @@ from importlib.metadata import PackageNotFoundError, version
 import torch
 
 from . import stopping
-from .config_files import read_config_dir
-from .contract import PREVIOUS_CHANNEL, REPORT_HTML
+from .contract.config_files import read_config_dir
+from .contract.hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters, parse_settings
+from .contract.metrics import FORMAT as METRICS_FORMAT
+from .contract.metrics import VERSION as METRICS_VERSION
+from .contract.names import PREVIOUS_CHANNEL, REPORT_HTML
 from .distributed import Cluster, HostShare, gather_to_master
 from .enrollment import Enrollment, EnrollmentBuilder
 from .evaluation import evaluate
 from .faces import FaceEncoder, choose_device
-from .hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters, parse_settings
 from .model_files import resolve_model
 from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
 from .photos import list_channel
@@ -164,6 +166,8 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         "versions": library_versions(model.embedder),
     }
     metrics: dict[str, object] = {
+        "format": METRICS_FORMAT,
+        "version": METRICS_VERSION,
         "status": "succeeded" if enrollment.identities else "failed",
         "not_for_production": settings.not_for_production,
         "warning": NOT_FOR_PRODUCTION if settings.not_for_production else None,

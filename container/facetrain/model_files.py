@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hyperparameters import (
+from .contract.hyperparameters import (
     DLIB_RESNET,
     DLIB_WEIGHTS,
     FACENET,

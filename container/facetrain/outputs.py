@@ -12,12 +12,13 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from .contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV, RULES_PY
-from .embeddings_file import dump_embeddings
+from .contract.embeddings_file import dump_embeddings
+from .contract.enrollment_csv import parse_csv, render_csv
+from .contract.hyperparameters import EMBEDDER_DESCRIPTIONS
+from .contract.metrics import MetricsDocument
+from .contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV, RULES_PY
+from .contract.rules_file import render_rules
 from .enrollment import Enrollment
-from .enrollment_csv import parse_csv, render_csv
-from .hyperparameters import EMBEDDER_DESCRIPTIONS
-from .rules_file import render_rules
 from .stopping import signals_deferred
 
 NOT_FOR_PRODUCTION = (
@@ -66,7 +67,10 @@ def rules_data(
 
 
 def render_reports(enrollment: Enrollment, metrics: Mapping[str, object]) -> dict[str, bytes]:
-    """rejected.csv and metrics.json: written whether or not an enrollment could be made."""
+    """rejected.csv and metrics.json: written whether or not an enrollment could be made. metrics.json is
+    checked against its model first (MetricsDocument: what publish reads), so a job never writes one its
+    readers refuse."""
+    MetricsDocument.model_validate(metrics)
     warning = NOT_FOR_PRODUCTION if metrics.get("not_for_production") else None
     return {
         REJECTED_CSV: render_rejected(enrollment, warning).encode(),

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from .contract import is_skipped as _skipped  # the rule the Lambdas apply too
-from .shorten import clip
+from .contract.names import is_skipped as _skipped  # the rule the Lambdas apply too
+from .contract.shorten import clip
 
 # Pillow's own bomb guard is set per call from max_image_pixels; truncated files must fail, not pad.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from . import stopping
+from .contract.hyperparameters import Hyperparameters
+from .contract.shorten import clip
 from .faces import DetectedFace, FaceEncoder
-from .hyperparameters import Hyperparameters
 from .photos import (
     DecodedPhoto,
     PhotoRef,
@@ -27,7 +28,6 @@ from .photos import (
     decode_photo,
     photo_sha256,
 )
-from .shorten import clip
 
 
 @dataclass(frozen=True)

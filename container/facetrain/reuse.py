@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from .contract import EMBEDDINGS_PKL
-from .embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
+from .contract.embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
+from .contract.hyperparameters import Hyperparameters
+from .contract.names import EMBEDDINGS_PKL
+from .contract.shorten import shorten
 from .faces import DetectedFace
-from .hyperparameters import Hyperparameters
 from .photos import PhotoRef, photo_sha256
 from .pipeline import Accepted
-from .shorten import shorten
 
 log = logging.getLogger("facetrain")
 

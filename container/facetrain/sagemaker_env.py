@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The channel names are shared with the Lambdas; re-exported here for the job's modules.
-from .contract import CONFIG_CHANNEL, IMAGES_CHANNEL, KNOWN_CHANNELS, WEIGHTS_CHANNEL
+from .contract.names import CONFIG_CHANNEL, IMAGES_CHANNEL, KNOWN_CHANNELS, WEIGHTS_CHANNEL
 
 __all__ = [
     "CONFIG_CHANNEL",

@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = stopping.install()  # before the heavy imports: a stop during start-up is handled too
     try:
         # Imported here, after the handler: torch takes seconds to import.
-        from .config_files import ConfigError
+        from .contract.config_files import ConfigError
+        from .contract.hyperparameters import SettingsError
         from .distributed import GatherError
         from .faces import DeviceError, WeightsError
-        from .hyperparameters import SettingsError
         from .job import JobFailure, run_job
         from .outputs import OutputsNotWritten
         from .sagemaker_env import ContractError, load_environment

@@ -7,12 +7,15 @@ pickle through the restricted unpickler, and metrics.json.
 
 from __future__ import annotations
 
-import json
 import tarfile
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
-from facetrain.contract import (
+from facetrain.contract.embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
+from facetrain.contract.enrollment_csv import EnrollmentCsvError, parse_csv
+from facetrain.contract.hyperparameters import EMBEDDING_DIMS, FACENET
+from facetrain.contract.metrics import MetricsDocument, MetricsError, read_metrics
+from facetrain.contract.names import (
     EMBEDDINGS_PKL,
     ENROLLMENT_CSV,
     METRICS_JSON,
@@ -20,26 +23,13 @@ from facetrain.contract import (
     REPORT_HTML,
     RULES_PY,
 )
-from facetrain.embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
-from facetrain.enrollment_csv import EnrollmentCsvError, parse_csv
-from facetrain.hyperparameters import EMBEDDING_DIMS, FACENET
-from facetrain.rules_file import RulesError, load_rules
-from facetrain.shorten import shorten
+from facetrain.contract.rules_file import RulesError, load_rules
+from facetrain.contract.shorten import shorten
 
 from .errors import ResultsInvalid
 
 REQUIRED_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL, METRICS_JSON)
 OPTIONAL_FILES = (REJECTED_CSV, REPORT_HTML)
-REQUIRED_METRICS = (
-    "images_total",
-    "images_accepted",
-    "images_rejected",
-    "identities",
-    "weights",
-    "device",
-    "images_per_second",
-    "timings",
-)
 MAX_FILE_BYTES = 2 * 1024**3
 # All known files together, uncompressed: what this Lambda (3008 MB) holds in memory while it checks them.
 MAX_TOTAL_BYTES = 2 * 1024**3
@@ -51,7 +41,7 @@ class VerifiedResults:
 
     files: dict[str, bytes]
     identities: list[str]
-    metrics: dict[str, Any]
+    metrics: MetricsDocument
     not_for_production: bool
 
 
@@ -133,27 +123,21 @@ def verify_results(files: dict[str, bytes]) -> VerifiedResults:
         if problem is not None:
             raise ResultsInvalid(f"{EMBEDDINGS_PKL} record {index} ({shorten(record.get('key'))}): {problem}")
     try:
-        metrics = json.loads(_text(files, METRICS_JSON))
-    except ValueError as exc:
-        raise ResultsInvalid(f"{METRICS_JSON} is not JSON ({exc})") from None
-    if not isinstance(metrics, dict):
-        raise ResultsInvalid(f"{METRICS_JSON} is not a JSON object")
-    missing = [key for key in REQUIRED_METRICS if key not in metrics]
-    if missing:
-        raise ResultsInvalid(f"{METRICS_JSON} lacks {', '.join(missing)}")
-    if metrics["identities"] != len(identities):
+        metrics = read_metrics(_text(files, METRICS_JSON))
+    except MetricsError as exc:
+        raise ResultsInvalid(str(exc)) from None
+    if metrics.identities != len(identities):
         raise ResultsInvalid(
-            f"{METRICS_JSON} counts {metrics['identities']} identities, the CSV {len(identities)}"
+            f"{METRICS_JSON} counts {metrics.identities} identities, the CSV {len(identities)}"
         )
-    if metrics.get("status", "succeeded") != "succeeded":
-        raise ResultsInvalid(f"{METRICS_JSON} reports status {shorten(metrics['status'])}")
-    evaluation = metrics.get("evaluation")
-    if not isinstance(evaluation, dict) or "threshold" not in evaluation:
+    if metrics.status != "succeeded":
+        raise ResultsInvalid(f"{METRICS_JSON} reports status {shorten(metrics.status)}")
+    if metrics.evaluation is None:
         raise ResultsInvalid(f"{METRICS_JSON} lacks evaluation.threshold")
-    if evaluation["threshold"] != rules["accept_threshold"]:  # load_rules checked it is a sound number
+    if metrics.evaluation.threshold != rules["accept_threshold"]:  # load_rules checked it is a sound number
         raise ResultsInvalid(
             f"{RULES_PY} accept_threshold {shorten(rules['accept_threshold'])} is not {METRICS_JSON}'s "
-            f"evaluation threshold {shorten(evaluation['threshold'])}"
+            f"evaluation threshold {shorten(metrics.evaluation.threshold)}"
         )
     return VerifiedResults(
         files=files,

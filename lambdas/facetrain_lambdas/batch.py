@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from .clients import client
 from .errors import transient_aws_errors
 from .observability import CORRELATION_ID_PATH, logger, tracer
-from .upload_batch import UploadStateStore, check_settled, finish_batch
+from .upload_batch import UploadBatch, UploadStateStore, check_settled, finish_batch
 
 
 class CheckEvent(BaseModel):
@@ -50,7 +50,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         with transient_aws_errors("reading the upload state"):
             check = check_settled(store, int(os.environ["UPLOAD_SETTLE_SECONDS"]))
         logger.info("uploads settled?", extra={"settled": check.settled, "generation": check.generation})
-        return {"settled": check.settled, "wait_seconds": check.wait_seconds, "generation": check.generation}
+        return UploadBatch(
+            generation=check.generation, settled=check.settled, wait_seconds=check.wait_seconds
+        ).model_dump()
     with transient_aws_errors("releasing the upload batch"):
         outcome = finish_batch(
             store, client("stepfunctions"), request.state_machine_arn, request.execution, request.generation

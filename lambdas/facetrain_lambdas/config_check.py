@@ -1,8 +1,8 @@
 """Read the config prefix from S3 and resolve the run's settings exactly as the training container does.
 
-The cfg channel's files are read into memory and layered by facetrain.config_files (the container's own
-reader), then the run's hyperparameters are layered on top (hyperparameters win) and validated by
-facetrain.hyperparameters.
+The cfg channel's files are read into memory and layered by facetrain.contract.config_files (the
+container's own reader), then the run's hyperparameters are layered on top (hyperparameters win) and
+validated by facetrain.contract.hyperparameters.
 """
 
 from __future__ import annotations
@@ -10,8 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from facetrain.config_files import MAX_CONFIG_BYTES, ConfigError, config_layers, decode_text, is_config_file
-from facetrain.hyperparameters import (
+from facetrain.contract.config_files import (
+    MAX_CONFIG_BYTES,
+    ConfigError,
+    config_layers,
+    decode_text,
+    is_config_file,
+)
+from facetrain.contract.hyperparameters import (
     Hyperparameters,
     SettingsError,
     parse_settings,

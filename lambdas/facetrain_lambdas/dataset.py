@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from facetrain.contract import is_skipped
+from facetrain.contract.names import is_skipped
 
 from .layout import s3_uri
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from facetrain.contract import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
+from facetrain.contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
 
 # The files the original job published at the results prefix root.
 CURRENT_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL)

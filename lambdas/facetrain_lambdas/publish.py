@@ -15,7 +15,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from facetrain.contract import REJECTED_CSV, REPORT_HTML
+from facetrain.contract.names import REJECTED_CSV, REPORT_HTML
 from pydantic import BaseModel
 
 from .artifact import VerifiedResults, read_model_archive, verify_results
@@ -23,8 +23,9 @@ from .clients import client
 from .errors import ResultsInvalid, transient_aws_errors
 from .layout import CURRENT_FILES, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
+from .published import PUBLISHED_JSON, LatestRecord, read_published
 from .quality_gate import QualityGate, QualityGateFailed, gate_problems
-from .run_record import RunPointer, RunRecord, load_run_record, read_published, write_json
+from .run_record import RunPointer, RunRecord, load_run_record, write_json
 
 CONTENT_TYPES = {
     ".csv": "text/csv",
@@ -33,7 +34,6 @@ CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
 }
 QUALITY_GATE_JSON = "quality_gate.json"
-PUBLISHED_JSON = "published.json"
 
 
 class JobState(BaseModel):
@@ -89,8 +89,8 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
     lines = [
         f"facetrain run {record.run_id} published {len(results.identities)} identities.",
         "",
-        f"Photos: {metrics_['images_accepted']} of {metrics_['images_total']} used, "
-        f"{metrics_['images_rejected']} rejected "
+        f"Photos: {metrics_.images_accepted} of {metrics_.images_total} used, "
+        f"{metrics_.images_rejected} rejected "
         f"(see {s3_uri(layout.bucket, layout.run_file_key(REJECTED_CSV))}).",
         f"Training job: {job.training_job_name} ({job.billable_seconds} billable seconds, "
         f"{record.instance_count} x {record.instance_type}).",
@@ -109,21 +109,15 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
     return "\n".join(lines)
 
 
-def _accuracy(latest: dict[str, Any]) -> float | None:
-    """Identification accuracy recorded in a latest.json, if any."""
-    value = latest.get("identification_accuracy")
-    return float(value) if isinstance(value, int | float) else None
-
-
 def check_quality_gate(
-    s3: Any, record: RunRecord, results: VerifiedResults, latest: dict[str, Any]
+    s3: Any, record: RunRecord, results: VerifiedResults, latest: LatestRecord | None
 ) -> dict[str, Any]:
     """Apply the run's quality gate against the published run (`latest`); record the decision under
     runs/<run_id>/; raise QualityGateFailed."""
     layout = record.layout
-    evaluation = results.metrics.get("evaluation")
+    evaluation = results.metrics.evaluation.model_dump() if results.metrics.evaluation else None
     gate = record.quality_gate or QualityGate()
-    published = _accuracy(latest)
+    published = latest.identification_accuracy if latest else None
     problems = gate_problems(gate, evaluation, published)
     decision = {
         "run_id": record.run_id,
@@ -170,26 +164,24 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
                 CopySource={"Bucket": layout.bucket, "Key": layout.run_file_key(name)},
                 MetadataDirective="COPY",
             )
-    evaluation = results.metrics.get("evaluation") or {}
-    latest = {
-        "format": "facetrain.latest",
-        "version": 1,
-        "run_id": record.run_id,
-        "previous_run_id": latest_before.get("run_id"),
-        "execution": event.execution,
-        "published_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
-        "training_job_name": event.job.training_job_name,
-        "dataset_fingerprint": record.dataset.fingerprint,
-        "identities": len(results.identities),
-        "images_accepted": results.metrics["images_accepted"],
-        "images_rejected": results.metrics["images_rejected"],
-        "identification_accuracy": evaluation.get("identification_accuracy"),
-        "accept_threshold": evaluation.get("threshold"),
-        "quality_gate": gate,
-        "not_for_production": results.not_for_production,
-        "run_files": {name: layout.run_file_key(name) for name in sorted(results.files)},
-        "current_files": {name: layout.current_file_key(name) for name in current},
-    }
+    evaluation = results.metrics.evaluation
+    latest = LatestRecord(
+        run_id=record.run_id,
+        previous_run_id=latest_before.run_id if latest_before else None,
+        execution=event.execution,
+        published_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        training_job_name=event.job.training_job_name,
+        dataset_fingerprint=record.dataset.fingerprint,
+        identities=len(results.identities),
+        images_accepted=results.metrics.images_accepted,
+        images_rejected=results.metrics.images_rejected,
+        identification_accuracy=evaluation.identification_accuracy if evaluation else None,
+        accept_threshold=evaluation.threshold if evaluation else None,
+        quality_gate=gate,
+        not_for_production=results.not_for_production,
+        run_files={name: layout.run_file_key(name) for name in sorted(results.files)},
+        current_files={name: layout.current_file_key(name) for name in current},
+    ).model_dump(mode="json")
     # Every published run keeps its own record (runs/<run_id>/published.json); latest.json points to one.
     write_json(s3, layout.bucket, layout.run_file_key(PUBLISHED_JSON), latest)
     write_json(s3, layout.bucket, layout.latest_key, latest)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidInput
 from .quality_gate import QualityGate
+from .upload_batch import UploadBatch
 
 # S3 key prefixes: relative, non-empty, '/'-separated safe characters, normalised to end with '/'.
 _PREFIX = re.compile(r"^[A-Za-z0-9!_.*'()=+-]+(/[A-Za-z0-9!_.*'()=+-]+)*/?$")
@@ -20,16 +21,6 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 
 ConsoleHyperparameters = dict[str, str | int | float | bool | list[Any] | None]
-
-
-class UploadBatch(BaseModel):
-    """The upload-batch bookkeeping the state machine carries (see upload_batch.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    generation: int = Field(ge=0)
-    settled: bool | None = None
-    wait_seconds: int | None = None
 
 
 class ConsoleInput(BaseModel):
@@ -45,7 +36,7 @@ class ConsoleInput(BaseModel):
     results_prefix: str | None = Field(None, description="Prefix the results go under (default results/).")
     hyperparameters: ConsoleHyperparameters = Field(
         default_factory=dict,
-        description="Training settings (facetrain.hyperparameters); win over config files.",
+        description="Training settings (facetrain.contract.hyperparameters); win over config files.",
     )
     instance_type: str | None = Field(
         None, description="SageMaker training instance type, e.g. ml.g4dn.xlarge."

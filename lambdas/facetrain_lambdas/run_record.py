@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import transient_aws_errors
 from .layout import RunLayout
-from .observability import logger
 from .quality_gate import QualityGate
 
 FORMAT = "facetrain.run"
@@ -90,24 +88,6 @@ def write_json(s3: Any, bucket: str, key: str, data: object) -> None:
             Body=json.dumps(data, indent=1, ensure_ascii=False).encode(),
             ContentType="application/json",
         )
-
-
-def read_published(s3: Any, layout: RunLayout) -> dict[str, Any]:
-    """latest.json of the currently published run ({} when none).
-
-    An unreadable latest.json counts as no published run (retraining then replaces it); any other S3
-    error (access, throttling) is raised, never mistaken for "nothing published".
-    """
-    try:
-        latest = read_json(s3, layout.bucket, layout.latest_key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return {}
-        raise
-    except ValueError:
-        logger.warning("latest.json is not JSON: taken as no published run", extra={"key": layout.latest_key})
-        return {}
-    return latest if isinstance(latest, dict) else {}
 
 
 def load_run_record(s3: Any, pointer: RunPointer) -> RunRecord:

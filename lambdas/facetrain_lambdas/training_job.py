@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
-from facetrain.contract import CONFIG_CHANNEL, IMAGES_CHANNEL, PREVIOUS_CHANNEL
-from facetrain.hyperparameters import sagemaker_limit_problems
+from facetrain.contract.hyperparameters import sagemaker_limit_problems
+from facetrain.contract.names import CONFIG_CHANNEL, IMAGES_CHANNEL, PREVIOUS_CHANNEL
 from pydantic import BaseModel, Field
 
 from .errors import InvalidInput, transient_aws_errors

@@ -23,9 +23,10 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
 
 EVENT_TTL_SECONDS = 86_400
 UPLOAD_BATCH_FIELD = "upload_batch"
@@ -149,9 +150,22 @@ def execution_name(generation: int, now: float) -> str:
     return f"upload-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-g{generation}"
 
 
+class UploadBatch(BaseModel):
+    """The upload batch an execution trains on, as the state machine carries it (`$.upload_batch`): the
+    trigger writes it into the execution input, the settle check (batch.py) rewrites it with its answer,
+    validate reads it (run_input.ConsoleInput). Another version is refused there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    generation: int = Field(ge=0)
+    settled: bool | None = None
+    wait_seconds: int | None = None
+
+
 def batch_input(generation: int) -> dict[str, Any]:
     """The execution input of an upload batch (the console fields keep their stack defaults)."""
-    return {UPLOAD_BATCH_FIELD: {"generation": generation}}
+    return {UPLOAD_BATCH_FIELD: UploadBatch(generation=generation).model_dump(exclude_none=True)}
 
 
 @dataclass(frozen=True)

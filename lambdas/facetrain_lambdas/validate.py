@@ -9,8 +9,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
-from facetrain.contract import EMBEDDINGS_PKL
-from facetrain.hyperparameters import to_sagemaker_strings
+from facetrain.contract.hyperparameters import to_sagemaker_strings
+from facetrain.contract.names import EMBEDDINGS_PKL
 from pydantic import BaseModel
 
 from .clients import client
@@ -19,8 +19,9 @@ from .dataset import DEFAULT_PAGE_SIZE, check_photos, list_objects, manifest, ru
 from .errors import InvalidInput, transient_aws_errors
 from .layout import RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
+from .published import LatestRecord, read_published
 from .run_input import RunRequest, StackDefaults, resolve_request
-from .run_record import DatasetSummary, RunPointer, RunRecord, read_json, read_published, write_json
+from .run_record import DatasetSummary, RunPointer, RunRecord, read_json, write_json
 
 MAX_RECORDED_WARNINGS = 1000  # run.json is read by every later state: keep it bounded
 
@@ -51,9 +52,9 @@ def _recorded(warnings: list[str]) -> list[str]:
     return [*warnings[:MAX_RECORDED_WARNINGS], f"… and {len(warnings) - MAX_RECORDED_WARNINGS} more"]
 
 
-def previous_embeddings_key(latest: dict[str, Any], layout: RunLayout) -> str | None:
+def previous_embeddings_key(latest: LatestRecord | None, layout: RunLayout) -> str | None:
     """The published run's own saved_embeddings.pkl (immutable, under runs/<run_id>/), if it lies there."""
-    key = (latest.get("run_files") or {}).get(EMBEDDINGS_PKL)
+    key = latest.run_files.get(EMBEDDINGS_PKL) if latest else None
     run_prefix = f"{layout.results_prefix}runs/"
     if isinstance(key, str) and key.startswith(run_prefix) and key.endswith(f"/{EMBEDDINGS_PKL}"):
         return key
@@ -131,7 +132,7 @@ def validate_run(
         resolved.settings.model_dump(mode="json"),
     )
     latest = read_published(s3, layout)
-    no_change = not request.force and latest.get("dataset_fingerprint") == fingerprint
+    no_change = not request.force and latest is not None and latest.dataset_fingerprint == fingerprint
     previous_key = previous_embeddings_key(latest, layout)
     previous_manifest_key = None
     if previous_key is not None:
@@ -162,7 +163,7 @@ def validate_run(
         manifest_key=layout.manifest_key,
         cfg_manifest_key=cfg_manifest_key,
         previous_manifest_key=previous_manifest_key,
-        previous_run_id=latest.get("run_id") if previous_manifest_key else None,
+        previous_run_id=latest.run_id if latest and previous_manifest_key else None,
         dataset=dataset,
         warnings=_recorded(snapshot.warnings),
         no_change=no_change,

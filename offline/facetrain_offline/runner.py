@@ -271,10 +271,15 @@ def _copy_results(s3: Any, bucket: str, results_prefix: str, out_dir: Path) -> l
     copied: list[str] = []
     latest_key = f"{results_prefix}latest.json"
     try:
-        latest = json.loads(s3.get_object(Bucket=bucket, Key=latest_key)["Body"].read())
+        data = json.loads(s3.get_object(Bucket=bucket, Key=latest_key)["Body"].read())
     except s3.exceptions.NoSuchKey:
         return copied
-    keys = [latest_key, *latest.get("current_files", {}).values(), *latest.get("run_files", {}).values()]
+    from facetrain_lambdas.published import (
+        parse_latest,  # lazy: the Lambdas' modules read their env at import
+    )
+
+    latest = parse_latest(data, f"s3://{bucket}/{latest_key}")
+    keys = [latest_key, *latest.current_files.values(), *latest.run_files.values()]
     for key in keys:
         relative = key.removeprefix(results_prefix)
         target = out_dir / relative

@@ -1,4 +1,4 @@
-"""facetrain.config_files: the cfg channel is read as data, never run (no torch)."""
+"""facetrain.contract.config_files: the cfg channel is read as data, never run (no torch)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import textwrap
 
 import pytest
-from facetrain.config_files import ConfigError, parse_constants, parse_data_file, read_config_dir
+from facetrain.contract.config_files import ConfigError, parse_constants, parse_data_file, read_config_dir
 
 
 def test_constants_literals_docstring_and_comments():

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 import pytest
-from facetrain.hyperparameters import DEFAULT_ACCEPT_THRESHOLD
+from facetrain.contract.hyperparameters import DEFAULT_ACCEPT_THRESHOLD
 from facetrain.model_files import DLIB_FILES, dlib_models_dir
 from PIL import Image
 from support.cli import identify

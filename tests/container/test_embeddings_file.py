@@ -1,4 +1,4 @@
-"""facetrain.embeddings_file: the pickle is read with a restricted unpickler (no torch)."""
+"""facetrain.contract.embeddings_file: the pickle is read with a restricted unpickler (no torch)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-from facetrain.embeddings_file import FORMAT, EmbeddingsFileError, dump_embeddings, load_embeddings
+from facetrain.contract.embeddings_file import FORMAT, EmbeddingsFileError, dump_embeddings, load_embeddings
 
 
 def record(identity: str = "alice", embedding: object = None) -> dict[str, object]:

@@ -1,10 +1,10 @@
-"""facetrain.enrollment_csv: final_mean_embeddings.csv round trip and shape checks (no torch)."""
+"""facetrain.contract.enrollment_csv: final_mean_embeddings.csv round trip and shape checks (no torch)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from facetrain.enrollment_csv import EnrollmentCsvError, header, parse_csv, render_csv
+from facetrain.contract.enrollment_csv import EnrollmentCsvError, header, parse_csv, render_csv
 
 HOSTILE_NAMES = [
     'x"];import os;os.system("touch PWNED")#',

@@ -9,8 +9,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from facetrain.contract.hyperparameters import SettingsError, parse_settings
 from facetrain.evaluation import BIN_WIDTH, MIN_GENUINE, evaluate
-from facetrain.hyperparameters import SettingsError, parse_settings
 
 
 def unit(rows) -> np.ndarray:

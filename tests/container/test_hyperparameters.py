@@ -1,12 +1,14 @@
-"""facetrain.hyperparameters: SageMaker string decoding, validation, error messages (no torch)."""
+"""facetrain.contract.hyperparameters: SageMaker string decoding, validation, error messages (no torch)."""
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 
+import facetrain.contract
 import pytest
-from facetrain.hyperparameters import (
+from facetrain.contract.hyperparameters import (
     VALID_KEYS,
     Hyperparameters,
     SettingsError,
@@ -21,12 +23,16 @@ def settings(**values: str) -> Hyperparameters:
 
 
 def test_torch_free_modules_do_not_import_torch():
-    """The validate Lambda imports these without torch: importing them must not pull torch in."""
+    """The validate Lambda imports the contract without torch: importing it (every module of the package)
+    and the job's torch-free readers must not pull torch in."""
+    contract = [
+        f"facetrain.contract.{module.name}" for module in pkgutil.iter_modules(facetrain.contract.__path__)
+    ]
+    assert {"facetrain.contract.hyperparameters", "facetrain.contract.enrollment_csv"} <= set(contract)
     code = (
-        "import sys\n"
-        "import facetrain.hyperparameters, facetrain.config_files, facetrain.rules_file\n"
-        "import facetrain.enrollment_csv, facetrain.embeddings_file, facetrain.sagemaker_env\n"
-        "import facetrain.photos, facetrain.shorten\n"
+        "import sys, importlib\n"
+        f"for name in {contract!r}: importlib.import_module(name)\n"
+        "import facetrain.sagemaker_env, facetrain.photos\n"
         "print('torch' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

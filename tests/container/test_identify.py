@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from facetrain.embeddings_file import dump_embeddings, load_embeddings
+from facetrain.contract.embeddings_file import dump_embeddings, load_embeddings
 from PIL import Image
 from support.cli import identify
 

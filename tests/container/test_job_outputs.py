@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from facetrain.contract.metrics import read_metrics
 from PIL import Image
 
 OUTPUT_FILES = [
@@ -137,6 +138,13 @@ def test_rejected_csv_is_empty_but_marked(dev_run):
 
 def test_metrics(dev_run):
     metrics = dev_run.metrics()
+    # the document its readers read: the contract's model, format and version first
+    document = read_metrics((dev_run.model / "metrics.json").read_text())
+    assert list(metrics)[:2] == ["format", "version"] and document.format == "facetrain.metrics"
+    assert (
+        document.evaluation is not None
+        and document.evaluation.threshold == metrics["evaluation"]["threshold"]
+    )
     assert metrics["status"] == "succeeded"
     assert metrics["not_for_production"] is True
     assert "NOT FOR PRODUCTION" in metrics["warning"]

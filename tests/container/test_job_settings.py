@@ -8,7 +8,7 @@ import socket
 
 import numpy as np
 import pytest
-from facetrain.hyperparameters import VALID_KEYS
+from facetrain.contract.hyperparameters import VALID_KEYS
 
 KATE = "faces-small/kate_siegel/1.jpg"
 VGGFACE2_FILE = "20180402-114759-vggface2.pt"

@@ -1,4 +1,5 @@
-"""facetrain.rules_file: rules.py is literal data plus fixed helpers; loading never executes it (no torch)."""
+"""facetrain.contract.rules_file: rules.py is literal data plus fixed helpers; loading never executes it
+(no torch)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from facetrain.rules_file import FORMAT, RulesError, load_rules, render_rules
+from facetrain.contract.rules_file import FORMAT, RulesError, load_rules, render_rules
 
 HOSTILE_NAMES = [
     'x"];import os;os.system("touch PWNED")#',

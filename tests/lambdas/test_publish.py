@@ -9,7 +9,7 @@ import re
 import tarfile
 
 import pytest
-from facetrain.enrollment_csv import parse_csv
+from facetrain.contract.enrollment_csv import parse_csv
 from facetrain_lambdas import publish
 from facetrain_lambdas.artifact import read_model_archive, verify_results
 from facetrain_lambdas.errors import ResultsInvalid
@@ -44,6 +44,10 @@ def _broken(name: str) -> dict[str, bytes]:
     elif name == "metrics-missing":
         del files["metrics.json"]
     elif name == "metrics-keys":
+        files["metrics.json"] = json.dumps(
+            {"format": "facetrain.metrics", "version": 1, "identities": 2}
+        ).encode()
+    elif name == "metrics-format":
         files["metrics.json"] = json.dumps({"identities": 2}).encode()
     elif name == "metrics-count":
         metrics = json.loads(files["metrics.json"])
@@ -59,7 +63,11 @@ def _broken(name: str) -> dict[str, bytes]:
         ("rules-identities", "lists other identities"),
         ("pickle-global", "posix.system, which is not allowed"),
         ("metrics-missing", "lacks metrics.json"),
-        ("metrics-keys", "metrics.json lacks images_total"),
+        (
+            "metrics-keys",
+            "metrics.json does not fit facetrain.metrics version 1: .*images_total: Field required",
+        ),
+        ("metrics-format", "metrics.json is format None version None, not facetrain.metrics version 1"),
         ("metrics-count", "counts 5 identities"),
     ],
 )

@@ -124,3 +124,17 @@ def test_a_retried_batch_still_starts_the_execution_its_first_attempt_missed(aws
     retried = handle_changes(store, sfn, arn, ["a", "b"], now=2.0)
 
     assert retried.duplicates == 2 and retried.started == execution_name(2, 2.0)
+
+
+def test_the_upload_batch_document_is_one_model_for_the_trigger_the_check_and_validate() -> None:
+    from facetrain_lambdas.errors import InvalidInput
+    from facetrain_lambdas.run_input import StackDefaults, resolve_request
+    from facetrain_lambdas.upload_batch import UploadBatch, batch_input
+
+    written = batch_input(3)
+    assert written == {"upload_batch": {"version": 1, "generation": 3}}
+    checked = {"upload_batch": UploadBatch(generation=3, settled=True, wait_seconds=0).model_dump()}
+    request = resolve_request(checked, "upload-x-g3", StackDefaults(bucket="b"))
+    assert request.source == "upload-batch"
+    with pytest.raises(InvalidInput, match=r"upload_batch\.version"):
+        resolve_request({"upload_batch": {"version": 2, "generation": 3}}, "e", StackDefaults(bucket="b"))

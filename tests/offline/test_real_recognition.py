@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from facetrain.enrollment_csv import parse_csv
-from facetrain.rules_file import load_rules
+from facetrain.contract.enrollment_csv import parse_csv
+from facetrain.contract.rules_file import load_rules
 from facetrain_offline.cli import main
 
 pytestmark = pytest.mark.slow

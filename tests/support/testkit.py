@@ -15,7 +15,10 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
-from facetrain.contract import (
+from facetrain.contract.embeddings_file import dump_embeddings
+from facetrain.contract.enrollment_csv import render_csv
+from facetrain.contract.metrics import DistanceSummary, EvaluationSummary, MetricsDocument
+from facetrain.contract.names import (
     EMBEDDINGS_PKL,
     ENROLLMENT_CSV,
     IMAGES_CHANNEL,
@@ -24,9 +27,7 @@ from facetrain.contract import (
     REPORT_HTML,
     RULES_PY,
 )
-from facetrain.embeddings_file import dump_embeddings
-from facetrain.enrollment_csv import render_csv
-from facetrain.rules_file import render_rules
+from facetrain.contract.rules_file import render_rules
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.exceptions import JsonRESTError
 from moto.s3.models import s3_backends
@@ -96,18 +97,54 @@ def model_files(
     pickle_buffer = io.BytesIO()
     dump_embeddings({"weights": "none", **named}, records, pickle_buffer)
     total = sum(identities.values())
-    metrics = {
-        "status": "succeeded",
-        "images_total": total + 1,
-        "images_accepted": total,
-        "images_rejected": 1,
-        "identities": len(identities),
-        "weights": "none" if not_for_production else "vggface2",
-        "device": "cpu",
-        "images_per_second": 12.5,
-        "timings": {"total": 1.0},
-        "evaluation": {"identification_accuracy": identification_accuracy, "threshold": 1.1},
-    }
+    distances = DistanceSummary(count=0, min=None, p50=None, p95=None, max=None, mean=None)
+    metrics = MetricsDocument(
+        status="succeeded",
+        not_for_production=not_for_production,
+        warning=warning,
+        images_total=total + 1,
+        images_accepted=total,
+        images_rejected=1,
+        rejections_by_reason={"no_face": 1},
+        identities=len(identities),
+        identities_excluded={},
+        embedder=embedder or "facenet",
+        weights="none" if not_for_production else "vggface2",
+        weights_sha256=None,
+        model_files={},
+        embedding_dim=dim,
+        device="cpu",
+        torch_threads=2,
+        images_per_second=12.5,
+        embeddings_computed=total,
+        embeddings_reused=0,
+        hosts=1,
+        dataset_fingerprint="f" * 64,
+        hyperparameters={},
+        created_at="2025-01-01T00:00:00Z",
+        versions={},
+        evaluation=EvaluationSummary(
+            method="leave-one-out",
+            photos_evaluated=total,
+            identities_evaluated=len(identities),
+            identification_accuracy=identification_accuracy,
+            threshold=1.1,
+            threshold_source="default",
+            threshold_note="test",
+            target_far=0.001,
+            false_accept_rate=None,
+            false_reject_rate=None,
+            false_accepts=None,
+            false_rejects=None,
+            genuine=distances,
+            impostor=distances,
+            per_identity=[],
+            closest_pairs=[],
+            suspected_mislabels_total=0,
+            suspected_mislabels=[],
+        ),
+        timings={"total": 1.0},
+    ).model_dump(mode="json")
     return {
         ENROLLMENT_CSV: render_csv(rows, dim, warning).encode(),
         RULES_PY: rules.encode(),

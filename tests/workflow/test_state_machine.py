@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from facetrain.enrollment_csv import parse_csv
+from facetrain.contract.enrollment_csv import parse_csv
 from facetrain_lambdas.poll import LOOP_TRANSITIONS, OTHER_TRANSITIONS, transitions_for
 from facetrain_offline.runner import DEFAULT_TEMPLATE, REPO_ROOT
 from facetrain_offline.sam import translated

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from facetrain.enrollment_csv import parse_csv
+from facetrain.contract.enrollment_csv import parse_csv
 from facetrain_offline.event_sources import SqsEventPoller
 from support.testkit import JPEG, FakeSageMaker, upload_photos
 from support.workflow import (

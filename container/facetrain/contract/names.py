@@ -1,7 +1,6 @@
 """Names the training job and the Lambdas must agree on: input channels, output files, skipped names.
 
-Torch-free and standard-library only: the Lambdas' layer ships this module (container/Makefile), so the
-workflow checks and reads exactly what the job consumes and writes.
+Standard-library only, like the rest of facetrain.contract, which the Lambdas' layer ships.
 """
 
 from __future__ import annotations

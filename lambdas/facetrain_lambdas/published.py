@@ -1,0 +1,84 @@
+"""latest.json: what is published now (also kept per run as runs/<run id>/published.json).
+
+One model for its writer and its readers: publish writes it last, after the current files; validate reads
+it (the published fingerprint and per-photo embeddings), publish reads the one it replaces (the quality
+gate's comparison) and the offline runner reads it (which files to copy out).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import InvalidInput
+from .layout import RunLayout, s3_uri
+from .observability import logger
+from .run_record import read_json
+
+FORMAT = "facetrain.latest"
+VERSION = 1
+PUBLISHED_JSON = "published.json"
+
+
+class LatestRecord(BaseModel):
+    """The published run: its figures and where its files are (keys in the data bucket)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["facetrain.latest"] = FORMAT
+    version: Literal[1] = VERSION
+    run_id: str
+    previous_run_id: str | None
+    execution: str
+    published_at: str  # ISO 8601, UTC
+    training_job_name: str
+    dataset_fingerprint: str
+    identities: int
+    images_accepted: int
+    images_rejected: int
+    identification_accuracy: float | None
+    accept_threshold: float | None
+    quality_gate: dict[str, Any]  # the decision, as in runs/<run id>/quality_gate.json
+    not_for_production: bool
+    run_files: dict[str, str]  # file name -> key under runs/<run id>/
+    current_files: dict[str, str]  # file name -> key at the results prefix
+
+
+def parse_latest(data: object, where: str) -> LatestRecord:
+    """A latest.json document, or InvalidInput naming what is wrong and what to do: another format or
+    version (written by something else, or a newer facetrain) is refused, never overwritten blindly."""
+    found = (data.get("format"), data.get("version")) if isinstance(data, dict) else (None, None)
+    if found != (FORMAT, VERSION):
+        raise InvalidInput(
+            [
+                f"{where} is format {found[0]!r} version {found[1]!r}, not {FORMAT} version {VERSION}: "
+                "this stack cannot tell what is published; move it aside (the files it names stay where "
+                "they are) and run again"
+            ]
+        )
+    try:
+        return LatestRecord.model_validate(data)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in error["loc"]) for error in exc.errors())
+        raise InvalidInput([f"{where} is not a valid {FORMAT} document ({fields}): move it aside"]) from None
+
+
+def read_published(s3: Any, layout: RunLayout) -> LatestRecord | None:
+    """The currently published run, or None when nothing is published.
+
+    A latest.json that is not JSON counts as nothing published (retraining then replaces it); one of
+    another format is refused (parse_latest); any other S3 error (access, throttling) is raised, never
+    mistaken for "nothing published".
+    """
+    try:
+        data = read_json(s3, layout.bucket, layout.latest_key)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    except ValueError:
+        logger.warning("latest.json is not JSON: taken as no published run", extra={"key": layout.latest_key})
+        return None
+    return parse_latest(data, s3_uri(layout.bucket, layout.latest_key))
