@@ -28,7 +28,7 @@ from .contract.hyperparameters import Hyperparameters
 from .contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
 from .contract.rules_file import RulesError, load_rules
 from .faces import DeviceError, FaceEncoder, choose_device
-from .job import PREPROCESSING_VERSION
+from .job_metrics import PREPROCESSING_VERSION
 from .model_files import WeightsError, resolve_model
 from .outputs import NOT_FOR_PRODUCTION
 from .photos import PhotoRef

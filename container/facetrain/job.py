@@ -4,31 +4,29 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
+from dataclasses import dataclass
 
 import torch
 
 from . import stopping
 from .contract.config_files import read_config_dir
-from .contract.hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters, parse_settings
-from .contract.metrics import FORMAT as METRICS_FORMAT
-from .contract.metrics import VERSION as METRICS_VERSION
+from .contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters, parse_settings
 from .contract.names import PREVIOUS_CHANNEL, REPORT_HTML
 from .distributed import Cluster, HostShare, gather_to_master
 from .enrollment import Enrollment, EnrollmentBuilder
 from .evaluation import evaluate
 from .faces import FaceEncoder, choose_device
-from .model_files import resolve_model
+from .job_metrics import PREPROCESSING_VERSION, metrics_document, run_facts
+from .model_files import ModelChoice, resolve_model
 from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
-from .photos import list_channel
+from .photos import ChannelListing, list_channel
 from .pipeline import Accepted, PhotoPipeline, Rejected
 from .report import render_report
 from .reuse import embedding_fingerprint, load_previous, split_reusable
 from .sagemaker_env import CONFIG_CHANNEL, IMAGES_CHANNEL, WEIGHTS_CHANNEL, TrainingEnvironment
+from .timing import StageTimer
 
 log = logging.getLogger("facetrain")
-PREPROCESSING_VERSION = 1  # bump when decoding/detection/cropping changes embeddings
 
 
 class JobFailure(Exception):
@@ -44,21 +42,6 @@ def resolve_settings(env: TrainingEnvironment) -> Hyperparameters:
     return parse_settings(layers)
 
 
-def library_versions(embedder: str) -> dict[str, str]:
-    """Versions of the libraries that made the embeddings (dlib's wheel is `dlib-bin`, or `dlib` built
-    from source)."""
-    names = ["facetrain", "facenet-pytorch", "torch", "pillow"]
-    if embedder == DLIB_RESNET:
-        names += ["dlib-bin", "dlib", "face_recognition_models"]
-    found: dict[str, str] = {}
-    for name in names:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    return found
-
-
 def _failure_summary(enrollment: Enrollment) -> str:
     reasons = ", ".join(f"{reason}: {count}" for reason, count in enrollment.rejections_by_reason.items())
     examples = "; ".join(f"{row.photo}: {row.message}" for row in enrollment.rejected[:3])
@@ -68,9 +51,40 @@ def _failure_summary(enrollment: Enrollment) -> str:
     )
 
 
-def run_job(env: TrainingEnvironment) -> dict[str, object]:
-    """Run the whole job and return its metrics; raise JobFailure when no enrollment can be made."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class JobInputs:
+    """What the job works with: settings, this host's place in the cluster and photos, device, model."""
+
+    settings: Hyperparameters
+    cluster: Cluster
+    listing: ChannelListing
+    device: torch.device
+    model: ModelChoice
+
+
+@dataclass(frozen=True)
+class HostEmbeddings:
+    """This host's outcomes: reused from the previous run or computed now."""
+
+    outcomes: list[Accepted | Rejected]
+    reused: int
+    fingerprint: str  # of what makes an embedding (settings, model files, preprocessing)
+    loop_seconds: float
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """Every host's outcomes, enrolled (on the master)."""
+
+    enrollment: Enrollment
+    photos_total: int
+    slowest_loop: float
+    computed: int
+    reused: int
+
+
+def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
+    """Settings, the photos channel (this host's shard), device and model; JobFailure without photos."""
     settings = resolve_settings(env)
     stopping.check()
     images_dir = env.channels.get(IMAGES_CHANNEL)
@@ -106,21 +120,26 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         model.embedder,
         device,
     )
+    return JobInputs(settings, cluster, listing, device, model)
+
+
+def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer) -> HostEmbeddings:
+    """Reuse the previous run's embeddings where they still hold, compute the others (model set-up and
+    the photo pipeline's stages go to `timer`)."""
+    settings, model = inputs.settings, inputs.model
     fingerprint = embedding_fingerprint(settings, model.digests, PREPROCESSING_VERSION)
     previous = load_previous(env.channels.get(PREVIOUS_CHANNEL), fingerprint, EMBEDDING_DIMS[model.embedder])
-    reused, to_compute = split_reusable(listing.photos, previous)
+    reused, to_compute = split_reusable(inputs.listing.photos, previous)
     stopping.check()
     log.info(
         "embeddings: %d reused from the previous run, %d photos to examine", len(reused), len(to_compute)
     )
-
-    setup_seconds = 0.0
     outcomes: list[Accepted | Rejected] = list(reused)
-    pipeline_times: dict[str, float] = {}
+    setup_seconds, pipeline_times = 0.0, {}
     loop_started = time.perf_counter()
     if to_compute:
         setup_started = time.perf_counter()
-        encoder = FaceEncoder(settings, model, device)
+        encoder = FaceEncoder(settings, model, inputs.device)
         setup_seconds = time.perf_counter() - setup_started
         stopping.check()
         total = len(to_compute)
@@ -134,92 +153,78 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         outcomes.extend(pipeline.run(to_compute))
         pipeline_times = pipeline.times.as_dict()
     loop_seconds = time.perf_counter() - loop_started
-    computed = sum(isinstance(o, Accepted) for o in outcomes) - len(reused)
-    share = HostShare(outcomes, listing.stray_files, computed, len(reused), len(listing.photos), loop_seconds)
-    shares = gather_to_master(cluster, [share])
-    stopping.check()
-    if shares is None:
-        log.info(
-            "host %s: outcomes handed to %s, which writes the outputs", cluster.current_host, env.hosts[0]
-        )
-        return {}
+    timer.record("model_setup", setup_seconds)
+    timer.seconds.update(pipeline_times)
+    return HostEmbeddings(outcomes, len(reused), fingerprint, loop_seconds)
+
+
+def enroll(shares: list[HostShare], settings: Hyperparameters) -> Enrolled:
+    """Every host's outcomes in (identity, photo) order, enrolled."""
     builder = EnrollmentBuilder(stray_files=sorted(f for part in shares for f in part.stray_files))
     for outcome in sorted(
         (o for part in shares for o in part.outcomes), key=lambda o: (o.photo.identity, o.photo.key)
     ):
         builder.add(outcome)
-    enrollment = builder.finish(settings.min_images_per_identity)
-    photos_total = sum(part.photos for part in shares)
-    slowest_loop = max(part.loop_seconds for part in shares)
+    return Enrolled(
+        enrollment=builder.finish(settings.min_images_per_identity),
+        photos_total=sum(part.photos for part in shares),
+        slowest_loop=max(part.loop_seconds for part in shares),
+        computed=sum(part.computed for part in shares),
+        reused=sum(part.reused for part in shares),
+    )
 
-    run = {
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "embedder": model.embedder,
-        "weights": model.label,
-        "weights_sha256": model.sha256,
-        "model_files": model.digests,
-        "not_for_production": settings.not_for_production,
-        "embedding_dim": EMBEDDING_DIMS[model.embedder],
-        "preprocessing_version": PREPROCESSING_VERSION,
-        "embedding_fingerprint": fingerprint,
-        "device": str(device),
-        "versions": library_versions(model.embedder),
-    }
-    metrics: dict[str, object] = {
-        "format": METRICS_FORMAT,
-        "version": METRICS_VERSION,
-        "status": "succeeded" if enrollment.identities else "failed",
-        "not_for_production": settings.not_for_production,
-        "warning": NOT_FOR_PRODUCTION if settings.not_for_production else None,
-        "images_total": enrollment.images_total,
-        "images_accepted": enrollment.images_accepted,
-        "images_rejected": len(enrollment.rejected),
-        "rejections_by_reason": enrollment.rejections_by_reason,
-        "identities": len(enrollment.identities),
-        "identities_excluded": enrollment.excluded,
-        "embedder": model.embedder,
-        "weights": model.label,
-        "weights_sha256": model.sha256,
-        "model_files": model.digests,
-        "embedding_dim": run["embedding_dim"],
-        "device": str(device),
-        "torch_threads": torch.get_num_threads(),
-        "images_per_second": round(photos_total / slowest_loop, 3) if slowest_loop else None,
-        "embeddings_computed": sum(part.computed for part in shares),
-        "embeddings_reused": sum(part.reused for part in shares),
-        "hosts": cluster.size,
-        "dataset_fingerprint": enrollment.dataset_fingerprint,
-        "hyperparameters": settings.model_dump(mode="json"),
-        "created_at": run["created_at"],
-        "versions": run["versions"],
-    }
-    timings = {"model_setup": round(setup_seconds, 4), **pipeline_times}
+
+def run_job(env: TrainingEnvironment) -> dict[str, object]:
+    """Run the whole job and return its metrics; raise JobFailure when no enrollment can be made.
+    Stages: inputs → embeddings (this host) → gather (master) → enroll → evaluate → files and report."""
+    timer = StageTimer()
+    inputs = prepare_inputs(env)
+    embedded = embed_photos(env, inputs, timer)
+    computed = sum(isinstance(o, Accepted) for o in embedded.outcomes) - embedded.reused
+    share = HostShare(
+        embedded.outcomes,
+        inputs.listing.stray_files,
+        computed,
+        embedded.reused,
+        len(inputs.listing.photos),
+        embedded.loop_seconds,
+    )
+    shares = gather_to_master(inputs.cluster, [share])
+    stopping.check()
+    if shares is None:
+        log.info(
+            "host %s: outcomes handed to %s, which writes the outputs",
+            inputs.cluster.current_host,
+            env.hosts[0],
+        )
+        return {}
+    enrolled = enroll(shares, inputs.settings)
+    enrollment = enrolled.enrollment
+    run = run_facts(inputs, embedded.fingerprint)
     if not enrollment.identities:
-        metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
+        metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), None)
         write_outputs(env.model_dir, render_reports(enrollment, metrics))
         raise JobFailure(_failure_summary(enrollment))
-    evaluate_started = time.perf_counter()
-    embeddings, labels, names, keys = enrollment.embedding_matrix()
-    evaluation = evaluate(
-        embeddings,
-        labels,
-        names,
-        keys,
-        settings.target_far,
-        settings.accept_threshold,
-        enrollment.rejections_by_identity(),
-    )
-    metrics["evaluation"] = evaluation.summary
-    stopping.check()
-    timings["evaluate"] = round(time.perf_counter() - evaluate_started, 4)
-    render_started = time.perf_counter()
-    files = render_enrollment(enrollment, settings.model_dump(mode="json"), run, evaluation.summary)
-    timings["write"] = round(time.perf_counter() - render_started, 4)
-    report_started = time.perf_counter()
-    metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
-    report = render_report(metrics, evaluation, embeddings, labels, names, enrollment.rejected)
-    timings["report"] = round(time.perf_counter() - report_started, 4)
-    metrics["timings"] = {**timings, "total": round(time.perf_counter() - started, 4)}
+    with timer.stage("evaluate"):
+        embeddings, labels, names, keys = enrollment.embedding_matrix()
+        evaluation = evaluate(
+            embeddings,
+            labels,
+            names,
+            keys,
+            inputs.settings.target_far,
+            inputs.settings.accept_threshold,
+            enrollment.rejections_by_identity(),
+        )
+        stopping.check()
+    with timer.stage("write"):
+        files = render_enrollment(
+            enrollment, inputs.settings.model_dump(mode="json"), run, evaluation.summary
+        )
+    with timer.stage("report"):  # the report shows the timings up to here
+        metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary)
+        report = render_report(metrics, evaluation, embeddings, labels, names, enrollment.rejected)
+    metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary)
     write_outputs(
         env.model_dir, {**files, REPORT_HTML: report.encode(), **render_reports(enrollment, metrics)}
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
+from facetrain.contract.documents import format_problem
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from .errors import InvalidInput
@@ -49,13 +50,12 @@ class LatestRecord(BaseModel):
 def parse_latest(data: object, where: str) -> LatestRecord:
     """A latest.json document, or InvalidInput naming what is wrong and what to do: another format or
     version (written by something else, or a newer facetrain) is refused, never overwritten blindly."""
-    found = (data.get("format"), data.get("version")) if isinstance(data, dict) else (None, None)
-    if found != (FORMAT, VERSION):
+    problem = format_problem(data, FORMAT, VERSION, where)
+    if problem:
         raise InvalidInput(
             [
-                f"{where} is format {found[0]!r} version {found[1]!r}, not {FORMAT} version {VERSION}: "
-                "this stack cannot tell what is published; move it aside (the files it names stay where "
-                "they are) and run again"
+                f"{problem}: this stack cannot tell what is published; move it aside (the files it names "
+                "stay where they are) and run again"
             ]
         )
     try:

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from .documents import field_problems, format_problem
+
 FORMAT = "facetrain.metrics"
 VERSION = 1
 
@@ -122,20 +124,18 @@ class MetricsDocument(_Document):
 
 def parse_metrics(data: object) -> MetricsDocument:
     """A metrics.json document (already decoded from JSON), or MetricsError saying what does not fit."""
-    found = (data.get("format"), data.get("version")) if isinstance(data, dict) else (None, None)
-    if found != (FORMAT, VERSION):
+    problem = format_problem(data, FORMAT, VERSION, "metrics.json")
+    if problem:
         raise MetricsError(
-            f"metrics.json is format {found[0]!r} version {found[1]!r}, not {FORMAT} version {VERSION}: "
-            "it was written by another version of the training image; rebuild and redeploy it together "
-            "with this stack"
+            f"{problem}: it was written by another version of the training image; rebuild and redeploy it "
+            "together with this stack"
         )
     try:
         return MetricsDocument.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()[:5]
-        )
-        raise MetricsError(f"metrics.json does not fit {FORMAT} version {VERSION}: {problems}") from None
+        raise MetricsError(
+            f"metrics.json does not fit {FORMAT} version {VERSION}: {field_problems(exc)}"
+        ) from None
 
 
 def read_metrics(text: str) -> MetricsDocument:

@@ -1,0 +1,99 @@
+"""metrics.json and the facts of a run: the one place the job builds them (the contract's MetricsDocument
+checks the document when it is written, outputs.render_reports)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+import torch
+
+from .contract.hyperparameters import DLIB_RESNET, EMBEDDING_DIMS
+from .contract.metrics import FORMAT as METRICS_FORMAT
+from .contract.metrics import VERSION as METRICS_VERSION
+from .outputs import NOT_FOR_PRODUCTION
+
+if TYPE_CHECKING:
+    from .job import Enrolled, JobInputs
+
+PREPROCESSING_VERSION = 1  # bump when decoding/detection/cropping changes embeddings
+
+
+def library_versions(embedder: str) -> dict[str, str]:
+    """Versions of the libraries that made the embeddings (dlib's wheel is `dlib-bin`, or `dlib` built
+    from source)."""
+    names = ["facetrain", "facenet-pytorch", "torch", "pillow"]
+    if embedder == DLIB_RESNET:
+        names += ["dlib-bin", "dlib", "face_recognition_models"]
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def run_facts(inputs: JobInputs, fingerprint: str) -> dict[str, object]:
+    """What made this enrollment (rules.py and the pickle's metadata carry it)."""
+    model = inputs.model
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "embedder": model.embedder,
+        "weights": model.label,
+        "weights_sha256": model.sha256,
+        "model_files": model.digests,
+        "not_for_production": inputs.settings.not_for_production,
+        "embedding_dim": EMBEDDING_DIMS[model.embedder],
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "embedding_fingerprint": fingerprint,
+        "device": str(inputs.device),
+        "versions": library_versions(model.embedder),
+    }
+
+
+def metrics_document(
+    inputs: JobInputs,
+    enrolled: Enrolled,
+    run: Mapping[str, object],
+    timings: Mapping[str, float],
+    evaluation: Mapping[str, object] | None,
+) -> dict[str, object]:
+    """metrics.json (the contract's MetricsDocument, checked when written): the one place it is built."""
+    enrollment, settings = enrolled.enrollment, inputs.settings
+    metrics: dict[str, object] = {
+        "format": METRICS_FORMAT,
+        "version": METRICS_VERSION,
+        "status": "succeeded" if enrollment.identities else "failed",
+        "not_for_production": settings.not_for_production,
+        "warning": NOT_FOR_PRODUCTION if settings.not_for_production else None,
+        "images_total": enrollment.images_total,
+        "images_accepted": enrollment.images_accepted,
+        "images_rejected": len(enrollment.rejected),
+        "rejections_by_reason": enrollment.rejections_by_reason,
+        "identities": len(enrollment.identities),
+        "identities_excluded": enrollment.excluded,
+        "embedder": run["embedder"],
+        "weights": run["weights"],
+        "weights_sha256": run["weights_sha256"],
+        "model_files": run["model_files"],
+        "embedding_dim": run["embedding_dim"],
+        "device": run["device"],
+        "torch_threads": torch.get_num_threads(),
+        "images_per_second": (
+            round(enrolled.photos_total / enrolled.slowest_loop, 3) if enrolled.slowest_loop else None
+        ),
+        "embeddings_computed": enrolled.computed,
+        "embeddings_reused": enrolled.reused,
+        "hosts": inputs.cluster.size,
+        "dataset_fingerprint": enrollment.dataset_fingerprint,
+        "hyperparameters": settings.model_dump(mode="json"),
+        "created_at": run["created_at"],
+        "versions": run["versions"],
+    }
+    if evaluation is not None:
+        metrics["evaluation"] = evaluation
+    metrics["timings"] = dict(timings)
+    return metrics
