@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         from facetrain.identify import run_identify  # lazy: torch is slow to import
 
         return run_identify(args.photos, args.results_dir, args.top, args.device, args.weights_dir)
-    from .runner import DEFAULT_TEMPLATE, RunOptions, StateInUse, run  # lazy: moto and boto3 are slow
+    from .bucket_state import StateInUse  # lazy: moto and boto3 are slow
+    from .runner import DEFAULT_TEMPLATE, RunOptions, run
 
     if args.min_accuracy is not None and args.trigger == "upload":
         print(

@@ -8,11 +8,8 @@ a local `train` process; the published results and a run summary land in the out
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
-import os
-import shutil
 import tempfile
 import time
 import uuid
@@ -27,13 +24,21 @@ import boto3
 from facetrain.model_files import cached_weights, dlib_available
 from moto import mock_aws
 
+from .bucket_state import restore_state, save_state, state_lock, sync_images
 from .event_sources import (
     ExecutionStatusEvents,
     SqsEventPoller,
     lambda_targets_invoked,
     s3_events_as_aws_sends_them,
 )
+from .execution_follower import (
+    HistoryFollower,
+    execution_failure,
+    execution_summary,
+    overall_status,
+)
 from .lambda_runtime import InProcessLambdas, environment
+from .results_copy import copy_results
 from .stack import LocalStack, deploy
 from .training_backend import LocalTrainingBackend
 
@@ -82,110 +87,6 @@ def local_aws(region: str = REGION) -> Iterator[None]:
         lambda_targets_invoked(),
     ):
         yield
-
-
-def _files(root: Path) -> dict[str, Path]:
-    """Relative POSIX path → file, for every file under root (hidden files skipped)."""
-    return {
-        p.relative_to(root).as_posix(): p
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    }
-
-
-def _all_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
-    paginator = s3.get_paginator("list_objects_v2")
-    return [
-        o["Key"]
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
-        for o in page.get("Contents", [])
-    ]
-
-
-def restore_state(s3: Any, bucket: str, state_dir: Path) -> int:
-    """Load the bucket's objects saved by an earlier run."""
-    objects = state_dir / "bucket"
-    if not objects.is_dir():
-        return 0
-    files = _files(objects)
-    for key, path in files.items():
-        s3.upload_file(str(path), bucket, key)
-    return len(files)
-
-
-def save_state(s3: Any, bucket: str, state_dir: Path) -> int:
-    """Write every object of the bucket under state_dir/bucket (replacing what was there)."""
-    objects = state_dir / "bucket"
-    staging = state_dir / ".bucket-new"
-    shutil.rmtree(staging, ignore_errors=True)
-    keys = _all_keys(s3, bucket)
-    for key in keys:
-        target = staging / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(target))
-    shutil.rmtree(objects, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=True)
-    staging.rename(objects)
-    return len(keys)
-
-
-def sync_images(s3: Any, bucket: str, prefix: str, images_dir: Path) -> tuple[int, int]:
-    """Make the images prefix hold exactly the folder's files (uploads all, deletes what is gone)."""
-    files = _files(images_dir)
-    wanted = {f"{prefix}{relative}" for relative in files}
-    stale = [key for key in _all_keys(s3, bucket, prefix) if key not in wanted]
-    for key in stale:
-        s3.delete_object(Bucket=bucket, Key=key)
-    for relative, path in files.items():
-        s3.upload_file(str(path), bucket, f"{prefix}{relative}")
-    return len(files), len(stale)
-
-
-@dataclass
-class StateVisit:
-    """One pass through a state, from the execution history."""
-
-    state: str
-    entered: datetime
-    exited: datetime | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        seconds = (self.exited - self.entered).total_seconds() if self.exited else None
-        return {
-            "state": self.state,
-            "entered": self.entered.isoformat(),
-            "exited": self.exited.isoformat() if self.exited else None,
-            "seconds": round(seconds, 3) if seconds is not None else None,
-        }
-
-
-class HistoryFollower:
-    """Reads an execution's history as it grows, printing each state entered."""
-
-    def __init__(self, sfn: Any, execution_arn: str, say: Printer) -> None:
-        self.sfn, self.arn, self.say = sfn, execution_arn, say
-        self.seen = 0
-        self.visits: list[StateVisit] = []
-        self.events: list[dict[str, Any]] = []
-
-    def poll(self) -> None:
-        events = self.sfn.get_execution_history(executionArn=self.arn, maxResults=1000)["events"]
-        for event in events[self.seen :]:
-            self.events.append(event)
-            kind = event["type"]
-            if kind.endswith("StateEntered"):
-                name = event["stateEnteredEventDetails"]["name"]
-                looping = any(visit.state == name for visit in self.visits[-3:])  # the wait/poll loop
-                self.visits.append(StateVisit(name, event["timestamp"]))
-                if not looping:
-                    self.say(f"state  {name}")
-            elif kind.endswith("StateExited"):
-                name = event["stateExitedEventDetails"]["name"]
-                for visit in reversed(self.visits):
-                    if visit.state == name and visit.exited is None:
-                        visit.exited = event["timestamp"]
-                        break
-        self.seen = len(events)
 
 
 def execution_name(now: datetime | None = None) -> str:
@@ -266,90 +167,6 @@ def _stack_parameters(options: RunOptions) -> dict[str, str]:
     }
 
 
-def _copy_results(s3: Any, bucket: str, results_prefix: str, out_dir: Path) -> list[str]:
-    """The current results and latest.json, and the published run's own files, into out_dir."""
-    copied: list[str] = []
-    latest_key = f"{results_prefix}latest.json"
-    try:
-        data = json.loads(s3.get_object(Bucket=bucket, Key=latest_key)["Body"].read())
-    except s3.exceptions.NoSuchKey:
-        return copied
-    from facetrain_lambdas.published import (
-        parse_latest,  # lazy: the Lambdas' modules read their env at import
-    )
-
-    latest = parse_latest(data, f"s3://{bucket}/{latest_key}")
-    keys = [latest_key, *latest.current_files.values(), *latest.run_files.values()]
-    for key in keys:
-        relative = key.removeprefix(results_prefix)
-        target = out_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(target))
-        copied.append(relative)
-    return copied
-
-
-def _copy_run_files(s3: Any, bucket: str, results_prefix: str, run_id: str, out_dir: Path) -> list[str]:
-    """What a failed run left under runs/<run_id>/ (its report and metrics after a refused gate, its
-    problems after a refused input), into out_dir/runs/<run_id>/; SageMaker's own output stays behind."""
-    prefix = f"{results_prefix}runs/{run_id}/"
-    copied = []
-    for key in _all_keys(s3, bucket, prefix):
-        relative = key.removeprefix(results_prefix)
-        if relative.startswith(f"runs/{run_id}/training/"):
-            continue
-        target = out_dir / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(target))
-        copied.append(relative)
-    return copied
-
-
-def _failure(sfn: Any, execution: dict[str, Any], follower: HistoryFollower) -> tuple[str | None, str | None]:
-    """(error, cause) of a failed execution."""
-    error, cause = execution.get("error"), execution.get("cause")
-    if error or cause:
-        return error, cause
-    for event in reversed(follower.events):
-        details = event.get("executionFailedEventDetails")
-        if details:
-            return details.get("error"), details.get("cause")
-    return None, None
-
-
-class StateInUse(RuntimeError):
-    """Another `facetrain run` holds the --state folder."""
-
-
-@contextlib.contextmanager
-def state_lock(state_dir: Path | None) -> Iterator[None]:
-    """Hold the --state folder for this run (an exclusive lock on STATE_DIR/.lock, released when the
-    process ends, however it ends); a second run on the same folder is refused, not merged: each run
-    restores the bucket at its start and saves it at its end, so two at once would lose one's objects."""
-    if state_dir is None:
-        yield
-        return
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with (state_dir / ".lock").open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise StateInUse(
-                f"{state_dir} is in use by another facetrain run ({holder}); wait for it to finish, "
-                "or give this run another --state folder"
-            ) from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.truncate(0)
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def run(options: RunOptions, say: Printer = print) -> dict[str, Any]:
     """Run the workflow once; write the results and run.json to options.out_dir; return the summary.
     Raises StateInUse when another run holds options.state_dir."""
@@ -424,7 +241,7 @@ def _execute(
         jobs = list(backend.jobs.values())
         last_job = _job_status(jobs[-1].name) if jobs else {}
         summary: dict[str, Any] = {
-            "status": _overall_status(executions),
+            "status": overall_status(executions),
             "trigger": options.trigger,
             "executions_started": len(sfn.list_executions(stateMachineArn=machine_arn)["executions"]),
             "training_jobs_started": len(jobs),
@@ -434,7 +251,7 @@ def _execute(
             "input": payload,
             "bucket": bucket,
             "results_prefix": results_prefix,
-            "executions": [_execution_summary(e, f) for e, f in zip(executions, followers, strict=True)],
+            "executions": [execution_summary(e, f) for e, f in zip(executions, followers, strict=True)],
             "history": [visit.as_dict() for visit in followers[-1].visits] if followers else [],
             "lambda_invocations": len(lambdas.invocations),
             "notifications": stack.notifications(),
@@ -442,7 +259,7 @@ def _execute(
         for notification in summary["notifications"]:
             say(f"notify {notification['Subject']}")
         if summary["status"] == "SUCCEEDED":
-            summary["results"] = _copy_results(s3, bucket, results_prefix, options.out_dir)
+            summary["results"] = copy_results(s3, bucket, results_prefix, options.out_dir)
             outcome = "nothing changed" if not jobs else f"results in {options.out_dir}"
             say(f"done   SUCCEEDED: {outcome}")
         else:
@@ -454,7 +271,7 @@ def _execute(
                 )
             else:
                 follower = followers[executions.index(failed)]
-                summary["error"], summary["failure_reason"] = _failure(sfn, failed, follower)
+                summary["error"], summary["failure_reason"] = execution_failure(sfn, failed, follower)
                 if failed["status"] == "ABORTED" and not summary["error"]:
                     job = f"{summary['training_job_name']} ended {summary['training_job_status']}"
                     summary["error"] = "ExecutionAborted"
@@ -494,24 +311,6 @@ def _stop_on_interrupt(
         say("stop   waiting for the training job to stop (Ctrl-C again to exit at once)")
         backend.wait_all(timeout=STOP_WAIT_SECONDS)
     return followers
-
-
-def _overall_status(executions: list[dict[str, Any]]) -> str:
-    """SUCCEEDED when every execution did; else the first other status (FAILED when none ran)."""
-    if not executions:
-        return "FAILED"
-    return next((e["status"] for e in executions if e["status"] != "SUCCEEDED"), "SUCCEEDED")
-
-
-def _execution_summary(execution: dict[str, Any], follower: HistoryFollower) -> dict[str, Any]:
-    states = [visit.state for visit in follower.visits]
-    outcome = "no_change" if "NoChange" in states else "published" if "Publish" in states else None
-    return {
-        "name": execution["name"],
-        "status": execution["status"],
-        "outcome": outcome,
-        "states": len(states),
-    }
 
 
 def _wait_for(sfn: Any, followers: list[HistoryFollower], options: RunOptions) -> None:
