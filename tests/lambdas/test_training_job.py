@@ -143,3 +143,13 @@ def test_several_instances_shard_the_photos_and_reuse_the_previous_embeddings() 
     assert sources["face_imgs"]["S3DataDistributionType"] == "ShardedByS3Key"
     assert sources["previous"]["S3DataDistributionType"] == "FullyReplicated"
     assert sources["previous"]["S3Uri"].endswith("results/runs/r0/previous-manifest.json")
+
+
+def test_every_client_follows_the_attempts_of_the_environment_it_is_made_in(monkeypatch) -> None:
+    from facetrain_lambdas.clients import client
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    assert client("sagemaker").meta.config.retries["total_max_attempts"] == 3
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # botocore once kept the first client's 3 here
+    assert client("sagemaker").meta.config.retries["total_max_attempts"] == 1
