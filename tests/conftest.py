@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from facetrain.sagemaker_env import channel_config, write_json, write_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -56,11 +57,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 DEFAULT_HYPERPARAMETERS = {"weights": "none", "seed": "0"}
-CHANNEL_CONFIG = {
-    "TrainingInputMode": "File",
-    "S3DistributionType": "FullyReplicated",
-    "RecordWrapperType": "None",
-}
+CHANNEL_CONFIG = channel_config()  # File mode, FullyReplicated, as SageMaker writes it
 
 
 class SageMakerTree:
@@ -79,30 +76,26 @@ class SageMakerTree:
         current_host: str = "algo-1",
     ) -> None:
         self.base = base
-        self.config = base / "input" / "config"
-        self.data = base / "input" / "data"
-        self.config.mkdir(parents=True, exist_ok=True)
-        self.data.mkdir(parents=True, exist_ok=True)
         self.channels: list[str] = []
-        self.set_hyperparameters(DEFAULT_HYPERPARAMETERS if hyperparameters is None else hyperparameters)
-        self._write_json(
-            "resourceconfig.json",
-            {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"},
+        self.tree = write_tree(
+            base,
+            DEFAULT_HYPERPARAMETERS if hyperparameters is None else hyperparameters,
+            {},
+            current_host,
+            hosts,
         )
-        self._write_json("inputdataconfig.json", {})
+        self.config, self.data = self.tree.config_dir, self.tree.data_dir
+        self.set_hyperparameters(DEFAULT_HYPERPARAMETERS if hyperparameters is None else hyperparameters)
         if images:
             self.channel("face_imgs")
 
     # ---- inputs -------------------------------------------------------------------------------------
-    def _write_json(self, name: str, value: object) -> None:
-        (self.config / name).write_text(json.dumps(value, indent=2, ensure_ascii=False), encoding="utf-8")
-
     def set_hyperparameters(self, values: Mapping[str, str]) -> None:
         """Write hyperparameters.json (every value a string, as SageMaker passes them)."""
         not_strings = {key: value for key, value in values.items() if not isinstance(value, str)}
         assert not not_strings, f"SageMaker hyperparameters are strings; got {not_strings}"
         self.hyperparameters = dict(values)
-        self._write_json("hyperparameters.json", self.hyperparameters)
+        write_json(self.tree.hyperparameters_file, self.hyperparameters)
 
     def update_hyperparameters(self, **values: str) -> None:
         self.set_hyperparameters({**self.hyperparameters, **values})
@@ -113,7 +106,7 @@ class SageMakerTree:
         path.mkdir(parents=True, exist_ok=True)
         if declare and name not in self.channels:
             self.channels.append(name)
-            self._write_json("inputdataconfig.json", {channel: CHANNEL_CONFIG for channel in self.channels})
+            write_json(self.tree.inputdataconfig_file, {channel: CHANNEL_CONFIG for channel in self.channels})
         return path
 
     @property
@@ -146,11 +139,11 @@ class SageMakerTree:
     # ---- outputs ------------------------------------------------------------------------------------
     @property
     def model(self) -> Path:
-        return self.base / "model"
+        return self.tree.model_dir
 
     @property
     def failure_file(self) -> Path:
-        return self.base / "output" / "failure"
+        return self.tree.failure_file
 
     def failure(self) -> str | None:
         return self.failure_file.read_text(encoding="utf-8") if self.failure_file.exists() else None

@@ -1,12 +1,15 @@
 """The SageMaker training-container contract: the /opt/ml layout and its JSON files.
 
-The root comes from `SAGEMAKER_BASE_DIR` (default `/opt/ml`), as in the SageMaker training toolkit.
+`OptMl` names every path of the layout, `write_tree` writes it as SageMaker does before it starts the
+container (the local training backend and the tests use it), `load_environment` reads it in the job. The
+root comes from `SAGEMAKER_BASE_DIR` (default `/opt/ml`), as in the SageMaker training toolkit.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +23,11 @@ __all__ = [
     "KNOWN_CHANNELS",
     "WEIGHTS_CHANNEL",
     "ContractError",
+    "OptMl",
     "TrainingEnvironment",
     "base_dir_from_env",
     "load_environment",
+    "write_tree",
 ]
 
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -30,6 +35,87 @@ DEFAULT_BASE_DIR = "/opt/ml"
 
 class ContractError(ValueError):
     """The job's input tree does not follow the SageMaker layout."""
+
+
+@dataclass(frozen=True)
+class OptMl:
+    """The paths of one host's /opt/ml (or SAGEMAKER_BASE_DIR)."""
+
+    base: Path
+
+    @property
+    def config_dir(self) -> Path:
+        return self.base / "input" / "config"
+
+    @property
+    def hyperparameters_file(self) -> Path:
+        return self.config_dir / "hyperparameters.json"
+
+    @property
+    def inputdataconfig_file(self) -> Path:
+        return self.config_dir / "inputdataconfig.json"
+
+    @property
+    def resourceconfig_file(self) -> Path:
+        return self.config_dir / "resourceconfig.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "input" / "data"
+
+    def channel(self, name: str) -> Path:
+        return self.data_dir / name
+
+    @property
+    def model_dir(self) -> Path:
+        return self.base / "model"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.base / "output"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.output_dir / "failure"
+
+
+def channel_config(
+    input_mode: str = "File", distribution: str = "FullyReplicated", record_wrapper: str = "None"
+) -> dict[str, str]:
+    """One channel's entry of inputdataconfig.json."""
+    return {
+        "TrainingInputMode": input_mode,
+        "S3DistributionType": distribution,
+        "RecordWrapperType": record_wrapper,
+    }
+
+
+def write_json(path: Path, value: object) -> None:
+    """A JSON file of the layout (UTF-8)."""
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def write_tree(
+    base: Path,
+    hyperparameters: Mapping[str, str],
+    channels: Mapping[str, Mapping[str, str]],
+    current_host: str = "algo-1",
+    hosts: Sequence[str] = ("algo-1",),
+) -> OptMl:
+    """Lay out /opt/ml as SageMaker does before it starts the container: the three config files (string
+    hyperparameters), an empty input/data/<channel>/ per channel, model/ and output/data/."""
+    tree = OptMl(base)
+    tree.config_dir.mkdir(parents=True, exist_ok=True)
+    for name in channels:
+        tree.channel(name).mkdir(parents=True, exist_ok=True)
+    tree.data_dir.mkdir(parents=True, exist_ok=True)
+    tree.model_dir.mkdir(parents=True, exist_ok=True)
+    (tree.output_dir / "data").mkdir(parents=True, exist_ok=True)
+    write_json(tree.hyperparameters_file, dict(hyperparameters))
+    write_json(tree.inputdataconfig_file, {name: dict(config) for name, config in channels.items()})
+    resources = {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"}
+    write_json(tree.resourceconfig_file, resources)
+    return tree
 
 
 @dataclass(frozen=True)
@@ -44,15 +130,15 @@ class TrainingEnvironment:
 
     @property
     def model_dir(self) -> Path:
-        return self.base_dir / "model"
+        return OptMl(self.base_dir).model_dir
 
     @property
     def output_dir(self) -> Path:
-        return self.base_dir / "output"
+        return OptMl(self.base_dir).output_dir
 
     @property
     def failure_file(self) -> Path:
-        return self.output_dir / "failure"
+        return OptMl(self.base_dir).failure_file
 
     @property
     def is_master(self) -> bool:
@@ -80,23 +166,23 @@ def load_environment(base_dir: Path | None = None) -> TrainingEnvironment:
     folders present under input/data/ are the channels.
     """
     base = base_dir or base_dir_from_env()
-    config = base / "input" / "config"
-    data = base / "input" / "data"
-    hyperparameters = _read_json(config / "hyperparameters.json", {})
+    tree = OptMl(base)
+    data = tree.data_dir
+    hyperparameters = _read_json(tree.hyperparameters_file, {})
     if not isinstance(hyperparameters, dict):
         raise ContractError("hyperparameters.json must hold an object of string values")
-    declared = _read_json(config / "inputdataconfig.json", None)
+    declared = _read_json(tree.inputdataconfig_file, None)
     if declared is None:
         names = sorted(p.name for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
     elif isinstance(declared, dict):
         names = sorted(declared)
     else:
         raise ContractError("inputdataconfig.json must hold an object keyed by channel name")
-    channels = {name: data / name for name in names}
+    channels = {name: tree.channel(name) for name in names}
     for name, path in channels.items():
         if not path.is_dir():
             raise ContractError(f"channel '{name}' is declared in inputdataconfig.json but {path} is missing")
-    resources = _read_json(config / "resourceconfig.json", {})
+    resources = _read_json(tree.resourceconfig_file, {})
     if not isinstance(resources, dict):
         raise ContractError("resourceconfig.json must hold an object")
     current_host = str(resources.get("current_host", "algo-1"))

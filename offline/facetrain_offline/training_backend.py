@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+from facetrain.sagemaker_env import OptMl, channel_config, write_tree
 from moto.core.responses import EmptyResult
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
@@ -250,28 +251,20 @@ class LocalTrainingBackend:
     def _lay_out(self, job: FakeTrainingJob, base: Path, s3: Any, hosts: list[str], host: str) -> Path:
         """Create one host's /opt/ml as SageMaker does, downloading every channel (its shard of sharded
         ones: `ShardedByS3Key` gives each host every n-th object of the sorted list)."""
-        config = base / "input" / "config"
-        config.mkdir(parents=True, exist_ok=True)
-        (base / "model").mkdir(exist_ok=True)
-        (base / "output" / "data").mkdir(parents=True, exist_ok=True)
-        (config / "hyperparameters.json").write_text(json.dumps(job.hyper_parameters or {}))
         channels: dict[str, dict[str, str]] = {}
         for channel in job.input_data_config or []:
-            name = channel["ChannelName"]
+            distribution = channel["DataSource"]["S3DataSource"].get(
+                "S3DataDistributionType", "FullyReplicated"
+            )
+            channels[channel["ChannelName"]] = channel_config(
+                channel.get("InputMode", "File"), distribution, channel.get("RecordWrapperType", "None")
+            )
+        tree = write_tree(base, job.hyper_parameters or {}, channels, host, hosts)
+        for channel in job.input_data_config or []:
             source = channel["DataSource"]["S3DataSource"]
-            target = base / "input" / "data" / name
-            target.mkdir(parents=True, exist_ok=True)
-            distribution = source.get("S3DataDistributionType", "FullyReplicated")
-            shard = (hosts.index(host), len(hosts)) if distribution == "ShardedByS3Key" else (0, 1)
-            _download_channel(s3, source, target, shard)
-            channels[name] = {
-                "TrainingInputMode": channel.get("InputMode", "File"),
-                "S3DistributionType": distribution,
-                "RecordWrapperType": channel.get("RecordWrapperType", "None"),
-            }
-        (config / "inputdataconfig.json").write_text(json.dumps(channels))
-        resource = {"current_host": host, "hosts": hosts, "network_interface_name": "eth0"}
-        (config / "resourceconfig.json").write_text(json.dumps(resource))
+            sharded = source.get("S3DataDistributionType") == "ShardedByS3Key"
+            shard = (hosts.index(host), len(hosts)) if sharded else (0, 1)
+            _download_channel(s3, source, tree.channel(channel["ChannelName"]), shard)
         return base
 
     def _train(self, local: LocalJob, bases: list[Path], max_runtime: int) -> tuple[list[int], bool]:
@@ -349,8 +342,9 @@ class LocalTrainingBackend:
         added: set[str] = set()
         with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
             for base in bases:
-                for path in sorted((base / "model").rglob("*")):
-                    name = path.relative_to(base / "model").as_posix()
+                model_dir = OptMl(base).model_dir
+                for path in sorted(model_dir.rglob("*")):
+                    name = path.relative_to(model_dir).as_posix()
                     if path.is_file() and name not in added:
                         archive.add(path, arcname=name)
                         added.add(name)
@@ -395,7 +389,7 @@ def _download_channel(s3: Any, source: dict[str, Any], target: Path, shard: tupl
 
 def _failure_reason(base: Path, exit_code: int, host: str | None = None) -> str:
     """SageMaker's FailureReason: output/failure of the (named) host, or its exit code."""
-    failure = base / "output" / "failure"
+    failure = OptMl(base).failure_file
     text = failure.read_text(encoding="utf-8", errors="replace").strip() if failure.is_file() else ""
     text = text or f"the container exited with code {exit_code}"
     return f"AlgorithmError: {host + ': ' if host else ''}{text}"[:FAILURE_REASON_LIMIT]

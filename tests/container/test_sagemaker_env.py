@@ -82,3 +82,21 @@ def test_missing_config_files_have_defaults(tmp_path):
     assert env.channels == {}
     assert env.current_host == "algo-1"
     assert env.is_master
+
+
+def test_write_tree_lays_out_what_load_environment_reads(tmp_path):
+    from facetrain.sagemaker_env import OptMl, channel_config, load_environment, write_tree
+
+    tree = write_tree(
+        tmp_path,
+        {"seed": "1"},
+        {"face_imgs": channel_config(distribution="ShardedByS3Key")},
+        "algo-2",
+        ("algo-1", "algo-2"),
+    )
+    assert tree == OptMl(tmp_path) and tree.model_dir.is_dir() and (tree.output_dir / "data").is_dir()
+    env = load_environment(tmp_path)
+    assert env.hyperparameters == {"seed": "1"}
+    assert env.channels == {"face_imgs": tmp_path / "input" / "data" / "face_imgs"}
+    assert (env.current_host, env.hosts, env.is_master) == ("algo-2", ("algo-1", "algo-2"), False)
+    assert env.model_dir == tree.model_dir and env.failure_file == tmp_path / "output" / "failure"
