@@ -36,7 +36,7 @@ DEFAULT_IMAGE_URI_FILE = REPO_ROOT / "container" / "image_uri.txt"
 _IMAGE_URI = re.compile(
     r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
 )
-SDK_TIMESTAMP = len("-%Y%m%d%H%M%S") + 2  # what ModelTrainer appends to base_job_name
+SDK_TIMESTAMP = len("-YYYYmmddHHMMSS")  # what ModelTrainer appends to base_job_name (-%Y%m%d%H%M%S)
 MAX_JOB_NAME = 63
 EXIT_BAD_INPUT = 2
 # Outside Lambda: no X-Ray segment to trace into, and validate's INFO lines are the Lambda's, not ours.
