@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from facetrain.contract.documents import format_problem
-from pydantic import BaseModel, ConfigDict, ValidationError
+from facetrain.contract.documents import DocumentError, parse_document
+from pydantic import BaseModel, ConfigDict
 
 from .errors import InvalidInput
 from .layout import RunLayout, s3_uri
@@ -50,19 +50,18 @@ class LatestRecord(BaseModel):
 def parse_latest(data: object, where: str) -> LatestRecord:
     """A latest.json document, or InvalidInput naming what is wrong and what to do: another format or
     version (written by something else, or a newer facetrain) is refused, never overwritten blindly."""
-    problem = format_problem(data, FORMAT, VERSION, where)
-    if problem:
-        raise InvalidInput(
-            [
-                f"{problem}: this stack cannot tell what is published; move it aside (the files it names "
-                "stay where they are) and run again"
-            ]
-        )
     try:
-        return LatestRecord.model_validate(data)
-    except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in error["loc"]) for error in exc.errors())
-        raise InvalidInput([f"{where} is not a valid {FORMAT} document ({fields}): move it aside"]) from None
+        return parse_document(
+            LatestRecord,
+            data,
+            where,
+            format=FORMAT,
+            version=VERSION,
+            remedy="this stack cannot tell what is published; move it aside (the files it names stay where "
+            "they are) and run again",
+        )
+    except DocumentError as exc:
+        raise InvalidInput([str(exc)]) from None
 
 
 def read_published(s3: Any, layout: RunLayout) -> LatestRecord | None:

@@ -193,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         print("facetrain run: interrupted; no run.json written", file=sys.stderr)
         return EXIT_INTERRUPTED
     say(f"run.json: {args.out_dir / 'run.json'}")
-    if summary["status"] == "ABORTED":
+    if summary.status == "ABORTED":
         return EXIT_INTERRUPTED
-    return 0 if summary["status"] == "SUCCEEDED" else 1
+    return 0 if summary.status == "SUCCEEDED" else 1
 
 
 if __name__ == "__main__":

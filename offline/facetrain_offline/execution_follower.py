@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .run_summary import ExecutionOutcome, StateVisitRecord
+
 Printer = Callable[[str], None]
 
 
@@ -19,14 +21,15 @@ class StateVisit:
     entered: datetime
     exited: datetime | None = None
 
-    def as_dict(self) -> dict[str, Any]:
+    def record(self) -> StateVisitRecord:
+        """As run.json lists it."""
         seconds = (self.exited - self.entered).total_seconds() if self.exited else None
-        return {
-            "state": self.state,
-            "entered": self.entered.isoformat(),
-            "exited": self.exited.isoformat() if self.exited else None,
-            "seconds": round(seconds, 3) if seconds is not None else None,
-        }
+        return StateVisitRecord(
+            state=self.state,
+            entered=self.entered.isoformat(),
+            exited=self.exited.isoformat() if self.exited else None,
+            seconds=round(seconds, 3) if seconds is not None else None,
+        )
 
 
 class HistoryFollower:
@@ -79,12 +82,10 @@ def overall_status(executions: list[dict[str, Any]]) -> str:
     return next((e["status"] for e in executions if e["status"] != "SUCCEEDED"), "SUCCEEDED")
 
 
-def execution_summary(execution: dict[str, Any], follower: HistoryFollower) -> dict[str, Any]:
+def execution_outcome(execution: dict[str, Any], follower: HistoryFollower) -> ExecutionOutcome:
+    """Where an execution (DescribeExecution) ended: published, no change, or before publishing."""
     states = [visit.state for visit in follower.visits]
     outcome = "no_change" if "NoChange" in states else "published" if "Publish" in states else None
-    return {
-        "name": execution["name"],
-        "status": execution["status"],
-        "outcome": outcome,
-        "states": len(states),
-    }
+    return ExecutionOutcome(
+        name=execution["name"], status=execution["status"], outcome=outcome, states=len(states)
+    )

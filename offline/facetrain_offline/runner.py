@@ -34,11 +34,12 @@ from .event_sources import (
 from .execution_follower import (
     HistoryFollower,
     execution_failure,
-    execution_summary,
+    execution_outcome,
     overall_status,
 )
 from .lambda_runtime import InProcessLambdas, environment
 from .results_copy import copy_results
+from .run_summary import Notification, RunSummary, write_run_summary
 from .stack import LocalStack, deploy
 from .training_backend import LocalTrainingBackend
 
@@ -167,14 +168,14 @@ def _stack_parameters(options: RunOptions) -> dict[str, str]:
     }
 
 
-def run(options: RunOptions, say: Printer = print) -> dict[str, Any]:
+def run(options: RunOptions, say: Printer = print) -> RunSummary:
     """Run the workflow once; write the results and run.json to options.out_dir; return the summary.
     Raises StateInUse when another run holds options.state_dir."""
     with state_lock(options.state_dir):
         return _run_locked(options, say)
 
 
-def _run_locked(options: RunOptions, say: Printer) -> dict[str, Any]:
+def _run_locked(options: RunOptions, say: Printer) -> RunSummary:
     started = time.monotonic()
     options.out_dir.mkdir(parents=True, exist_ok=True)
     hyperparameters = _default_embedder(dict(options.hyperparameters), say)
@@ -191,8 +192,8 @@ def _run_locked(options: RunOptions, say: Printer) -> dict[str, Any]:
             on_status=lambda job, status, secondary: say(f"job    {job}: {status} ({secondary})"),
         )
         summary = _execute(stack, backend, options, hyperparameters, say)
-    summary["wall_seconds"] = round(time.monotonic() - started, 3)
-    (options.out_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    summary = summary.model_copy(update={"wall_seconds": round(time.monotonic() - started, 3)})
+    write_run_summary(summary, options.out_dir)
     return summary
 
 
@@ -202,7 +203,7 @@ def _execute(
     options: RunOptions,
     hyperparameters: dict[str, str],
     say: Printer,
-) -> dict[str, Any]:
+) -> RunSummary:
     s3 = boto3.client("s3", region_name=REGION)
     sfn = boto3.client("stepfunctions", region_name=REGION)
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
@@ -239,56 +240,69 @@ def _execute(
         backend.wait_all(timeout=60)
         executions = [sfn.describe_execution(executionArn=f.arn) for f in followers]
         jobs = list(backend.jobs.values())
-        last_job = _job_status(jobs[-1].name) if jobs else {}
-        summary: dict[str, Any] = {
-            "status": overall_status(executions),
-            "trigger": options.trigger,
-            "executions_started": len(sfn.list_executions(stateMachineArn=machine_arn)["executions"]),
-            "training_jobs_started": len(jobs),
-            "training_job_name": jobs[-1].name if jobs else None,
-            "training_job_status": last_job.get("TrainingJobStatus"),
-            "training_job_exit_code": jobs[-1].exit_code if jobs else None,
-            "input": payload,
-            "bucket": bucket,
-            "results_prefix": results_prefix,
-            "executions": [execution_summary(e, f) for e, f in zip(executions, followers, strict=True)],
-            "history": [visit.as_dict() for visit in followers[-1].visits] if followers else [],
-            "lambda_invocations": len(lambdas.invocations),
-            "notifications": stack.notifications(),
-        }
-        for notification in summary["notifications"]:
-            say(f"notify {notification['Subject']}")
-        if summary["status"] == "SUCCEEDED":
-            summary["results"] = copy_results(s3, bucket, results_prefix, options.out_dir)
-            outcome = "nothing changed" if not jobs else f"results in {options.out_dir}"
-            say(f"done   SUCCEEDED: {outcome}")
+        job_name = jobs[-1].name if jobs else None
+        job_status = _job_status(job_name) if job_name else None
+        status = overall_status(executions)
+        error, reason = (
+            (None, None)
+            if status == "SUCCEEDED"
+            else _run_failure(sfn, executions, followers, job_name and f"{job_name} ended {job_status}")
+        )
+        notifications = [Notification.model_validate(n) for n in stack.notifications()]
+        for notification in notifications:
+            say(f"notify {notification.Subject}")
+        results = copy_results(s3, bucket, results_prefix, options.out_dir) if status == "SUCCEEDED" else []
+        summary = RunSummary(
+            status=status,
+            trigger=options.trigger,
+            executions_started=len(sfn.list_executions(stateMachineArn=machine_arn)["executions"]),
+            training_jobs_started=len(jobs),
+            training_job_name=job_name,
+            training_job_status=job_status,
+            training_job_exit_code=jobs[-1].exit_code if jobs else None,
+            input=payload,
+            bucket=bucket,
+            results_prefix=results_prefix,
+            executions=[execution_outcome(e, f) for e, f in zip(executions, followers, strict=True)],
+            history=[visit.record() for visit in followers[-1].visits] if followers else [],
+            lambda_invocations=len(lambdas.invocations),
+            notifications=notifications,
+            results=results,
+            error=error,
+            failure_reason=reason,
+        )
+        if status == "SUCCEEDED":
+            say(f"done   SUCCEEDED: {f'results in {options.out_dir}' if jobs else 'nothing changed'}")
         else:
-            failed = next((e for e in executions if e["status"] != "SUCCEEDED"), None)
-            if failed is None:
-                summary["error"], summary["failure_reason"] = (
-                    "NoUploads",
-                    "the folder holds no file to upload",
-                )
-            else:
-                follower = followers[executions.index(failed)]
-                summary["error"], summary["failure_reason"] = execution_failure(sfn, failed, follower)
-                if failed["status"] == "ABORTED" and not summary["error"]:
-                    job = f"{summary['training_job_name']} ended {summary['training_job_status']}"
-                    summary["error"] = "ExecutionAborted"
-                    summary["failure_reason"] = (
-                        f"the execution was stopped (StopExecution, Ctrl-C); training job: "
-                        f"{job if jobs else 'none was started'}"
-                    )
-            say(f"done   {summary['status']}: {summary['error']}: {summary['failure_reason']}")
+            say(f"done   {status}: {summary.error}: {summary.failure_reason}")
         if options.state_dir:
             saved = save_state(s3, bucket, options.state_dir)
             say(f"state  saved {saved} objects to {options.state_dir}")
     return summary
 
 
-def _job_status(name: str) -> dict[str, Any]:
-    """DescribeTrainingJob of a local job."""
-    return dict(boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=name))
+def _job_status(name: str) -> str:
+    """The TrainingJobStatus of a local job."""
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    return str(sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"])
+
+
+def _run_failure(
+    sfn: Any, executions: list[dict[str, Any]], followers: list[HistoryFollower], last_job: str | None
+) -> tuple[str | None, str | None]:
+    """(error, failure reason) of a run that did not succeed: the first execution that did not.
+    last_job: "<name> ended <status>" of the last training job started, or None."""
+    failed = next((e for e in executions if e["status"] != "SUCCEEDED"), None)
+    if failed is None:
+        return "NoUploads", "the folder holds no file to upload"
+    error, reason = execution_failure(sfn, failed, followers[executions.index(failed)])
+    if failed["status"] == "ABORTED" and not error:
+        error = "ExecutionAborted"
+        reason = (
+            "the execution was stopped (StopExecution, Ctrl-C); training job: "
+            f"{last_job or 'none was started'}"
+        )
+    return error, reason
 
 
 def _stop_on_interrupt(

@@ -71,7 +71,10 @@ def test_another_format_or_version_is_refused_with_what_to_do(s3, change, messag
 def test_a_document_missing_fields_names_them() -> None:
     document = _latest()
     del document["run_files"]
-    with pytest.raises(InvalidInput, match=r"not a valid facetrain.latest document \(run_files\)"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"latest.json does not fit facetrain.latest version 1: run_files: Field required: .*aside",
+    ):
         parse_latest(document, "latest.json")
     with pytest.raises(InvalidInput, match="format None version None"):
         parse_latest(["a", "list"], "latest.json")

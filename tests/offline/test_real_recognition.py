@@ -11,6 +11,7 @@ import pytest
 from facetrain.contract.enrollment_csv import parse_csv
 from facetrain.contract.rules_file import load_rules
 from facetrain_offline.cli import main
+from facetrain_offline.run_summary import RunSummary, read_run_summary
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +35,10 @@ def _faces_dev(shared_data: Path, target: Path, hold_out: bool = False) -> dict[
     return held
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, dict]:
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, RunSummary]:
     code = main(["run", *args])
     out = capsys.readouterr().out
-    return code, out, json.loads((Path(args[args.index("--out") + 1]) / "run.json").read_text())
+    return code, out, read_run_summary(Path(args[args.index("--out") + 1]) / "run.json")
 
 
 def test_newcomer_run_publishes_a_dlib_enrollment_that_identifies_held_out_photos(
@@ -49,7 +50,7 @@ def test_newcomer_run_publishes_a_dlib_enrollment_that_identifies_held_out_photo
     code, screen, summary = _run(capsys, str(images), "--out", str(out))
 
     assert code == 0, screen
-    assert summary["status"] == "SUCCEEDED"
+    assert summary.status == "SUCCEEDED"
     notes = [line for line in screen.splitlines() if line.startswith("note   embedder=dlib-resnet")]
     assert len(notes) == 1 and "vggface2 weights are not at" in notes[0] and "embedder=facenet" in notes[0]
     assert "NOT FOR PRODUCTION" not in screen
@@ -88,8 +89,8 @@ def test_a_misfiled_photo_lowers_accuracy_below_the_gate_and_the_published_run_s
     )
 
     assert code == 1, screen
-    assert summary["status"] == "FAILED"
-    assert "QualityGateFailed" in json.dumps(summary)
+    assert summary.status == "FAILED"
+    assert "QualityGateFailed" in summary.model_dump_json()
     assert json.loads((results / "latest.json").read_text())["run_id"] == "good"
     for name, body in published.items():
         assert (results / name).read_bytes() == body, name

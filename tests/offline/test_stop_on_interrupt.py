@@ -6,7 +6,6 @@ StopFunction → StopTrainingJob → the local SageMaker's SIGTERM → `train` e
 
 from __future__ import annotations
 
-import json
 import os
 import selectors
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from facetrain_offline import cli
+from facetrain_offline.run_summary import read_run_summary
 
 pytestmark = pytest.mark.slow
 FACETRAIN = Path(sys.executable).with_name("facetrain")
@@ -67,17 +67,17 @@ def test_ctrl_c_stops_the_execution_and_its_training_job_and_publishes_nothing(s
 
     assert process.returncode == 130, screen
     assert "(Ctrl-C: as the console's Stop execution)" in screen
-    summary = json.loads((out / "run.json").read_text())
-    assert summary["status"] == "ABORTED" and summary["error"] == "ExecutionAborted", summary
-    assert "training job: facetrain-" in summary["failure_reason"]
-    assert summary["training_jobs_started"] == 1
-    assert summary["training_job_status"] == "Stopped"
-    assert summary["training_job_exit_code"] == 143  # train's answer to SIGTERM: no partial outputs
-    assert "results" not in summary and not (out / "latest.json").exists()  # nothing published
-    (notice,) = summary["notifications"]
-    assert notice["Subject"] == "facetrain retraining failed"
-    assert "was stopped (ABORTED)" in notice["Message"] and summary["training_job_name"] in notice["Message"]
-    assert "Nothing was published" in notice["Message"]
+    summary = read_run_summary(out / "run.json")
+    assert summary.status == "ABORTED" and summary.error == "ExecutionAborted", summary
+    assert "training job: facetrain-" in summary.failure_reason
+    assert summary.training_jobs_started == 1
+    assert summary.training_job_status == "Stopped"
+    assert summary.training_job_exit_code == 143  # train's answer to SIGTERM: no partial outputs
+    assert summary.results == [] and not (out / "latest.json").exists()  # nothing published
+    (notice,) = summary.notifications
+    assert notice.Subject == "facetrain retraining failed"
+    assert "was stopped (ABORTED)" in notice.Message and summary.training_job_name in notice.Message
+    assert "Nothing was published" in notice.Message
 
 
 def test_a_second_ctrl_c_exits_at_once_without_a_run_summary(tmp_path, monkeypatch, capsys):

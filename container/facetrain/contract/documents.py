@@ -3,7 +3,15 @@ reader checks first, and errors that name the fields that do not fit the model."
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+Document = TypeVar("Document", bound=BaseModel)
+
+
+class DocumentError(ValueError):
+    """A document cannot be read: the message names the document, what is wrong and what to do."""
 
 
 def format_problem(data: object, expected_format: str, expected_version: int, where: str) -> str | None:
@@ -20,3 +28,26 @@ def field_problems(error: ValidationError, limit: int = 5) -> str:
     return "; ".join(
         f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()[:limit]
     )
+
+
+def parse_document(
+    model: type[Document],
+    data: object,
+    where: str,
+    *,
+    format: str,  # noqa: A002 - the document's own field name
+    version: int,
+    remedy: str,
+    error: type[DocumentError] = DocumentError,
+) -> Document:
+    """`data` (decoded JSON) as `model`, or `error`: "<where> is format X version Y, not …: <remedy>" for
+    another format or version, "<where> does not fit <format> version N: <fields>: <remedy>" otherwise."""
+    problem = format_problem(data, format, version, where)
+    if problem:
+        raise error(f"{problem}: {remedy}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(
+            f"{where} does not fit {format} version {version}: {field_problems(exc)}: {remedy}"
+        ) from None

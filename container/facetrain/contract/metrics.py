@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from .documents import field_problems, format_problem
+from .documents import DocumentError, parse_document
 
 FORMAT = "facetrain.metrics"
 VERSION = 1
 
 
-class MetricsError(ValueError):
+class MetricsError(DocumentError):
     """metrics.json cannot be read: the message says what is wrong."""
 
 
@@ -124,18 +124,16 @@ class MetricsDocument(_Document):
 
 def parse_metrics(data: object) -> MetricsDocument:
     """A metrics.json document (already decoded from JSON), or MetricsError saying what does not fit."""
-    problem = format_problem(data, FORMAT, VERSION, "metrics.json")
-    if problem:
-        raise MetricsError(
-            f"{problem}: it was written by another version of the training image; rebuild and redeploy it "
-            "together with this stack"
-        )
-    try:
-        return MetricsDocument.model_validate(data)
-    except ValidationError as exc:
-        raise MetricsError(
-            f"metrics.json does not fit {FORMAT} version {VERSION}: {field_problems(exc)}"
-        ) from None
+    return parse_document(
+        MetricsDocument,
+        data,
+        "metrics.json",
+        format=FORMAT,
+        version=VERSION,
+        remedy="it was written by another version of the training image; rebuild and redeploy it together "
+        "with this stack",
+        error=MetricsError,
+    )
 
 
 def read_metrics(text: str) -> MetricsDocument:
