@@ -35,7 +35,7 @@ def parse_document(
     data: object,
     where: str,
     *,
-    format: str,  # noqa: A002 - the document's own field name
+    format: str,
     version: int,
     remedy: str,
     error: type[DocumentError] = DocumentError,
