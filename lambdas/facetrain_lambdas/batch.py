@@ -3,7 +3,6 @@ over the bucket when the run is done (see upload_batch)."""
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser import parse
@@ -12,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from .clients import client
 from .errors import transient_aws_errors
+from .function_settings import FunctionSettings
 from .observability import CORRELATION_ID_PATH, logger, tracer
 from .upload_batch import UploadBatch, UploadStateStore, check_settled, finish_batch
 
@@ -36,19 +36,28 @@ class BatchEvent(BaseModel):
     request: Annotated[CheckEvent | FinishEvent, Field(discriminator="action")]
 
 
-def _store() -> UploadStateStore:
-    return UploadStateStore(client("dynamodb"), os.environ["UPLOAD_STATE_TABLE"], os.environ["DATA_BUCKET"])
+class UploadBatchSettings(FunctionSettings):
+    """Environment of the upload-batch function (template.yaml)."""
+
+    table: str = Field(validation_alias="UPLOAD_STATE_TABLE")
+    bucket: str = Field(validation_alias="DATA_BUCKET")
+    settle_seconds: int = Field(ge=0, validation_alias="UPLOAD_SETTLE_SECONDS")
+
+
+# The environment this handler reads (template test: every function gets each required variable).
+SETTINGS: tuple[type[FunctionSettings], ...] = (UploadBatchSettings,)
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point (environment: UPLOAD_STATE_TABLE, DATA_BUCKET, UPLOAD_SETTLE_SECONDS)."""
+    """Lambda entry point (environment: UploadBatchSettings)."""
     request = parse(event={"request": event}, model=BatchEvent).request
-    store = _store()
+    settings = UploadBatchSettings.from_env()
+    store = UploadStateStore(client("dynamodb"), settings.table, settings.bucket)
     if isinstance(request, CheckEvent):
         with transient_aws_errors("reading the upload state"):
-            check = check_settled(store, int(os.environ["UPLOAD_SETTLE_SECONDS"]))
+            check = check_settled(store, settings.settle_seconds)
         logger.info("uploads settled?", extra={"settled": check.settled, "generation": check.generation})
         return UploadBatch(
             generation=check.generation, settled=check.settled, wait_seconds=check.wait_seconds

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import InvalidInput
+from .function_settings import FunctionSettings
 from .quality_gate import QualityGate
 from .upload_batch import UploadBatch
 
@@ -57,33 +57,16 @@ class ConsoleInput(BaseModel):
 VALID_FIELDS: tuple[str, ...] = tuple(ConsoleInput.model_fields)
 
 
-class StackDefaults(BaseModel):
-    """Defaults from the stack (template.yaml Environment of the validate function)."""
+class StackDefaults(FunctionSettings):
+    """Defaults from the stack (template.yaml Environment of the validate and stop functions)."""
 
-    bucket: str
-    images_prefix: str = "face_imgs/"
-    config_prefix: str = "config/"
-    results_prefix: str = "results/"
-    instance_type: str = "ml.g4dn.xlarge"
-    instance_count: int = 1
-    max_photo_bytes: int = 20 * 1024 * 1024
-
-    # Field name -> environment variable (template.yaml, ValidateFunction).
-    ENVIRONMENT: ClassVar[dict[str, str]] = {
-        "bucket": "DATA_BUCKET",
-        "images_prefix": "IMAGES_PREFIX",
-        "config_prefix": "CONFIG_PREFIX",
-        "results_prefix": "RESULTS_PREFIX",
-        "instance_type": "TRAINING_INSTANCE_TYPE",
-        "instance_count": "TRAINING_INSTANCE_COUNT",
-        "max_photo_bytes": "MAX_PHOTO_BYTES",
-    }
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> StackDefaults:
-        """Read the variables named in ENVIRONMENT (DATA_BUCKET is required)."""
-        env = os.environ if env is None else env
-        return cls.model_validate({field: env[var] for field, var in cls.ENVIRONMENT.items() if env.get(var)})
+    bucket: str = Field(validation_alias="DATA_BUCKET")
+    images_prefix: str = Field("face_imgs/", validation_alias="IMAGES_PREFIX")
+    config_prefix: str = Field("config/", validation_alias="CONFIG_PREFIX")
+    results_prefix: str = Field("results/", validation_alias="RESULTS_PREFIX")
+    instance_type: str = Field("ml.g4dn.xlarge", validation_alias="TRAINING_INSTANCE_TYPE")
+    instance_count: int = Field(1, validation_alias="TRAINING_INSTANCE_COUNT")
+    max_photo_bytes: int = Field(20 * 1024 * 1024, validation_alias="MAX_PHOTO_BYTES")
 
 
 class RunRequest(BaseModel):

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Field
 
 from .clients import client
+from .function_settings import FunctionSettings
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .run_record import RunPointer, load_run_record
 from .training_job import TrainingSettings, start_training_job, training_job_request
@@ -42,6 +43,10 @@ def start_run(s3: Any, sagemaker: Any, event: StartEvent, training: TrainingSett
     if created:
         metrics.add_metric(name="TrainingJobsStarted", unit=MetricUnit.Count, value=1)
     return StartResult(training_job_name=name, created=created, wait_seconds=event.poll_interval_seconds)
+
+
+# The environment this handler reads (template test: every function gets each required variable).
+SETTINGS: tuple[type[FunctionSettings], ...] = (TrainingSettings,)
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)

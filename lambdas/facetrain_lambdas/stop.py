@@ -22,7 +22,6 @@ Redelivered events are harmless: a job already Stopping is left alone.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .clients import client
 from .errors import InvalidInput, transient_aws_errors
+from .function_settings import FunctionSettings
 from .layout import RunLayout
 from .observability import logger, metrics, tracer
 from .run_input import StackDefaults, resolve_request
@@ -133,11 +133,22 @@ def notification(outcome: StopOutcome) -> str | None:
     return None
 
 
+class NotificationSettings(FunctionSettings):
+    """Where the stop function tells operators (template.yaml)."""
+
+    topic_arn: str = Field(validation_alias="NOTIFICATION_TOPIC_ARN")
+
+
+# The environment this handler reads (template test: every function gets each required variable).
+SETTINGS: tuple[type[FunctionSettings], ...] = (StackDefaults, NotificationSettings)
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """EventBridge entry point (environment: StackDefaults' variables and NOTIFICATION_TOPIC_ARN)."""
+    """EventBridge entry point (environment: StackDefaults and NotificationSettings)."""
+    defaults, notify = StackDefaults.from_env(), NotificationSettings.from_env()
     envelope = parse(event=event, model=EventBridgeModel)
     ended = ExecutionEnded.model_validate(envelope.detail)
     logger.append_keys(execution=ended.name)
@@ -146,14 +157,12 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             ended.input = client("stepfunctions").describe_execution(executionArn=ended.execution_arn)[
                 "input"
             ]
-    outcome = stop_job_of(client("s3"), client("sagemaker"), ended, StackDefaults.from_env())
+    outcome = stop_job_of(client("s3"), client("sagemaker"), ended, defaults)
     logger.info("execution ended", extra=outcome.model_dump())
     if outcome.stopped:
         metrics.add_metric(name="TrainingJobsStopped", unit=MetricUnit.Count, value=1)
     message = notification(outcome)
     if message:
         with transient_aws_errors("publishing the notification"):
-            client("sns").publish(
-                TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"], Subject=NOTIFICATION_SUBJECT, Message=message
-            )
+            client("sns").publish(TopicArn=notify.topic_arn, Subject=NOTIFICATION_SUBJECT, Message=message)
     return outcome.model_dump()

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 from botocore.exceptions import ClientError
 from facetrain.contract.hyperparameters import sagemaker_limit_problems
 from facetrain.contract.names import CONFIG_CHANNEL, IMAGES_CHANNEL, PREVIOUS_CHANNEL
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from .errors import InvalidInput, transient_aws_errors
+from .function_settings import FunctionSettings
 from .layout import s3_uri
 from .run_record import RunRecord
 
@@ -23,29 +23,14 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 PROJECT_TAG = "facetrain"
 
 
-class TrainingSettings(BaseModel):
+class TrainingSettings(FunctionSettings):
     """The stack's training settings (template.yaml Environment of the start function)."""
 
-    training_image: str
-    role_arn: str
-    volume_size_gb: int = Field(50, ge=1, le=16384)
-    max_runtime_seconds: int = Field(21600, ge=60, le=2419200)
-    use_spot: bool = False
-
-    # Field name -> environment variable (template.yaml, StartFunction).
-    ENVIRONMENT: ClassVar[dict[str, str]] = {
-        "training_image": "TRAINING_IMAGE_URI",
-        "role_arn": "SAGEMAKER_ROLE_ARN",
-        "volume_size_gb": "TRAINING_VOLUME_SIZE_GB",
-        "max_runtime_seconds": "MAX_RUNTIME_SECONDS",
-        "use_spot": "USE_SPOT_INSTANCES",
-    }
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> TrainingSettings:
-        """Read the variables named in ENVIRONMENT (image and role are required)."""
-        env = os.environ if env is None else env
-        return cls.model_validate({field: env[var] for field, var in cls.ENVIRONMENT.items() if env.get(var)})
+    training_image: str = Field(validation_alias="TRAINING_IMAGE_URI")
+    role_arn: str = Field(validation_alias="SAGEMAKER_ROLE_ARN")
+    volume_size_gb: int = Field(50, ge=1, le=16384, validation_alias="TRAINING_VOLUME_SIZE_GB")
+    max_runtime_seconds: int = Field(21600, ge=60, le=2419200, validation_alias="MAX_RUNTIME_SECONDS")
+    use_spot: bool = Field(False, validation_alias="USE_SPOT_INSTANCES")
 
 
 def job_name(run_id: str) -> str:

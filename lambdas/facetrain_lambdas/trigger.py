@@ -8,7 +8,6 @@ queue keeps it); the others are counted once each (see upload_batch) and start a
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -16,21 +15,21 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
 
 from .clients import client
 from .errors import transient_aws_errors
+from .function_settings import FunctionSettings
 from .observability import logger, metrics, tracer
 from .upload_batch import UploadStateStore, handle_changes
 
 
-class TriggerSettings:
+class TriggerSettings(FunctionSettings):
     """Environment of the trigger function (template.yaml)."""
 
-    def __init__(self, env: dict[str, str] | os._Environ[str] | None = None) -> None:
-        env = os.environ if env is None else env
-        self.table = env["UPLOAD_STATE_TABLE"]
-        self.state_machine_arn = env["STATE_MACHINE_ARN"]
-        self.bucket = env["DATA_BUCKET"]
+    table: str = Field(validation_alias="UPLOAD_STATE_TABLE")
+    state_machine_arn: str = Field(validation_alias="STATE_MACHINE_ARN")
+    bucket: str = Field(validation_alias="DATA_BUCKET")
 
 
 def event_id_of(record: SQSRecord, bucket: str) -> str:
@@ -41,12 +40,16 @@ def event_id_of(record: SQSRecord, bucket: str) -> str:
     return event.id
 
 
+# The environment this handler reads (template test: every function gets each required variable).
+SETTINGS: tuple[type[FunctionSettings], ...] = (TriggerSettings,)
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """SQS batch of upload events: count them, start an execution when none owns the bucket."""
-    settings = TriggerSettings()
+    settings = TriggerSettings.from_env()
     event_ids: list[str] = []
     processor = BatchProcessor(event_type=EventType.SQS)
     response = process_partial_response(

@@ -17,6 +17,7 @@ from .clients import client
 from .config_check import config_files, resolve_settings
 from .dataset import DEFAULT_PAGE_SIZE, check_photos, list_objects, manifest, run_fingerprint
 from .errors import InvalidInput, transient_aws_errors
+from .function_settings import FunctionSettings
 from .layout import RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import LatestRecord, read_published
@@ -188,6 +189,10 @@ def validate_run(
         images=dataset.images,
         no_change=no_change,
     )
+
+
+# The environment this handler reads (template test: every function gets each required variable).
+SETTINGS: tuple[type[FunctionSettings], ...] = (StackDefaults,)
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)

@@ -6,6 +6,7 @@ its test with the reason locally and fails under CI (environment variable CI set
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import shutil
@@ -268,8 +269,29 @@ def test_functions_get_every_variable_their_handlers_read() -> None:
         stack = deploy(TEMPLATE, {"TrainingImageUri": IMAGE})
     specs = {name: stack.function(name) for name in stack.template.of_type("AWS::Lambda::Function")}
     validate_env, start_env = specs["ValidateFunction"].environment, specs["StartFunction"].environment
-    assert set(StackDefaults.ENVIRONMENT.values()) <= set(validate_env)
-    assert set(TrainingSettings.ENVIRONMENT.values()) <= set(start_env)
+    assert set(StackDefaults.variables().values()) <= set(validate_env)
+    assert set(TrainingSettings.variables().values()) <= set(start_env)
+    read = {}
+    for name, spec in specs.items():
+        module = importlib.import_module(spec.handler.rpartition(".")[0])
+        for settings in getattr(module, "SETTINGS", ()):
+            required = {
+                str(field.validation_alias) for field in settings.model_fields.values() if field.is_required()
+            }
+            assert required <= set(spec.environment), (
+                name,
+                settings.__name__,
+                required - set(spec.environment),
+            )
+            settings.from_env(spec.environment)  # every value the template sets fits the model
+            read[name] = [*read.get(name, []), settings.__name__]
+    assert read == {
+        "ValidateFunction": ["StackDefaults"],
+        "StartFunction": ["TrainingSettings"],
+        "TriggerFunction": ["TriggerSettings"],
+        "UploadBatchFunction": ["UploadBatchSettings"],
+        "StopFunction": ["StackDefaults", "NotificationSettings"],
+    }
     assert (
         StackDefaults.from_env(validate_env).images_prefix
         == TEMPLATE_DATA["Parameters"]["ImagesPrefix"]["Default"]
