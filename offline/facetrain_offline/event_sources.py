@@ -36,7 +36,7 @@ from moto.events.models import Rule
 from moto.s3 import notifications
 from moto.s3.models import FakeKey, S3Backend
 
-from .stack import LocalStack, SqsEventSource
+from .local_stack import LocalStack, SqsEventSource
 
 ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 STATUS_CHANGE = "Step Functions Execution Status Change"

@@ -38,9 +38,10 @@ from .execution_follower import (
     overall_status,
 )
 from .lambda_runtime import InProcessLambdas, environment
+from .local_stack import LocalStack
 from .results_copy import copy_results
 from .run_summary import Notification, RunSummary, write_run_summary
-from .stack import LocalStack, deploy
+from .stack import deploy
 from .training_backend import LocalTrainingBackend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -12,9 +12,10 @@ from typing import IO, Any
 import boto3
 import pytest
 from facetrain_offline.lambda_runtime import FunctionSpec, InProcessLambdas, LambdaContext
+from facetrain_offline.moto_seams import substitute_definition
 from facetrain_offline.runner import DEFAULT_TEMPLATE, local_aws
 from facetrain_offline.sam import TemplateError
-from facetrain_offline.stack import deploy, substitute_definition
+from facetrain_offline.stack import deploy
 
 REGION = "eu-west-1"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/facetrain:test"
