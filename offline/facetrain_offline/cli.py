@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_identify(args.photos, args.results_dir, args.top, args.device, args.weights_dir)
     from .bucket_state import StateInUse  # lazy: moto and boto3 are slow
-    from .runner import DEFAULT_TEMPLATE, RunOptions, run
+    from .local_aws import DEFAULT_TEMPLATE
+    from .run_options import RunOptions
+    from .runner import run
 
     if args.min_accuracy is not None and args.trigger == "upload":
         print(

@@ -21,8 +21,8 @@ import boto3
 import pytest
 from facetrain_lambdas.run_record import RunRecord
 from facetrain_lambdas.training_job import TrainingSettings, training_job_request
-from facetrain_offline import launch
-from facetrain_offline.runner import local_aws
+from facetrain_offline import launch_checks, model_trainer
+from facetrain_offline.local_aws import local_aws
 from facetrain_offline.training_backend import LocalTrainingBackend
 from moto.server import ThreadedMotoServer
 
@@ -190,17 +190,17 @@ def test_bad_input_fails_before_any_job_starts(local_sagemaker, shared_data, tmp
 
 def test_read_image_uri_names_the_file_and_the_fix(tmp_path: Path) -> None:
     uri_file = tmp_path / "image_uri.txt"
-    with pytest.raises(launch.LaunchError, match=r"image_uri.txt not found: .*make image"):
-        launch.read_image_uri(uri_file)
+    with pytest.raises(launch_checks.LaunchError, match=r"image_uri.txt not found: .*make image"):
+        launch_checks.read_image_uri(uri_file)
     uri_file.write_text("facetrain:latest\n")
-    with pytest.raises(launch.LaunchError, match="does not hold an ECR image URI"):
-        launch.read_image_uri(uri_file)
+    with pytest.raises(launch_checks.LaunchError, match="does not hold an ECR image URI"):
+        launch_checks.read_image_uri(uri_file)
     uri_file.write_text(IMAGE + "\n")
-    assert launch.read_image_uri(uri_file) == IMAGE
+    assert launch_checks.read_image_uri(uri_file) == IMAGE
 
 
 def test_base_job_name_leaves_room_for_the_sdks_timestamp() -> None:
-    assert launch.base_job_name("facetrain-sdk-1") == "facetrain-sdk-1"
+    assert model_trainer.base_job_name("facetrain-sdk-1") == "facetrain-sdk-1"
     long = "facetrain-" + "x" * 40 + "-" + "y" * 12
-    assert len(launch.base_job_name(long)) + len("-20261203174501") <= 63
-    assert not launch.base_job_name("facetrain-" + "a" * 37 + "-b").endswith("-")
+    assert len(model_trainer.base_job_name(long)) + len("-20261203174501") <= 63
+    assert not model_trainer.base_job_name("facetrain-" + "a" * 37 + "-b").endswith("-")

@@ -12,8 +12,8 @@ from typing import IO, Any
 import boto3
 import pytest
 from facetrain_offline.lambda_runtime import FunctionSpec, InProcessLambdas, LambdaContext
+from facetrain_offline.local_aws import DEFAULT_TEMPLATE, local_aws
 from facetrain_offline.moto_seams import substitute_definition
-from facetrain_offline.runner import DEFAULT_TEMPLATE, local_aws
 from facetrain_offline.sam import TemplateError
 from facetrain_offline.stack import deploy
 

@@ -13,7 +13,7 @@ import time
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from facetrain_offline.runner import local_aws
+from facetrain_offline.local_aws import local_aws
 from facetrain_offline.training_backend import LocalTrainingBackend
 
 # Stand-in for `train`: records its shard and resourceconfig; algo-2 fails when FAIL_HOST says so.

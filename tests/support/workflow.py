@@ -15,8 +15,9 @@ from typing import Any
 import boto3
 from facetrain_offline.event_sources import ExecutionStatusEvents
 from facetrain_offline.lambda_runtime import InProcessLambdas
+from facetrain_offline.local_aws import DEFAULT_TEMPLATE, local_aws
 from facetrain_offline.local_stack import LocalStack
-from facetrain_offline.runner import DEFAULT_TEMPLATE, FINAL_STATUSES, local_aws
+from facetrain_offline.run_triggers import FINAL_STATUSES
 from facetrain_offline.stack import ACCOUNT, deploy
 
 from support.testkit import FakeSageMaker

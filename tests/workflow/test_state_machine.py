@@ -6,7 +6,7 @@ import json
 
 from facetrain.contract.enrollment_csv import parse_csv
 from facetrain_lambdas.poll import LOOP_TRANSITIONS, OTHER_TRANSITIONS, transitions_for
-from facetrain_offline.runner import DEFAULT_TEMPLATE, REPO_ROOT
+from facetrain_offline.local_aws import DEFAULT_TEMPLATE, REPO_ROOT
 from facetrain_offline.sam import translated
 from support.testkit import FakeSageMaker, model_files, upload_photos
 from support.workflow import WorkflowStack

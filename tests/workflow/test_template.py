@@ -18,9 +18,9 @@ import locks
 import pytest
 from facetrain_lambdas.run_input import StackDefaults
 from facetrain_lambdas.training_job import JOB_NAME_PREFIX, TrainingSettings
-from facetrain_offline.runner import DEFAULT_TEMPLATE as TEMPLATE
-from facetrain_offline.runner import REPO_ROOT as REPO
-from facetrain_offline.runner import local_aws
+from facetrain_offline.local_aws import DEFAULT_TEMPLATE as TEMPLATE
+from facetrain_offline.local_aws import REPO_ROOT as REPO
+from facetrain_offline.local_aws import local_aws
 from facetrain_offline.sam import load_sam, package, translate, translated
 from facetrain_offline.stack import deploy
 from support.workflow import IMAGE
