@@ -14,7 +14,6 @@ from facetrain.contract.names import EMBEDDINGS_PKL
 from pydantic import BaseModel
 
 from .clients import client
-from .config_check import config_files, resolve_settings
 from .dataset import DEFAULT_PAGE_SIZE, check_photos, list_objects, manifest, run_fingerprint
 from .errors import InvalidInput, transient_aws_errors
 from .function_settings import FunctionSettings
@@ -23,6 +22,7 @@ from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import LatestRecord, read_published
 from .run_input import RunRequest, StackDefaults, resolve_request
 from .run_record import DatasetSummary, RunPointer, RunRecord, read_json, write_json
+from .run_settings import config_files, resolve_settings
 
 MAX_RECORDED_WARNINGS = 1000  # run.json is read by every later state: keep it bounded
 

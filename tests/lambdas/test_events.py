@@ -8,7 +8,7 @@ from unittest import mock
 
 import boto3
 import pytest
-from facetrain_lambdas import batch, cleanup, poll, publish, start, stop, trigger, validate
+from facetrain_lambdas import cleanup, poll, publish, start, stop, trigger, upload_batch_steps, validate
 from facetrain_offline.lambda_runtime import LambdaContext
 from moto import mock_aws
 from support.testkit import FakeSageMaker, upload_photos
@@ -112,13 +112,13 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
         handled.add("trigger.json")
 
         _environment(monkeypatch, "UploadBatchFunction")
-        check = batch.handler(_load("batch-check.json"), LambdaContext("batch"))
+        check = upload_batch_steps.handler(_load("upload-batch-check.json"), LambdaContext("batch"))
         assert check["generation"] == 2 and check["settled"] is False and 0 < check["wait_seconds"] <= 120
-        handled.add("batch-check.json")
-        finish = batch.handler(
-            {**_load("batch-finish.json"), "execution": execution["name"]}, LambdaContext("batch")
+        handled.add("upload-batch-check.json")
+        finish = upload_batch_steps.handler(
+            {**_load("upload-batch-finish.json"), "execution": execution["name"]}, LambdaContext("batch")
         )
         assert finish == {"released": True, "follow_up": None}
-        handled.add("batch-finish.json")
+        handled.add("upload-batch-finish.json")
 
     assert handled == {path.name for path in EVENTS.iterdir()}, "an events/ file has no handler in this test"
