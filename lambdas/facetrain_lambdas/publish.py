@@ -25,7 +25,8 @@ from .layout import CURRENT_FILES, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import PUBLISHED_JSON, LatestRecord, read_published
 from .quality_gate import QualityGate, QualityGateFailed, gate_problems
-from .run_record import RunPointer, RunRecord, load_run_record, write_json
+from .run_record import RunPointer, RunRecord, load_run_record
+from .s3_json import write_json
 
 CONTENT_TYPES = {
     ".csv": "text/csv",

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
 from facetrain.contract.documents import DocumentError, parse_document
 from pydantic import BaseModel, ConfigDict
 
 from .errors import InvalidInput
 from .layout import RunLayout, s3_uri
 from .observability import logger
-from .run_record import read_json
+from .s3_json import read_json_if_present
 
 FORMAT = "facetrain.latest"
 VERSION = 1
@@ -72,12 +71,10 @@ def read_published(s3: Any, layout: RunLayout) -> LatestRecord | None:
     mistaken for "nothing published".
     """
     try:
-        data = read_json(s3, layout.bucket, layout.latest_key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
+        data = read_json_if_present(s3, layout.bucket, layout.latest_key)
     except ValueError:
         logger.warning("latest.json is not JSON: taken as no published run", extra={"key": layout.latest_key})
+        return None
+    if data is None:
         return None
     return parse_latest(data, s3_uri(layout.bucket, layout.latest_key))

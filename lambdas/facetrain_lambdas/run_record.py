@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import transient_aws_errors
 from .layout import RunLayout
 from .quality_gate import QualityGate
+from .s3_json import read_json
 
 FORMAT = "facetrain.run"
 VERSION = 1
@@ -70,24 +69,6 @@ class RunPointer(BaseModel):
     identities: int
     images: int
     no_change: bool = False
-
-
-def read_json(s3: Any, bucket: str, key: str) -> Any:
-    """Load a JSON object from S3."""
-    with transient_aws_errors(f"reading s3://{bucket}/{key}"):
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return json.loads(body)
-
-
-def write_json(s3: Any, bucket: str, key: str, data: object) -> None:
-    """Store a JSON document in S3."""
-    with transient_aws_errors(f"writing s3://{bucket}/{key}"):
-        s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=json.dumps(data, indent=1, ensure_ascii=False).encode(),
-            ContentType="application/json",
-        )
 
 
 def load_run_record(s3: Any, pointer: RunPointer) -> RunRecord:

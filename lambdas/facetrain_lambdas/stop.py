@@ -37,7 +37,8 @@ from .function_settings import FunctionSettings
 from .layout import RunLayout
 from .observability import logger, metrics, tracer
 from .run_input import StackDefaults, resolve_request
-from .run_record import RunRecord, read_json
+from .run_record import RunRecord
+from .s3_json import read_json_if_present
 from .training_job import describe_job, job_name
 
 EndedStatus = Literal["ABORTED", "TIMED_OUT", "FAILED"]
@@ -69,12 +70,8 @@ class StopOutcome(BaseModel):
 
 
 def _run_record(s3: Any, layout: RunLayout) -> RunRecord | None:
-    try:
-        return RunRecord.model_validate(read_json(s3, layout.bucket, layout.run_record_key))
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
+    data = read_json_if_present(s3, layout.bucket, layout.run_record_key)
+    return None if data is None else RunRecord.model_validate(data)
 
 
 def stop_job_of(s3: Any, sagemaker: Any, ended: ExecutionEnded, defaults: StackDefaults) -> StopOutcome:

@@ -8,7 +8,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 from facetrain.contract.hyperparameters import to_sagemaker_strings
 from facetrain.contract.names import EMBEDDINGS_PKL
 from pydantic import BaseModel
@@ -21,8 +20,9 @@ from .layout import RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import LatestRecord, read_published
 from .run_input import RunRequest, StackDefaults, resolve_request
-from .run_record import DatasetSummary, RunPointer, RunRecord, read_json, write_json
+from .run_record import DatasetSummary, RunPointer, RunRecord
 from .run_settings import config_files, resolve_settings
+from .s3_json import read_json_if_present, write_json
 
 MAX_RECORDED_WARNINGS = 1000  # run.json is read by every later state: keep it bounded
 
@@ -36,12 +36,9 @@ class ValidateEvent(BaseModel):
 
 def _claimed_by_other_execution(s3: Any, layout: RunLayout, execution: str) -> str | None:
     """The execution that already used this run id, if it is not this one."""
-    try:
-        previous = read_json(s3, layout.bucket, layout.run_record_key)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
+    previous = read_json_if_present(s3, layout.bucket, layout.run_record_key)
+    if previous is None:
+        return None
     owner = previous.get("execution") if isinstance(previous, dict) else None
     return None if owner == execution else str(owner)
 
