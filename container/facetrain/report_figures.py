@@ -15,7 +15,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from .evaluation import BIN_WIDTH, Evaluation, error_rate_curve, principal_axes
+from .embedding_projection import principal_axes
+from .evaluation import Evaluation
+from .threshold_calibration import BIN_WIDTH, error_rate_curve
 
 PROJECTED_POINTS = 4000  # photos drawn in the 2-D projection (a fixed random subset beyond that)
 LEGEND_IDENTITIES = 20

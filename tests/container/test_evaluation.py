@@ -1,4 +1,5 @@
-"""facetrain.evaluation on embeddings of known geometry (no model, no torch)."""
+"""facetrain.evaluation (with its embedding_distances and threshold_calibration) on embeddings of known
+geometry (no model, no torch)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import tracemalloc
 import numpy as np
 import pytest
 from facetrain.contract.hyperparameters import SettingsError, parse_settings
-from facetrain.evaluation import BIN_WIDTH, MIN_GENUINE, evaluate
+from facetrain.evaluation import evaluate
+from facetrain.threshold_calibration import BIN_WIDTH, MIN_GENUINE
 
 
 def unit(rows) -> np.ndarray:
@@ -252,7 +254,7 @@ def test_target_far_default_and_value():
 
 
 def test_error_rate_curve_over_all_thresholds():
-    from facetrain.evaluation import error_rate_curve
+    from facetrain.threshold_calibration import error_rate_curve
 
     genuine = np.array([0.10, 0.20, 0.30, 0.40])
     counts = np.zeros(round(2.0 / BIN_WIDTH), np.int64)
