@@ -67,7 +67,7 @@ format: ## apply ruff fixes and formatting
 run: ## the whole workflow offline on a folder: make run IMAGES=dir [OUT=out]
 	$(BIN)/facetrain run "$(IMAGES)" --out "$(or $(OUT),out)"
 
-bench: ## job vs plain facenet-pytorch loop on ../shared/data/faces-dev (photos/s, ratio, memory)
+bench: ## job vs plain facenet-pytorch loop on faces-dev and phone-size copies (photos/s, ratios, memory)
 	$(BIN)/python benchmarks/bench_job.py $(IMAGES)
 
 bench-scale: ## incremental retrain (+1% photos) vs full, and 1 vs 2 local hosts (times, equality)

@@ -19,6 +19,7 @@ from facenet_pytorch.models.utils.detect_face import extract_face
 from PIL import Image
 
 from .contract.hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters
+from .cpu_threads import torch_threads
 from .model_files import (
     DLIB_INSTALL_HINT,
     DLIB_PACKAGES,
@@ -26,7 +27,7 @@ from .model_files import (
     ModelChoice,
     WeightsError,
 )
-from .photos import DecodedPhoto, PhotoRejected, decode_full_resolution
+from .photos import DecodedPhoto, PhotoRejected, decode_reduced
 
 
 class DeviceError(ValueError):
@@ -56,13 +57,14 @@ def crop_source(
     photo: DecodedPhoto, face: DetectedFace, needed_side: int, max_pixels: int
 ) -> tuple[Image.Image, float]:
     """The image to crop the face from and its scale (full-resolution pixels per its pixel): the decoded
-    (maybe draft-reduced) image, or the photo re-decoded at full resolution when the face would be smaller
-    than `needed_side` pixels in it."""
+    (maybe draft-reduced) image, or, when the face would be smaller than `needed_side` pixels in it, the
+    photo re-decoded at the least reduction that keeps the face at least `needed_side` pixels across
+    (full resolution for a face smaller than twice that, or for a photo that is not a JPEG)."""
     source: Image.Image = photo.crop_image
     scale = photo.crop_scale
-    face_side = min(face.box[2] - face.box[0], face.box[3] - face.box[1]) / scale
-    if face_side < needed_side and scale > 1.0:
-        source = decode_full_resolution(photo, max_pixels)
+    full_side = min(face.box[2] - face.box[0], face.box[3] - face.box[1])
+    if full_side / scale < needed_side and scale > 1.0:
+        source = decode_reduced(photo, max_pixels, full_side / needed_side)
         scale = photo.size[0] / source.width
     return source, scale
 
@@ -138,6 +140,9 @@ class FaceEncoder:
     def __init__(self, settings: Hyperparameters, model: ModelChoice, device: torch.device) -> None:
         self.settings = settings
         self.device = device
+        threads = torch_threads()
+        if threads is not None and threads != torch.get_num_threads():
+            torch.set_num_threads(threads)  # the cores this process really has (cpu_threads)
         self.detector = MTCNN(
             image_size=settings.image_size,
             margin=settings.margin,

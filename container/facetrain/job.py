@@ -21,7 +21,6 @@ from .model_files import ModelChoice, resolve_model
 from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
 from .photos import ChannelListing, list_channel
 from .pipeline import Accepted, PhotoPipeline, Rejected
-from .report import render_report
 from .reuse import embedding_fingerprint, load_previous, split_reusable
 from .sagemaker_env import CONFIG_CHANNEL, IMAGES_CHANNEL, WEIGHTS_CHANNEL, TrainingEnvironment
 from .timing import StageTimer
@@ -222,6 +221,8 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
             enrollment, inputs.settings.model_dump(mode="json"), run, evaluation.summary
         )
     with timer.stage("report"):  # the report shows the timings up to here
+        from .report import render_report  # matplotlib and jinja2: only a master with an enrollment
+
         metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary)
         report = render_report(metrics, evaluation, embeddings, labels, names, enrollment.rejected)
     metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary)

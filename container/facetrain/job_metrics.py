@@ -18,7 +18,8 @@ from .outputs import NOT_FOR_PRODUCTION
 if TYPE_CHECKING:
     from .job import Enrolled, JobInputs
 
-PREPROCESSING_VERSION = 1  # bump when decoding/detection/cropping changes embeddings
+# Bump when decoding, detection or cropping changes embeddings (2: big faces cropped from a reduced decode).
+PREPROCESSING_VERSION = 2
 
 
 def library_versions(embedder: str) -> dict[str, str]:

@@ -2,14 +2,15 @@
 
 Photos are decoded by content (never by extension), EXIF orientation is applied, every mode is brought to
 RGB, and oversized images are refused before their pixels are decoded. JPEGs are decoded in draft mode
-(DCT scaling) at the smallest size the face detector needs; the crop is re-decoded at full resolution only
-when the face would otherwise be too small.
+(DCT scaling) at the smallest size the face detector needs; the crop is re-decoded, reduced only as far as
+keeps the face at its crop size, when the face would otherwise be too small.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import stat
 import warnings
@@ -252,3 +253,12 @@ def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side:
 def decode_full_resolution(photo: DecodedPhoto, max_pixels: int) -> Image.Image:
     """Decode the photo again without draft reduction (for a face too small in the reduced copy)."""
     return _decode(_open_checked(photo.data, max_pixels), draft_side=None)
+
+
+def decode_reduced(photo: DecodedPhoto, max_pixels: int, reduction: float) -> Image.Image:
+    """Decode the photo again, reduced by less than `reduction` (a JPEG's DCT scaling: 1/2, 1/4 or 1/8 when
+    that leaves it larger than its full size / `reduction`), else at full resolution. A face `reduction`
+    times larger than a needed side stays larger than that side in the result."""
+    if reduction < 2:
+        return decode_full_resolution(photo, max_pixels)
+    return _decode(_open_checked(photo.data, max_pixels), draft_side=math.ceil(max(photo.size) / reduction))
