@@ -24,7 +24,7 @@ from .errors import ResultsInvalid, transient_aws_errors
 from .layout import CURRENT_FILES, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import PUBLISHED_JSON, LatestRecord, read_published
-from .quality_gate import QualityGate, QualityGateFailed, gate_problems
+from .quality_gate import QualityGateFailed, gate_problems
 from .run_record import RunPointer, RunRecord, load_run_record
 from .s3_json import write_json
 
@@ -88,13 +88,13 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
     """The success notification."""
     metrics_ = results.metrics
     lines = [
-        f"facetrain run {record.run_id} published {len(results.identities)} identities.",
+        f"facetrain run {record.request.run_id} published {len(results.identities)} identities.",
         "",
         f"Photos: {metrics_.images_accepted} of {metrics_.images_total} used, "
         f"{metrics_.images_rejected} rejected "
         f"(see {s3_uri(layout.bucket, layout.run_file_key(REJECTED_CSV))}).",
         f"Training job: {job.training_job_name} ({job.billable_seconds} billable seconds, "
-        f"{record.instance_count} x {record.instance_type}).",
+        f"{record.request.instance_count} x {record.request.instance_type}).",
         f"Current results: {s3_uri(layout.bucket, layout.results_prefix)} ({', '.join(CURRENT_FILES)}).",
         f"This run's files: {s3_uri(layout.bucket, layout.run_prefix)}",
         f"Dataset fingerprint: {record.dataset.fingerprint}",
@@ -117,11 +117,11 @@ def check_quality_gate(
     runs/<run_id>/; raise QualityGateFailed."""
     layout = record.layout
     evaluation = results.metrics.evaluation.model_dump() if results.metrics.evaluation else None
-    gate = record.quality_gate or QualityGate()
+    gate = record.quality_gate
     published = latest.identification_accuracy if latest else None
     problems = gate_problems(gate, evaluation, published)
     decision = {
-        "run_id": record.run_id,
+        "run_id": record.request.run_id,
         "gate": gate.model_dump(),
         "identification_accuracy": (evaluation or {}).get("identification_accuracy"),
         "published_identification_accuracy": published,
@@ -132,7 +132,7 @@ def check_quality_gate(
     if problems:
         metrics.add_metric(name="RunsRefusedByQualityGate", unit=MetricUnit.Count, value=1)
         raise QualityGateFailed(
-            f"run {record.run_id} was not published: " + "; ".join(problems) + ". Its files, report "
+            f"run {record.request.run_id} was not published: " + "; ".join(problems) + ". Its files, report "
             f"included, are under {s3_uri(layout.bucket, layout.run_prefix)}; the published results are "
             "unchanged."
         )
@@ -167,7 +167,7 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
             )
     evaluation = results.metrics.evaluation
     latest = LatestRecord(
-        run_id=record.run_id,
+        run_id=record.request.run_id,
         previous_run_id=latest_before.run_id if latest_before else None,
         execution=event.execution,
         published_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
@@ -189,7 +189,9 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
     metrics.add_metric(name="RunsPublished", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="IdentitiesPublished", unit=MetricUnit.Count, value=len(results.identities))
     metrics.add_metric(name="BillableSeconds", unit=MetricUnit.Seconds, value=event.job.billable_seconds)
-    logger.info("results published", extra={"run_id": record.run_id, "identities": len(results.identities)})
+    logger.info(
+        "results published", extra={"run_id": record.request.run_id, "identities": len(results.identities)}
+    )
     return PublishResult(
         results_uri=s3_uri(layout.bucket, layout.results_prefix),
         latest_key=layout.latest_key,

@@ -1,21 +1,39 @@
-"""The run record (run.json) validate writes and start/publish read, and the pointer passed between states."""
+"""The run record (runs/<run id>/run.json) validate writes and start, publish and stop read, and the pointer
+passed between states.
+
+One model for the writer and every reader. The record holds the resolved request as validate accepted it
+(`RunRequest`), the typed settings the job will resolve to (`Hyperparameters`) and what validate found; the
+hyperparameters passed to CreateTrainingJob are derived from the request, never stored twice. A record of
+another format or version (an older facetrain wrote version 1, with the request's fields at the top) is
+refused with a message naming the object and what to do; it is never read by guessing.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+from facetrain.contract.documents import DocumentError, parse_document
+from facetrain.contract.hyperparameters import Hyperparameters, to_sagemaker_strings
 from pydantic import BaseModel, ConfigDict, Field
 
-from .layout import RunLayout
+from .errors import InvalidInput
+from .layout import RunLayout, s3_uri
 from .quality_gate import QualityGate
-from .s3_json import read_json
+from .run_request import RunRequest
+from .s3_json import read_json, read_json_if_present
 
 FORMAT = "facetrain.run"
-VERSION = 1
+VERSION = 2
+REMEDY = (
+    "run.json is written by validate of this stack; start a new execution (a new run id) so that "
+    "validate writes it again"
+)
 
 
 class DatasetSummary(BaseModel):
     """What validate saw under the images prefix."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     fingerprint: str  # of the photos, the config files and the resolved settings (see run_fingerprint)
     identities: int
@@ -27,23 +45,13 @@ class DatasetSummary(BaseModel):
 class RunRecord(BaseModel):
     """Everything a run was validated with: the single input of start and publish."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: str = FORMAT
-    version: int = VERSION
-    run_id: str
-    execution: str
-    source: str
-    trigger_key: str | None
-    created_at: str
-    bucket: str
-    images_prefix: str
-    config_prefix: str
-    results_prefix: str
-    hyperparameters: dict[str, str]  # as passed to CreateTrainingJob
-    settings: dict[str, Any]  # resolved: config files + hyperparameters, with defaults
-    instance_type: str
-    instance_count: int
+    format: Literal["facetrain.run"] = FORMAT
+    version: Literal[2] = VERSION
+    request: RunRequest  # the execution input over the stack's defaults, as validate accepted it
+    created_at: str  # ISO 8601, UTC
+    settings: Hyperparameters  # resolved: config files + hyperparameters, with defaults
     manifest_key: str
     cfg_manifest_key: str | None
     previous_manifest_key: str | None = None  # per-photo embeddings of the published run, to reuse
@@ -51,11 +59,21 @@ class RunRecord(BaseModel):
     dataset: DatasetSummary
     warnings: list[str] = Field(default_factory=list)  # what validation left out of the run, and why
     no_change: bool = False  # same fingerprint as the published run, and not forced: nothing to train
-    quality_gate: QualityGate | None = None
 
     @property
     def layout(self) -> RunLayout:
-        return RunLayout(bucket=self.bucket, results_prefix=self.results_prefix, run_id=self.run_id)
+        return RunLayout(
+            bucket=self.request.bucket, results_prefix=self.request.results_prefix, run_id=self.request.run_id
+        )
+
+    @property
+    def quality_gate(self) -> QualityGate:
+        """The gate the run must pass to be published (every bound unset when none was asked for)."""
+        return self.request.quality_gate or QualityGate()
+
+    def sagemaker_hyperparameters(self) -> dict[str, str]:
+        """The request's hyperparameters as passed to CreateTrainingJob (string values)."""
+        return to_sagemaker_strings(self.request.hyperparameters)
 
 
 class RunPointer(BaseModel):
@@ -71,6 +89,27 @@ class RunPointer(BaseModel):
     no_change: bool = False
 
 
+def parse_run_record(data: object, where: str) -> RunRecord:
+    """A run.json document, or DocumentError naming `where`, what does not fit and what to do."""
+    return parse_document(RunRecord, data, where, format=FORMAT, version=VERSION, remedy=REMEDY)
+
+
+def read_run_record_if_present(s3: Any, layout: RunLayout) -> RunRecord | None:
+    """The run record of `layout`'s run, or None when validate never wrote one; DocumentError (ValueError)
+    when the object is not JSON or not a run record of this version."""
+    where = s3_uri(layout.bucket, layout.run_record_key)
+    try:
+        data = read_json_if_present(s3, layout.bucket, layout.run_record_key)
+    except ValueError:
+        raise DocumentError(f"{where} is not JSON: {REMEDY}") from None
+    return None if data is None else parse_run_record(data, where)
+
+
 def load_run_record(s3: Any, pointer: RunPointer) -> RunRecord:
-    """Read the run record a pointer refers to."""
-    return RunRecord.model_validate(read_json(s3, pointer.bucket, pointer.run_record_key))
+    """Read the run record a pointer refers to; InvalidInput when it cannot be read as one."""
+    where = s3_uri(pointer.bucket, pointer.run_record_key)
+    try:
+        return parse_run_record(read_json(s3, pointer.bucket, pointer.run_record_key), where)
+    except ValueError as exc:  # not JSON, or DocumentError
+        message = str(exc) if isinstance(exc, DocumentError) else f"{where} is not JSON: {REMEDY}"
+        raise InvalidInput([message]) from None

@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import ClientError
+from facetrain.contract.documents import DocumentError
 from pydantic import BaseModel, ConfigDict, Field
 
 from .clients import client
@@ -36,9 +37,8 @@ from .errors import InvalidInput, transient_aws_errors
 from .function_settings import FunctionSettings
 from .layout import RunLayout
 from .observability import logger, metrics, tracer
-from .run_input import StackDefaults, resolve_request
-from .run_record import RunRecord
-from .s3_json import read_json_if_present
+from .run_record import read_run_record_if_present
+from .run_request import StackDefaults, resolve_request
 from .training_job import describe_job, job_name
 
 EndedStatus = Literal["ABORTED", "TIMED_OUT", "FAILED"]
@@ -69,11 +69,6 @@ class StopOutcome(BaseModel):
     reason: str
 
 
-def _run_record(s3: Any, layout: RunLayout) -> RunRecord | None:
-    data = read_json_if_present(s3, layout.bucket, layout.run_record_key)
-    return None if data is None else RunRecord.model_validate(data)
-
-
 def stop_job_of(s3: Any, sagemaker: Any, ended: ExecutionEnded, defaults: StackDefaults) -> StopOutcome:
     """Find the training job of an ended execution's run and stop it if it still runs (steps 1-3)."""
     outcome = {"execution": ended.name, "status": ended.status}
@@ -83,17 +78,21 @@ def stop_job_of(s3: Any, sagemaker: Any, ended: ExecutionEnded, defaults: StackD
     except (ValueError, InvalidInput):
         return StopOutcome(**outcome, reason="the input was refused by validation: no run, no training job")
     layout = RunLayout(bucket=request.bucket, results_prefix=request.results_prefix, run_id=request.run_id)
-    record = _run_record(s3, layout)
+    try:
+        record = read_run_record_if_present(s3, layout)
+    except DocumentError as exc:
+        return StopOutcome(**outcome, run_id=request.run_id, reason=f"{exc}; its job, if any, is left alone")
     if record is None:
         return StopOutcome(**outcome, run_id=request.run_id, reason="validation did not finish: no job")
-    if record.execution != ended.name:
+    if record.request.execution != ended.name:
         return StopOutcome(
             **outcome,
             run_id=request.run_id,
-            reason=f"run {request.run_id} belongs to execution {record.execution}: its job is not this one's",
+            reason=f"run {request.run_id} belongs to execution {record.request.execution}: "
+            "its job is not this one's",
         )
-    name = job_name(record.run_id)
-    found = {**outcome, "run_id": record.run_id, "training_job_name": name}
+    name = job_name(record.request.run_id)
+    found = {**outcome, "run_id": record.request.run_id, "training_job_name": name}
     description = describe_job(sagemaker, name)
     if description is None:
         return StopOutcome(**found, reason="no training job was started")

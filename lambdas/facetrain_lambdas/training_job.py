@@ -65,26 +65,27 @@ def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[
     """The CreateTrainingJob request of a run."""
     layout = record.layout
     # Several instances: each downloads and embeds only its share of the photos (the job gathers them).
-    sharded = record.instance_count > 1
-    channels = [_manifest_channel(IMAGES_CHANNEL, record.bucket, record.manifest_key, sharded=sharded)]
+    run = record.request
+    sharded = run.instance_count > 1
+    channels = [_manifest_channel(IMAGES_CHANNEL, run.bucket, record.manifest_key, sharded=sharded)]
     if record.cfg_manifest_key:
-        channels.append(_manifest_channel(CONFIG_CHANNEL, record.bucket, record.cfg_manifest_key))
+        channels.append(_manifest_channel(CONFIG_CHANNEL, run.bucket, record.cfg_manifest_key))
     if record.previous_manifest_key:
-        channels.append(_manifest_channel(PREVIOUS_CHANNEL, record.bucket, record.previous_manifest_key))
-    problems = sagemaker_limit_problems(record.hyperparameters)
+        channels.append(_manifest_channel(PREVIOUS_CHANNEL, run.bucket, record.previous_manifest_key))
+    problems = sagemaker_limit_problems(run.hyperparameters)
     if problems:  # validate refuses these first; a run record from elsewhere is checked here too
         raise InvalidInput(problems)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
     request: dict[str, Any] = {
-        "TrainingJobName": job_name(record.run_id),
+        "TrainingJobName": job_name(run.run_id),
         "AlgorithmSpecification": {"TrainingImage": training.training_image, "TrainingInputMode": "File"},
         "RoleArn": training.role_arn,
-        "HyperParameters": dict(record.hyperparameters),
+        "HyperParameters": record.sagemaker_hyperparameters(),
         "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": layout.training_output_uri},
         "ResourceConfig": {
-            "InstanceType": record.instance_type,
-            "InstanceCount": record.instance_count,
+            "InstanceType": run.instance_type,
+            "InstanceCount": run.instance_count,
             "VolumeSizeInGB": training.volume_size_gb,
         },
         "StoppingCondition": stopping,
@@ -92,7 +93,7 @@ def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[
         "EnableInterContainerTrafficEncryption": True,
         "Tags": [
             {"Key": "project", "Value": PROJECT_TAG},
-            {"Key": "facetrain:run-id", "Value": record.run_id},
+            {"Key": "facetrain:run-id", "Value": run.run_id},
         ],
     }
     if training.use_spot:

@@ -153,7 +153,7 @@ def execution_name(generation: int, now: float) -> str:
 class UploadBatch(BaseModel):
     """The upload batch an execution trains on, as the state machine carries it (`$.upload_batch`): the
     trigger writes it into the execution input, the settle check (batch.py) rewrites it with its answer,
-    validate reads it (run_input.ConsoleInput). Another version is refused there."""
+    validate reads it (run_request.ConsoleInput). Another version is refused there."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from facetrain.contract.hyperparameters import to_sagemaker_strings
+from facetrain.contract.documents import DocumentError
 from facetrain.contract.names import EMBEDDINGS_PKL
 from pydantic import BaseModel
 
@@ -19,10 +19,10 @@ from .function_settings import FunctionSettings
 from .layout import RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import LatestRecord, read_published
-from .run_input import RunRequest, StackDefaults, resolve_request
-from .run_record import DatasetSummary, RunPointer, RunRecord
+from .run_record import DatasetSummary, RunPointer, RunRecord, read_run_record_if_present
+from .run_request import RunRequest, StackDefaults, resolve_request
 from .run_settings import config_files, resolve_settings
-from .s3_json import read_json_if_present, write_json
+from .s3_json import write_json
 
 MAX_RECORDED_WARNINGS = 1000  # run.json is read by every later state: keep it bounded
 
@@ -35,12 +35,15 @@ class ValidateEvent(BaseModel):
 
 
 def _claimed_by_other_execution(s3: Any, layout: RunLayout, execution: str) -> str | None:
-    """The execution that already used this run id, if it is not this one."""
-    previous = read_json_if_present(s3, layout.bucket, layout.run_record_key)
-    if previous is None:
+    """The execution that already used this run id, if it is not this one (InvalidInput when the run id
+    holds a run record this stack cannot read: its owner is unknown, so the id is not reused)."""
+    try:
+        previous = read_run_record_if_present(s3, layout)
+    except DocumentError as exc:
+        raise InvalidInput([f"run_id '{layout.run_id}' is taken: {exc}"]) from None
+    if previous is None or previous.request.execution == execution:
         return None
-    owner = previous.get("execution") if isinstance(previous, dict) else None
-    return None if owner == execution else str(owner)
+    return previous.request.execution
 
 
 def _recorded(warnings: list[str]) -> list[str]:
@@ -145,19 +148,9 @@ def validate_run(
         skipped=snapshot.skipped,
     )
     record = RunRecord(
-        run_id=request.run_id,
-        execution=request.execution,
-        source=request.source,
-        trigger_key=request.trigger_key,
+        request=request,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        bucket=request.bucket,
-        images_prefix=request.images_prefix,
-        config_prefix=request.config_prefix,
-        results_prefix=request.results_prefix,
-        hyperparameters=to_sagemaker_strings(request.hyperparameters),
-        settings=resolved.settings.model_dump(mode="json"),
-        instance_type=request.instance_type,
-        instance_count=request.instance_count,
+        settings=resolved.settings,
         manifest_key=layout.manifest_key,
         cfg_manifest_key=cfg_manifest_key,
         previous_manifest_key=previous_manifest_key,
@@ -165,7 +158,6 @@ def validate_run(
         dataset=dataset,
         warnings=_recorded(snapshot.warnings),
         no_change=no_change,
-        quality_gate=request.quality_gate,
     )
     write_json(s3, request.bucket, layout.run_record_key, record.model_dump(mode="json"))
     metrics.add_metric(name="Identities", unit=MetricUnit.Count, value=dataset.identities)

@@ -44,7 +44,7 @@ def launch(options: LaunchOptions, wait: bool, say: Callable[[str], None] = prin
     if record.no_change:
         say(
             f"nothing changed since the published run (photos, config files and settings are the same): "
-            f"no job started; pass --force to retrain anyway (run record: s3://{record.bucket}/"
+            f"no job started; pass --force to retrain anyway (run record: s3://{record.request.bucket}/"
             f"{record.layout.run_record_key})"
         )
         return "", "NoChange"
@@ -52,11 +52,13 @@ def launch(options: LaunchOptions, wait: bool, say: Callable[[str], None] = prin
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.train import ModelTrainer
 
-    sdk_session = Session(boto_session=session, default_bucket=record.bucket, sagemaker_config=NO_TELEMETRY)
+    sdk_session = Session(
+        boto_session=session, default_bucket=record.request.bucket, sagemaker_config=NO_TELEMETRY
+    )
     trainer = ModelTrainer(sagemaker_session=sdk_session, **arguments)
     say(
-        f"run {record.run_id}: {record.dataset.images} photos of {record.dataset.identities} people, "
-        f"{record.instance_count} x {record.instance_type}, image {image_uri}"
+        f"run {record.request.run_id}: {record.dataset.images} photos of {record.dataset.identities} people, "
+        f"{record.request.instance_count} x {record.request.instance_type}, image {image_uri}"
     )
     trainer.train(wait=wait, logs=wait)
     job = trainer._latest_training_job  # the SDK keeps the job it started here (sagemaker-train 1.x)

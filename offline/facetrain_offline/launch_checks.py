@@ -73,8 +73,8 @@ def prepare(s3: Any, options: LaunchOptions, image_uri: str) -> tuple[Any, dict[
     """Validate the bucket as an execution does and build the start Lambda's request: (RunRecord, request).
     Raises LaunchError naming every problem (nothing is started)."""
     from facetrain_lambdas.errors import InvalidInput
-    from facetrain_lambdas.run_input import StackDefaults, resolve_request
     from facetrain_lambdas.run_record import load_run_record
+    from facetrain_lambdas.run_request import StackDefaults, resolve_request
     from facetrain_lambdas.training_job import TrainingSettings, training_job_request
     from facetrain_lambdas.validate import validate_run
 

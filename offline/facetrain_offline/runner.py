@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import boto3
-from facetrain.model_files import cached_weights, dlib_available
 
 from .bucket_state import restore_state, save_state, state_lock
+from .embedder_choice import default_embedder
 from .event_sources import ExecutionStatusEvents
 from .execution_follower import HistoryFollower, execution_failure, execution_outcome, overall_status
 from .lambda_runtime import InProcessLambdas
@@ -56,30 +56,6 @@ def _quiet_libraries(stream: IO[str]) -> Iterator[None]:
             lg.propagate, lg.level = propagate, level
 
 
-def _default_embedder(hyperparameters: dict[str, str], say: Printer) -> dict[str, str]:
-    """Without vggface2 weights on this machine, embedder=dlib-resnet (its model ships in a package),
-    said in one line; unless the embedder or weights were chosen. weights=none stays for tests."""
-    if "weights" in hyperparameters or "embedder" in hyperparameters:
-        return hyperparameters
-    path = cached_weights("vggface2")
-    if path.is_file():
-        return hyperparameters
-    if dlib_available():
-        say(
-            "note   embedder=dlib-resnet (dlib's ResNet, model files from the face_recognition_models "
-            f"package), because the vggface2 weights are not at {path}; to use embedder=facenet put "
-            "them there or pass -p weights=FILE"
-        )
-        return {**hyperparameters, "embedder": "dlib-resnet"}
-    say(
-        "!" * 100 + f"\n! vggface2 weights not found at {path}, and dlib-resnet is not installed (make setup "
-        "installs it): this run uses weights=none (RANDOM weights).\n"
-        "! The results are NOT FOR PRODUCTION: they recognise no one. Put the weights there or pass "
-        "--hyperparameter weights=...\n" + "!" * 100
-    )
-    return {**hyperparameters, "weights": "none"}
-
-
 def run(options: RunOptions, say: Printer = print) -> RunSummary:
     """Run the workflow once; write the results and run.json to options.out_dir; return the summary.
     Raises StateInUse when another run holds options.state_dir."""
@@ -90,7 +66,7 @@ def run(options: RunOptions, say: Printer = print) -> RunSummary:
 def _run_locked(options: RunOptions, say: Printer) -> RunSummary:
     started = time.monotonic()
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    hyperparameters = _default_embedder(dict(options.hyperparameters), say)
+    hyperparameters = default_embedder(dict(options.hyperparameters), say)
     with tempfile.TemporaryDirectory(prefix="facetrain-run-") as scratch, local_aws():
         stack = deploy(
             options.template,

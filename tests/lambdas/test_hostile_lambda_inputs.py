@@ -5,7 +5,6 @@ strangers in."""
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import tarfile
 import time
@@ -15,7 +14,7 @@ import pytest
 from facetrain_lambdas import artifact
 from facetrain_lambdas.artifact import read_model_archive, verify_results
 from facetrain_lambdas.errors import InvalidInput, ResultsInvalid
-from facetrain_lambdas.run_input import StackDefaults, resolve_request
+from facetrain_lambdas.run_request import StackDefaults, resolve_request
 from facetrain_lambdas.training_job import TrainingSettings, training_job_request
 from facetrain_lambdas.validate import validate_run
 from handler_fixtures import BUCKET
@@ -69,14 +68,12 @@ def test_hyperparameters_past_sagemakers_limits_are_refused_at_validation(
 
 
 def test_the_request_builder_checks_sagemakers_limits_too(s3, function_env):
-    from facetrain_lambdas.run_record import RunRecord
+    from facetrain_lambdas.run_record import load_run_record
 
     upload_photos(s3, BUCKET, PHOTOS)
-    pointer = _validate(s3)
-    record = RunRecord.model_validate(
-        json.loads(s3.get_object(Bucket=BUCKET, Key=pointer.run_record_key)["Body"].read())
-    )
-    tampered = record.model_copy(update={"hyperparameters": {"device": "x" * 3000}})
+    record = load_run_record(s3, _validate(s3))
+    request = record.request.model_copy(update={"hyperparameters": {"device": "x" * 3000}})
+    tampered = record.model_copy(update={"request": request})
     with pytest.raises(InvalidInput, match="SageMaker accepts at most 2500"):
         training_job_request(tampered, TrainingSettings.from_env())
 

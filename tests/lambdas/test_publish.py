@@ -13,7 +13,7 @@ from facetrain.contract.enrollment_csv import parse_csv
 from facetrain_lambdas import publish
 from facetrain_lambdas.artifact import read_model_archive, verify_results
 from facetrain_lambdas.errors import ResultsInvalid
-from facetrain_lambdas.run_input import StackDefaults, resolve_request
+from facetrain_lambdas.run_request import StackDefaults, resolve_request
 from facetrain_lambdas.validate import validate_run
 from facetrain_offline.lambda_runtime import LambdaContext
 from handler_fixtures import BUCKET

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from facetrain_lambdas.run_input import StackDefaults
+from facetrain_lambdas.run_request import StackDefaults
 from facetrain_lambdas.s3_json import write_json
 from facetrain_lambdas.stop import ExecutionEnded, StopOutcome, notification, stop_job_of
 from handler_fixtures import BUCKET, run_record

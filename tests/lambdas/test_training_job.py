@@ -7,7 +7,7 @@ import re
 import pytest
 from botocore.exceptions import ClientError
 from facetrain_lambdas import start
-from facetrain_lambdas.run_input import StackDefaults, resolve_request
+from facetrain_lambdas.run_request import StackDefaults, resolve_request
 from facetrain_lambdas.training_job import (
     TrainingSettings,
     job_name,

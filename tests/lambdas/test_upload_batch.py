@@ -128,7 +128,7 @@ def test_a_retried_batch_still_starts_the_execution_its_first_attempt_missed(aws
 
 def test_the_upload_batch_document_is_one_model_for_the_trigger_the_check_and_validate() -> None:
     from facetrain_lambdas.errors import InvalidInput
-    from facetrain_lambdas.run_input import StackDefaults, resolve_request
+    from facetrain_lambdas.run_request import StackDefaults, resolve_request
     from facetrain_lambdas.upload_batch import UploadBatch, batch_input
 
     written = batch_input(3)

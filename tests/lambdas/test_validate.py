@@ -7,7 +7,8 @@ import json
 import pytest
 from facetrain_lambdas import validate
 from facetrain_lambdas.errors import InvalidInput, TransientError
-from facetrain_lambdas.run_input import StackDefaults, resolve_request
+from facetrain_lambdas.run_record import parse_run_record
+from facetrain_lambdas.run_request import StackDefaults, resolve_request
 from facetrain_offline.lambda_runtime import LambdaContext
 from handler_fixtures import BUCKET
 from support.testkit import upload_photos
@@ -31,7 +32,12 @@ def test_writes_manifest_and_run_record(s3, function_env) -> None:
     assert manifest[0] == {"prefix": f"s3://{BUCKET}/face_imgs/"}
     assert manifest[1:] == [f"alice/{i:03d}.jpg" for i in range(2)] + [f"bob/{i:03d}.jpg" for i in range(3)]
     record = _read(s3, pointer["run_record_key"])
-    assert record["hyperparameters"] == {"batch_size": "8", "detection_thresholds": "[0.5, 0.6, 0.7]"}
+    assert (record["format"], record["version"]) == ("facetrain.run", 2)
+    assert record["request"]["hyperparameters"] == {"batch_size": 8, "detection_thresholds": [0.5, 0.6, 0.7]}
+    assert parse_run_record(record, "run.json").sagemaker_hyperparameters() == {
+        "batch_size": "8",
+        "detection_thresholds": "[0.5, 0.6, 0.7]",
+    }
     assert record["settings"]["batch_size"] == 8 and record["settings"]["image_size"] == 160
     assert record["cfg_manifest_key"] is None
     assert record["dataset"]["fingerprint"] == pointer["dataset_fingerprint"]

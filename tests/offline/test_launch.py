@@ -8,6 +8,7 @@ runs with SAGEMAKER_VALIDATE_ROLE=false.
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from facetrain_lambdas.run_record import RunRecord
+from facetrain_lambdas.run_record import RunRecord, parse_run_record
 from facetrain_lambdas.training_job import TrainingSettings, training_job_request
 from facetrain_offline import launch_checks, model_trainer
 from facetrain_offline.local_aws import local_aws
@@ -108,8 +109,8 @@ def _upload(s3, shared_data: Path, people: int = 2) -> int:
 
 
 def _record(s3, run_id: str) -> RunRecord:
-    body = s3.get_object(Bucket=BUCKET, Key=f"results/runs/{run_id}/run.json")["Body"].read()
-    return RunRecord.model_validate_json(body)
+    key = f"results/runs/{run_id}/run.json"
+    return parse_run_record(json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()), key)
 
 
 def test_launch_runs_the_start_lambdas_job_and_streams_its_log(local_sagemaker, shared_data) -> None:
@@ -125,7 +126,7 @@ def test_launch_runs_the_start_lambdas_job_and_streams_its_log(local_sagemaker, 
 
     # the same request the start Lambda builds for this run record
     record = _record(local_sagemaker.s3, "sdk-1")
-    assert record.dataset.images == photos and record.hyperparameters["weights"] == "none"
+    assert record.dataset.images == photos and record.sagemaker_hyperparameters()["weights"] == "none"
     expected = training_job_request(record, TrainingSettings(training_image=IMAGE, role_arn=ROLE))
     job = local_sagemaker.sagemaker.describe_training_job(TrainingJobName=name)
     for key in (

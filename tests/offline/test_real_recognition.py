@@ -103,20 +103,20 @@ def test_a_misfiled_photo_lowers_accuracy_below_the_gate_and_the_published_run_s
 
 def test_the_embedder_chosen_for_a_run_without_settings(tmp_path, monkeypatch):
     from facetrain.model_files import WEIGHT_FILES
-    from facetrain_offline import runner
+    from facetrain_offline import embedder_choice
 
     lines: list[str] = []
-    assert runner._default_embedder({}, lines.append) == {"embedder": "dlib-resnet"}
+    assert embedder_choice.default_embedder({}, lines.append) == {"embedder": "dlib-resnet"}
     assert len(lines) == 1 and "NOT FOR PRODUCTION" not in lines[0]
     for chosen in ({"embedder": "facenet"}, {"weights": "none"}, {"weights": "custom.pt"}):
-        assert runner._default_embedder(dict(chosen), lines.append) == chosen
+        assert embedder_choice.default_embedder(dict(chosen), lines.append) == chosen
     assert len(lines) == 1
 
-    monkeypatch.setattr(runner, "dlib_available", lambda: False)
-    assert runner._default_embedder({}, lines.append) == {"weights": "none"}
+    monkeypatch.setattr(embedder_choice, "dlib_available", lambda: False)
+    assert embedder_choice.default_embedder({}, lines.append) == {"weights": "none"}
     assert "NOT FOR PRODUCTION" in lines[-1] and "dlib-resnet is not installed" in lines[-1]
 
     weights = tmp_path / "torch-home" / "checkpoints" / WEIGHT_FILES["vggface2"]
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"stand-in: only its presence is looked at here")
-    assert runner._default_embedder({"batch_size": "8"}, lines.append) == {"batch_size": "8"}
+    assert embedder_choice.default_embedder({"batch_size": "8"}, lines.append) == {"batch_size": "8"}

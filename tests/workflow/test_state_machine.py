@@ -207,5 +207,5 @@ def test_s3_object_created_event_starts_a_run(stack: WorkflowStack) -> None:
 
     assert result["status"] == "SUCCEEDED", result.get("cause")
     record = json.loads(stack.read("results/runs/exec-s3-event/run.json"))
-    assert record["source"] == "s3-event"
-    assert record["trigger_key"] == event["detail"]["object"]["key"]
+    assert record["request"]["source"] == "s3-event"
+    assert record["request"]["trigger_key"] == event["detail"]["object"]["key"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import locks
 import pytest
-from facetrain_lambdas.run_input import StackDefaults
+from facetrain_lambdas.run_request import StackDefaults
 from facetrain_lambdas.training_job import JOB_NAME_PREFIX, TrainingSettings
 from facetrain_offline.local_aws import DEFAULT_TEMPLATE as TEMPLATE
 from facetrain_offline.local_aws import REPO_ROOT as REPO

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from facetrain_lambdas.errors import InvalidInput
-from facetrain_lambdas.run_input import VALID_FIELDS, StackDefaults, resolve_request
+from facetrain_lambdas.run_request import VALID_FIELDS, StackDefaults, resolve_request
 
 DEFAULTS = StackDefaults(bucket="data-bucket")
 EVENTS = Path(__file__).resolve().parents[2] / "events"

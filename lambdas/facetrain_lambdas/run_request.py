@@ -70,9 +70,9 @@ class StackDefaults(FunctionSettings):
 
 
 class RunRequest(BaseModel):
-    """The resolved request of one run: input fields over stack defaults, checked."""
+    """The resolved request of one run: input fields over stack defaults, checked (kept in run.json)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     run_id: str
     execution: str
