@@ -10,7 +10,7 @@ from pathlib import Path
 
 from moto import mock_aws
 
-from .event_sources import lambda_targets_invoked, s3_events_as_aws_sends_them
+from .eventbridge_delivery import lambda_targets_invoked, s3_events_as_aws_sends_them
 from .lambda_runtime import environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

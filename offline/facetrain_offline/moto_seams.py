@@ -7,7 +7,7 @@
 - SEAMS, one entry per resource type:
   - SQS event source mappings are not given to moto, which would invoke the function at each
     SendMessage, one message at a time, ignoring the batching window and batchItemFailures:
-    event_sources.SqsEventPoller polls them as Lambda does (SqsEventSource);
+    sqs_event_source.SqsEventPoller polls them as Lambda does (SqsEventSource);
   - moto's CloudFormation makes state machines in its plain Step Functions backend, not in the one that
     interprets ASL, and reads only DefinitionString: moto's (with a placeholder definition) stays as the
     target of Refs, and the executing one is created under the same name and ARN, from the packaged
@@ -167,7 +167,7 @@ def _create_state_machine(
 def _add_event_source(
     session: boto3.Session, stack: LocalStack, logical_id: str, properties: dict[str, Any]
 ) -> None:
-    """The mapping, for event_sources.SqsEventPoller to poll as the Lambda service would."""
+    """The mapping, for sqs_event_source.SqsEventPoller to poll as the Lambda service would."""
     queue_arn = properties["EventSourceArn"]
     if not queue_arn.startswith("arn:aws:sqs:"):
         raise TemplateError(f"event source {queue_arn}: only SQS event sources are polled offline")
@@ -204,7 +204,7 @@ SEAMS: dict[str, Seam] = {
     "AWS::Lambda::EventSourceMapping": Seam(
         _take_all,
         _add_event_source,
-        replaces="polled by the offline SQS event source (event_sources.SqsEventPoller)",
+        replaces="polled by the offline SQS event source (sqs_event_source.SqsEventPoller)",
     ),
     "AWS::SNS::Topic": Seam(_nothing, _subscribe_queue),
 }

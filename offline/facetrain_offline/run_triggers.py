@@ -15,11 +15,11 @@ from typing import Any
 import boto3
 
 from .bucket_state import sync_images
-from .event_sources import SqsEventPoller
 from .execution_follower import HistoryFollower
 from .local_aws import REGION
 from .local_stack import LocalStack
 from .run_options import RunOptions, console_input
+from .sqs_event_source import SqsEventPoller
 from .training_backend import LocalTrainingBackend
 
 FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")

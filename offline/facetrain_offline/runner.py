@@ -20,8 +20,8 @@ import boto3
 
 from .bucket_state import restore_state, save_state, state_lock
 from .embedder_choice import default_embedder
-from .event_sources import ExecutionStatusEvents
 from .execution_follower import HistoryFollower, execution_failure, execution_outcome, overall_status
+from .execution_status_events import ExecutionStatusEvents
 from .lambda_runtime import InProcessLambdas
 from .local_aws import REGION, local_aws
 from .local_stack import LocalStack

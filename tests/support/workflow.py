@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-from facetrain_offline.event_sources import ExecutionStatusEvents
+from facetrain_offline.execution_status_events import ExecutionStatusEvents
 from facetrain_offline.lambda_runtime import InProcessLambdas
 from facetrain_offline.local_aws import DEFAULT_TEMPLATE, local_aws
 from facetrain_offline.local_stack import LocalStack

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from facetrain.contract.enrollment_csv import parse_csv
-from facetrain_offline.event_sources import SqsEventPoller
+from facetrain_offline.sqs_event_source import SqsEventPoller
 from support.testkit import JPEG, FakeSageMaker, upload_photos
 from support.workflow import (
     TEST_PARAMETERS,

@@ -1,0 +1,90 @@
+"""Step Functions' "Execution Status Change" events, offline: Step Functions sends one to EventBridge when
+an execution ends; moto sends none, so `ExecutionStatusEvents` does, for the stack's state machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from moto.core.utils import utcnow
+
+from .background_poll import in_background
+from .local_stack import LocalStack
+
+ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def status_change_detail(execution: dict[str, Any]) -> dict[str, Any]:
+    """The `detail` Step Functions gives an "Execution Status Change" event, from DescribeExecution."""
+
+    def millis(key: str) -> int | None:
+        value = execution.get(key)
+        return int(value.timestamp() * 1000) if value else None
+
+    return {
+        "executionArn": execution["executionArn"],
+        "stateMachineArn": execution["stateMachineArn"],
+        "name": execution["name"],
+        "status": execution["status"],
+        "startDate": millis("startDate"),
+        "stopDate": millis("stopDate"),
+        "input": execution.get("input"),
+        "output": execution.get("output"),
+        "inputDetails": {"included": "input" in execution},
+        "outputDetails": {"included": "output" in execution},
+        "error": execution.get("error"),
+        "cause": execution.get("cause"),
+    }
+
+
+class ExecutionStatusEvents:
+    """Puts an "Execution Status Change" event on the default bus for each execution of the stack's state
+    machines that has ended since the last look (moto's Step Functions sends none)."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.sfn = boto3.client("stepfunctions", region_name=stack.region)
+        self.events = boto3.client("events", region_name=stack.region)
+        self.machines = [
+            stack.physical(name)
+            for name in stack.template.of_type("AWS::StepFunctions::StateMachine")
+            if name in stack.physical_ids
+        ]
+        self.sent: set[str] = set()
+        self._stop = threading.Event()
+
+    def poll_once(self) -> int:
+        """Send the events of executions that have ended; return how many were sent."""
+        sent = 0
+        for machine in self.machines:
+            for summary in self.sfn.list_executions(stateMachineArn=machine)["executions"]:
+                arn = summary["executionArn"]
+                if summary["status"] not in ENDED or arn in self.sent:
+                    continue
+                execution = self.sfn.describe_execution(executionArn=arn)
+                self.events.put_events(
+                    Entries=[
+                        {
+                            "Source": "aws.states",
+                            "DetailType": STATUS_CHANGE,
+                            "Resources": [arn],
+                            "Detail": json.dumps(status_change_detail(execution)),
+                            "Time": utcnow(),
+                        }
+                    ]
+                )
+                self.sent.add(arn)
+                sent += 1
+        return sent
+
+    @contextlib.contextmanager
+    def running(self, interval: float = 0.2) -> Iterator[ExecutionStatusEvents]:
+        """Watch in a background thread for the block's duration (a last look when it ends)."""
+        with in_background("execution-status-events", self.poll_once, self._stop, interval):
+            yield self
+        self.poll_once()
