@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from facetrain_lambdas.run_record import RunRecord
+import pytest
+from facetrain_lambdas.quality_gate import QualityGateDecision
+from facetrain_lambdas.run_record import RunRecord, ValidationProblems
 
 ROOT = Path(__file__).resolve().parent.parent
 OFFLINE = ROOT / "offline" / "facetrain_offline"
@@ -33,4 +35,15 @@ def test_the_run_record_row_names_every_field() -> None:
     )
     documented = set(re.findall(r"`([a-z_]+)`", row))
     fields = set(RunRecord.model_fields) - {"format", "version"}
+    assert fields <= documented, fields - documented
+
+
+@pytest.mark.parametrize(
+    ("key", "model"),
+    [("/problems.json` |", ValidationProblems), ("`quality_gate.json` |", QualityGateDecision)],
+)
+def test_the_workflow_guide_names_every_field_of_validates_and_publishs_decisions(key: str, model) -> None:
+    row = next(line for line in (ROOT / "docs" / "workflow.md").read_text().splitlines() if key in line)
+    documented = set(re.findall(r"`([a-z_]+)`", row))
+    fields = set(model.model_fields) - {"format", "version"}
     assert fields <= documented, fields - documented

@@ -24,7 +24,7 @@ from .errors import ResultsInvalid, transient_aws_errors
 from .layout import CURRENT_FILES, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import PUBLISHED_JSON, LatestRecord, read_published
-from .quality_gate import QualityGateFailed, gate_problems
+from .quality_gate import QualityGateDecision, QualityGateFailed, gate_problems
 from .run_record import RunPointer, RunRecord, load_run_record
 from .s3_json import write_json
 
@@ -112,7 +112,7 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
 
 def check_quality_gate(
     s3: Any, record: RunRecord, results: VerifiedResults, latest: LatestRecord | None
-) -> dict[str, Any]:
+) -> QualityGateDecision:
     """Apply the run's quality gate against the published run (`latest`); record the decision under
     runs/<run_id>/; raise QualityGateFailed."""
     layout = record.layout
@@ -120,15 +120,15 @@ def check_quality_gate(
     gate = record.quality_gate
     published = latest.identification_accuracy if latest else None
     problems = gate_problems(gate, evaluation, published)
-    decision = {
-        "run_id": record.request.run_id,
-        "gate": gate.model_dump(),
-        "identification_accuracy": (evaluation or {}).get("identification_accuracy"),
-        "published_identification_accuracy": published,
-        "passed": not problems,
-        "problems": problems,
-    }
-    write_json(s3, layout.bucket, layout.run_file_key(QUALITY_GATE_JSON), decision)
+    decision = QualityGateDecision(
+        run_id=record.request.run_id,
+        gate=gate,
+        identification_accuracy=(evaluation or {}).get("identification_accuracy"),
+        published_identification_accuracy=published,
+        passed=not problems,
+        problems=problems,
+    )
+    write_json(s3, layout.bucket, layout.run_file_key(QUALITY_GATE_JSON), decision.model_dump(mode="json"))
     if problems:
         metrics.add_metric(name="RunsRefusedByQualityGate", unit=MetricUnit.Count, value=1)
         raise QualityGateFailed(

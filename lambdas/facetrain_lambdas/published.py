@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from .errors import InvalidInput
 from .layout import RunLayout, s3_uri
 from .observability import logger
+from .quality_gate import QualityGateDecision
 from .s3_json import read_json_if_present
 
 FORMAT = "facetrain.latest"
@@ -40,7 +41,7 @@ class LatestRecord(BaseModel):
     images_rejected: int
     identification_accuracy: float | None
     accept_threshold: float | None
-    quality_gate: dict[str, Any]  # the decision, as in runs/<run id>/quality_gate.json
+    quality_gate: QualityGateDecision  # the published run's, as in its runs/<run id>/quality_gate.json
     not_for_production: bool
     run_files: dict[str, str]  # file name -> key under runs/<run id>/
     current_files: dict[str, str]  # file name -> key at the results prefix

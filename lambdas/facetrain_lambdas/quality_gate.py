@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,22 @@ class QualityGate(BaseModel):
     max_accuracy_drop: float | None = Field(
         None, ge=0.0, le=1.0, description="Largest accuracy drop allowed against the published run."
     )
+
+
+class QualityGateDecision(BaseModel):
+    """What the gate decided for a run: runs/<run id>/quality_gate.json, written by publish whether the run
+    passed or not, and latest.json's `quality_gate` (the published run's decision)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["facetrain.quality-gate"] = "facetrain.quality-gate"
+    version: Literal[1] = 1
+    run_id: str
+    gate: QualityGate
+    identification_accuracy: float | None
+    published_identification_accuracy: float | None  # of the run published before, if any
+    passed: bool
+    problems: list[str]  # why it did not pass (empty when it passed)
 
 
 class QualityGateFailed(Exception):

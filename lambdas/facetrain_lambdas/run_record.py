@@ -1,5 +1,5 @@
-"""The run record (runs/<run id>/run.json) validate writes and start, publish and stop read, and the pointer
-passed between states.
+"""The run record (runs/<run id>/run.json) validate writes and start, publish and stop read, the problems
+(problems.json) it writes instead when it refuses a run, and the pointer passed between states.
 
 One model for the writer and every reader. The record holds the resolved request as validate accepted it
 (`RunRequest`), the typed settings the job will resolve to (`Hyperparameters`) and what validate found; the
@@ -74,6 +74,19 @@ class RunRecord(BaseModel):
     def sagemaker_hyperparameters(self) -> dict[str, str]:
         """The request's hyperparameters as passed to CreateTrainingJob (string values)."""
         return to_sagemaker_strings(self.request.hyperparameters)
+
+
+class ValidationProblems(BaseModel):
+    """runs/<run id>/problems.json: why validate refused the run (every problem), and what it would have
+    left out. Written instead of run.json; nothing reads it back but operators."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["facetrain.problems"] = "facetrain.problems"
+    version: Literal[1] = 1
+    run_id: str
+    problems: list[str]
+    warnings: list[str]
 
 
 class RunPointer(BaseModel):

@@ -19,7 +19,13 @@ from .function_settings import FunctionSettings
 from .layout import RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import LatestRecord, read_published
-from .run_record import DatasetSummary, RunPointer, RunRecord, read_run_record_if_present
+from .run_record import (
+    DatasetSummary,
+    RunPointer,
+    RunRecord,
+    ValidationProblems,
+    read_run_record_if_present,
+)
 from .run_request import RunRequest, StackDefaults, resolve_request
 from .run_settings import config_files, resolve_settings
 from .s3_json import write_json
@@ -105,7 +111,9 @@ def validate_run(
             s3,
             request.bucket,
             layout.problems_key,
-            {"run_id": request.run_id, "problems": problems, "warnings": snapshot.warnings},
+            ValidationProblems(
+                run_id=request.run_id, problems=problems, warnings=snapshot.warnings
+            ).model_dump(mode="json"),
         )
         raise InvalidInput(
             problems, where=s3_uri(request.bucket, layout.problems_key), warnings=snapshot.warnings

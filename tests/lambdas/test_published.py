@@ -8,6 +8,7 @@ import pytest
 from facetrain_lambdas.errors import InvalidInput
 from facetrain_lambdas.layout import RunLayout
 from facetrain_lambdas.published import LatestRecord, parse_latest, read_published
+from facetrain_lambdas.quality_gate import QualityGate, QualityGateDecision
 from handler_fixtures import BUCKET
 
 LAYOUT = RunLayout(bucket=BUCKET, results_prefix="results/", run_id="r2")
@@ -26,7 +27,14 @@ def _latest(**changes: object) -> dict:
         "images_rejected": 1,
         "identification_accuracy": 0.9,
         "accept_threshold": 0.39,
-        "quality_gate": {"passed": True},
+        "quality_gate": QualityGateDecision(
+            run_id="r1",
+            gate=QualityGate(),
+            identification_accuracy=0.9,
+            published_identification_accuracy=None,
+            passed=True,
+            problems=[],
+        ),
         "not_for_production": False,
         "run_files": {"saved_embeddings.pkl": "results/runs/r1/saved_embeddings.pkl"},
         "current_files": {"rules.py": "results/rules.py"},

@@ -7,7 +7,7 @@ import json
 import pytest
 from facetrain_lambdas import validate
 from facetrain_lambdas.errors import InvalidInput, TransientError
-from facetrain_lambdas.run_record import parse_run_record
+from facetrain_lambdas.run_record import ValidationProblems, parse_run_record
 from facetrain_lambdas.run_request import StackDefaults, resolve_request
 from facetrain_offline.lambda_runtime import LambdaContext
 from handler_fixtures import BUCKET
@@ -142,8 +142,9 @@ def test_min_images_per_identity_comes_from_the_settings(s3, function_env) -> No
     s3.put_object(Bucket=BUCKET, Key="config/constants.py", Body=b"MIN_IMAGES_PER_IDENTITY = 3\n")
     with pytest.raises(InvalidInput, match="identity 'bob' has 2 photo"):
         _run("exec-1", {})
-    problems = _read(s3, "results/runs/exec-1/problems.json")
-    assert problems["run_id"] == "exec-1" and len(problems["problems"]) == 1
+    problems = ValidationProblems.model_validate(_read(s3, "results/runs/exec-1/problems.json"))
+    assert problems.run_id == "exec-1" and len(problems.problems) == 1
+    assert (problems.format, problems.version) == ("facetrain.problems", 1)
 
 
 def test_a_run_id_belongs_to_one_execution(s3, function_env) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from facetrain_lambdas.quality_gate import QualityGateDecision
 from support.testkit import FakeSageMaker, upload_photos
 from support.workflow import WorkflowStack
 
@@ -33,8 +34,10 @@ def test_a_run_below_the_gate_fails_by_name_and_changes_nothing_published(
         assert stack.read(f"results/{name}") == body, name
     # The refused run's files, its report included, stay for inspection, with the decision.
     assert stack.read("results/runs/weak/report.html").startswith(b"<!doctype html>")
-    decision = json.loads(stack.read("results/runs/weak/quality_gate.json"))
-    assert decision["passed"] is False and decision["identification_accuracy"] == 0.62
+    decision = QualityGateDecision.model_validate_json(stack.read("results/runs/weak/quality_gate.json"))
+    assert decision.passed is False and decision.identification_accuracy == 0.62
+    assert decision.run_id == "weak" and decision.gate.min_identification_accuracy == 0.9
+    assert decision.published_identification_accuracy == 0.97 and len(decision.problems) == 1
     (notification,) = stack.notifications()
     assert notification["Subject"] == "facetrain retraining failed"
     assert (
