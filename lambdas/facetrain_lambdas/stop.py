@@ -8,7 +8,8 @@ function, which works out the job as the workflow itself did:
 1. The run: the execution input, resolved as validate resolves it (run id, bucket, results prefix).
    An input validate refuses never had a run, so it never had a job.
 2. The run record `runs/<run_id>/run.json`: absent, validation never passed (no job); written by
-   another execution (the run id was taken), not this execution's job.
+   another execution (the run id was taken), not this execution's job; unreadable (another format or
+   version), its owner is unknown: the job is left alone and the notification says why.
 3. The job `job_name(run_id)`: absent, never started; InProgress, StopTrainingJob (SageMaker sends the
    container SIGTERM, then SIGKILL after its grace period; the status goes Stopping → Stopped); any other
    status (Stopping, Stopped, Completed, Failed), left alone.
