@@ -123,6 +123,7 @@ def load_run_record(s3: Any, pointer: RunPointer) -> RunRecord:
     where = s3_uri(pointer.bucket, pointer.run_record_key)
     try:
         return parse_run_record(read_json(s3, pointer.bucket, pointer.run_record_key), where)
-    except ValueError as exc:  # not JSON, or DocumentError
-        message = str(exc) if isinstance(exc, DocumentError) else f"{where} is not JSON: {REMEDY}"
-        raise InvalidInput([message]) from None
+    except DocumentError as exc:
+        raise InvalidInput([str(exc)]) from None
+    except ValueError:  # the body is not JSON
+        raise InvalidInput([f"{where} is not JSON: {REMEDY}"]) from None

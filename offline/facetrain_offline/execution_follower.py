@@ -11,6 +11,7 @@ from typing import Any
 from .run_summary import ExecutionOutcome, StateVisitRecord
 
 Printer = Callable[[str], None]
+FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")  # an execution in one has ended
 
 
 @dataclass

@@ -14,9 +14,9 @@ import boto3
 from moto.core.utils import utcnow
 
 from .background_poll import in_background
+from .execution_follower import FINAL_STATUSES
 from .local_stack import LocalStack
 
-ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
@@ -64,7 +64,7 @@ class ExecutionStatusEvents:
         for machine in self.machines:
             for summary in self.sfn.list_executions(stateMachineArn=machine)["executions"]:
                 arn = summary["executionArn"]
-                if summary["status"] not in ENDED or arn in self.sent:
+                if summary["status"] not in FINAL_STATUSES or arn in self.sent:
                     continue
                 execution = self.sfn.describe_execution(executionArn=arn)
                 self.events.put_events(

@@ -15,14 +15,13 @@ from typing import Any
 import boto3
 
 from .bucket_state import sync_images
-from .execution_follower import HistoryFollower
+from .execution_follower import FINAL_STATUSES, HistoryFollower
 from .local_aws import REGION
 from .local_stack import LocalStack
 from .run_options import RunOptions, console_input
 from .sqs_event_source import SqsEventPoller
 from .training_backend import LocalTrainingBackend
 
-FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 OFFLINE_SETTINGS_FILE = "facetrain-run.json"  # where --trigger upload puts -p settings (config prefix)
 QUIET_SECONDS = 3.0  # upload mode ends when nothing was queued or running for this long
 STOP_WAIT_SECONDS = 300.0  # after Ctrl-C: how long to wait for the training jobs to stop

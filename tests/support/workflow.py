@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from facetrain_offline.execution_follower import FINAL_STATUSES
 from facetrain_offline.execution_status_events import ExecutionStatusEvents
 from facetrain_offline.lambda_runtime import InProcessLambdas
 from facetrain_offline.local_aws import DEFAULT_TEMPLATE, local_aws
 from facetrain_offline.local_stack import LocalStack
-from facetrain_offline.run_triggers import FINAL_STATUSES
 from facetrain_offline.stack import ACCOUNT, deploy
 
 from support.testkit import FakeSageMaker
