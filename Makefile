@@ -8,9 +8,11 @@ HP ?= {"weights": "none"}
 
 SAM := .venv-sam/bin/sam
 SAM_PYTHON ?= 3.13.0
-AWS_REGION ?= eu-west-1
+# One region for `make image`, `make deploy` and `make delete`: AWS_REGION, else AWS_DEFAULT_REGION, else
+# `aws configure get region`; none: they stop and say so (tools/deploy_checks.py region).
+REGION_OF = $(BIN)/python tools/deploy_checks.py region
 
-.PHONY: help setup tools lock lock-check test lint format bench bench-scale run job image build deploy delete clean
+.PHONY: help setup tools lock lock-check test lint format bench bench-scale run job image build deploy deploy-check delete clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -80,18 +82,23 @@ job: ## run the training job on a folder of <person>/<photo>: make job IMAGES=di
 	SAGEMAKER_BASE_DIR="$(CURDIR)/.job" $(BIN)/train
 	@echo "outputs in .job/model/"
 
-image: ## build and push the training image to ECR (needs Docker and AWS credentials)
-	container/build_and_push.sh facetrain
+image: ## build and push the training image to ECR (needs Docker and AWS credentials; region: see AWS_REGION)
+	region=$$($(REGION_OF)) && AWS_REGION=$$region container/build_and_push.sh facetrain
 
 build: ## sam build (the Lambdas' layer is built for python3.13)
 	PYENV_VERSION=$(SAM_PYTHON) $(SAM) build
 
-deploy: build ## sam deploy with the image URI that `make image` wrote (extra: DEPLOY_PARAMETERS='K=V ...')
+deploy: deploy-check build ## sam deploy with the image URI that `make image` wrote (extra: DEPLOY_PARAMETERS='K=V ...')
+	region=$$($(REGION_OF)) && \
+	$(SAM) deploy --region "$$region" --parameter-overrides "TrainingImageUri=$$(cat container/image_uri.txt) $(DEPLOY_PARAMETERS)"
+
+deploy-check: ## refuse, before building, an image of another region than the stack's (and poll waits out of order)
 	@test -s container/image_uri.txt || { echo "no container/image_uri.txt: run make image first" >&2; exit 1; }
-	$(SAM) deploy --region $(AWS_REGION) --parameter-overrides "TrainingImageUri=$$(cat container/image_uri.txt) $(DEPLOY_PARAMETERS)"
+	@region=$$($(REGION_OF)) && \
+	$(BIN)/python tools/deploy_checks.py check "$$region" "TrainingImageUri=$$(cat container/image_uri.txt) $(DEPLOY_PARAMETERS)"
 
 delete: ## sam delete: removes the stack, its bucket and everything in it (see docs/workflow.md)
-	$(SAM) delete --region $(AWS_REGION)
+	region=$$($(REGION_OF)) && $(SAM) delete --region "$$region"
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf .job .aws-sam .pytest_cache .ruff_cache

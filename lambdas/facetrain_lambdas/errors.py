@@ -59,6 +59,11 @@ class TransientError(Exception):
     """An AWS call failed in a way that a later retry can succeed (throttling, 5xx, network)."""
 
 
+class TrainingQuotaExceeded(Exception):
+    """SageMaker refused the training job for a service quota of the account (ResourceLimitExceeded): a
+    person must raise it (docs/workflow.md, "Before the first run: SageMaker quotas"); not retried."""
+
+
 class ResultsInvalid(Exception):
     """The training job's model.tar.gz failed verification; the current results were left untouched."""
 

@@ -12,7 +12,7 @@ from facetrain.contract.hyperparameters import sagemaker_limit_problems
 from facetrain.contract.names import CONFIG_CHANNEL, IMAGES_CHANNEL, PREVIOUS_CHANNEL
 from pydantic import Field
 
-from .errors import InvalidInput, transient_aws_errors
+from .errors import InvalidInput, TrainingQuotaExceeded, transient_aws_errors
 from .function_settings import FunctionSettings
 from .layout import s3_uri
 from .run_record import RunRecord
@@ -134,5 +134,12 @@ def start_training_job(sagemaker: Any, request: Mapping[str, Any]) -> bool:
     except ClientError as exc:
         if _already_exists(exc):
             return False
+        if exc.response.get("Error", {}).get("Code") == "ResourceLimitExceeded":
+            message = exc.response.get("Error", {}).get("Message", "")
+            raise TrainingQuotaExceeded(
+                f"SageMaker refused training job {name} for an account quota: {message} Raise it in the "
+                'Service Quotas console (Amazon SageMaker, this region; docs/workflow.md, "Before the first '
+                'run: SageMaker quotas"), then start the execution again.'
+            ) from exc
         raise
     return True

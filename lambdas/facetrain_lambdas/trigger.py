@@ -3,6 +3,7 @@
 Each SQS record holds one EventBridge "Object Created"/"Object Deleted" event from the data bucket. A
 record that is not such an event is reported as a batch item failure (SQS retries it, then the dead-letter
 queue keeps it); the others are counted once each (see upload_batch) and start an execution when needed.
+Several batches may run at once: their writes to the bucket's counter retry transaction conflicts.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         outcome = handle_changes(store, client("stepfunctions"), settings.state_machine_arn, event_ids)
     metrics.add_metric(name="UploadEvents", unit=MetricUnit.Count, value=outcome.new_events)
     metrics.add_metric(name="DuplicateUploadEvents", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="UploadTransactionConflicts", unit=MetricUnit.Count, value=store.conflicts)
     logger.info(
         "upload events recorded",
         extra={
@@ -71,6 +73,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "generation": outcome.generation,
             "started": outcome.started,
             "owner": outcome.owner,
+            "conflicts_retried": store.conflicts,
         },
     )
     return response

@@ -8,28 +8,54 @@ State lives in one DynamoDB table:
   one arrived), `active_execution` (the execution that owns the next retraining, if any) and
   `released_generation` (the generation the last finished execution covered).
 
-Each new event is recorded and counted in one DynamoDB transaction, so a re-delivery is never counted and
-a failed batch is never half-counted. When changes are pending (`generation > released_generation`) and
-no live execution owns the bucket, the trigger claims it with a conditional write and starts an execution
-named after the generation and the time (Step Functions refuses a second execution of the same name).
-That execution waits until no change arrived for the settle window, trains on the snapshot it lists then,
-and at its end either releases the claim (nothing new arrived) or hands it over to exactly one follow-up
-execution (changes arrived while it ran).
+Counting. The trigger records a batch's new events in transactions of up to TRANSACTION_EVENTS events:
+the conditional puts of their `event#<id>` items and one `ADD generation :n SET last_change_at = :now` on
+`uploads#<bucket>`. So an event is recorded if and only if it is counted: a re-delivery is never counted,
+and a batch that fails half-way is never half-counted (what it committed is a duplicate when SQS
+redelivers it). An event the transaction finds recorded (its put's ConditionalCheckFailed) is dropped
+from it, and the rest is sent again.
+
+Concurrency. Lambda runs several batches at once (five at first, at most the event source's
+MaximumConcurrency), and every transaction writes the one `uploads#<bucket>` item. DynamoDB cancels a
+transaction that touches an item another transaction is writing (reason TransactionConflict) and
+refuses a single write to such an item (TransactionConflictException); either wrote nothing, so the
+write is sent again after a jittered exponential backoff (ConflictBackoff). An invocation retries for at
+most CONFLICT_RETRY_SECONDS (the functions time out at 60 s); then TransientError fails it, SQS
+redelivers the batch, and what it committed is a duplicate. Grouping events keeps conflicts rare: 1,000
+events are about ten writes of the item, not 1,000.
+
+Ownership. When changes are pending (`generation > released_generation`) and no live execution owns the
+bucket, the trigger claims it with a conditional write and starts an execution named after the
+generation and the time (Step Functions refuses a second execution of the same name); of concurrent
+batches, one claim succeeds. That execution waits until no change arrived for the settle window, trains
+on the snapshot it lists then, and at its end either releases the claim (nothing arrived since the
+generation it settled on) or hands it over to exactly one follow-up execution (changes arrived while it
+ran).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
+from .errors import TransientError
+
 EVENT_TTL_SECONDS = 86_400
 UPLOAD_BATCH_FIELD = "upload_batch"
+TRANSACTION_EVENTS = 99  # TransactWriteItems takes at most 100 actions: 99 event puts and the counter
+CONFLICT_RETRY_SECONDS = 30.0  # how long an invocation retries transaction conflicts (timeout: 60 s)
+CONFLICT_BACKOFF_BASE_SECONDS = 0.05  # the longest wait doubles from this after each conflict…
+CONFLICT_BACKOFF_CAP_SECONDS = 1.0  # …up to this; each wait is drawn between 0 and it (full jitter)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,8 +73,45 @@ class UploadState:
         return self.generation > self.released_generation
 
 
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
 def _conditional_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return _error_code(error) == "ConditionalCheckFailedException"
+
+
+def _cancellation_codes(error: ClientError) -> list[str]:
+    """The per-action reason codes of a cancelled transaction ("None" for an action that was fine)."""
+    if _error_code(error) != "TransactionCanceledException":
+        return []
+    return [str(reason.get("Code", "None")) for reason in error.response.get("CancellationReasons") or []]
+
+
+class ConflictBackoff:
+    """The waits of one invocation's writes that met transaction conflicts: after a write's k-th conflict
+    in a row, a random time up to min(cap, base * 2**k) (full jitter, so that the conflicting writers
+    spread out); TransientError once CONFLICT_RETRY_SECONDS have passed since the invocation's first
+    conflict."""
+
+    def __init__(self, sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
+        self.sleep = sleep
+        self.clock = clock
+        self.conflicts = 0
+        self.deadline: float | None = None
+
+    def wait(self, action: str, streak: int, error: ClientError) -> None:
+        """Wait before the next try of a write that met its `streak`-th conflict in a row."""
+        self.conflicts += 1
+        now = self.clock()
+        if self.deadline is None:
+            self.deadline = now + CONFLICT_RETRY_SECONDS
+        if now >= self.deadline:
+            raise TransientError(
+                f"{action}: transaction conflicts for {CONFLICT_RETRY_SECONDS:.0f} s ({self.conflicts} tries)"
+            ) from error
+        ceiling = min(CONFLICT_BACKOFF_CAP_SECONDS, CONFLICT_BACKOFF_BASE_SECONDS * 2**streak)
+        self.sleep(min(random.uniform(0, ceiling), self.deadline - now))  # noqa: S311 - jitter, not a secret
 
 
 def _state_from_item(item: dict[str, Any]) -> UploadState:
@@ -61,48 +124,107 @@ def _state_from_item(item: dict[str, Any]) -> UploadState:
 
 
 class UploadStateStore:
-    """Reads and changes the upload state with DynamoDB conditional writes."""
+    """Reads and changes the upload state with DynamoDB conditional writes and transactions; a write that
+    meets a transaction conflict is retried (one store per invocation: it holds the retry budget)."""
 
-    def __init__(self, dynamodb: Any, table: str, bucket: str) -> None:
+    def __init__(
+        self,
+        dynamodb: Any,
+        table: str,
+        bucket: str,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.dynamodb = dynamodb
         self.table = table
         self.key = {"pk": {"S": f"uploads#{bucket}"}}
+        self.backoff = ConflictBackoff(sleep, clock)
+
+    @property
+    def conflicts(self) -> int:
+        """Writes retried after a transaction conflict so far."""
+        return self.backoff.conflicts
 
     def read(self) -> UploadState:
         item = self.dynamodb.get_item(TableName=self.table, Key=self.key, ConsistentRead=True).get("Item", {})
         return _state_from_item(item)
 
-    def record_event(self, event_id: str, now: float) -> bool:
-        """Record one event and count it as a change, atomically; False for a re-delivered event."""
-        try:
-            self.dynamodb.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self.table,
-                            "Item": {
-                                "pk": {"S": f"event#{event_id}"},
-                                "expires_at": {"N": str(int(now) + EVENT_TTL_SECONDS)},
-                            },
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
+    def record_events(self, event_ids: Sequence[str], now: float | None = None) -> int:
+        """Record and count each event not recorded yet, exactly once; returns how many were new.
+
+        `now` (default: the time of each try) becomes `last_change_at`.
+        """
+        unique = list(dict.fromkeys(event_ids))
+        return sum(
+            self._record_group(unique[start : start + TRANSACTION_EVENTS], now)
+            for start in range(0, len(unique), TRANSACTION_EVENTS)
+        )
+
+    def record_event(self, event_id: str, now: float | None = None) -> bool:
+        """Record and count one event; False for a re-delivered event."""
+        return self.record_events([event_id], now) == 1
+
+    def _record_group(self, event_ids: list[str], now: float | None) -> int:
+        """One transaction for these events (at most TRANSACTION_EVENTS), sent again without the events
+        found recorded, and after a backoff when it met a conflict."""
+        pending, streak = event_ids, 0
+        while pending:
+            try:
+                self.dynamodb.transact_write_items(
+                    TransactItems=self._counting_transaction(pending, time.time() if now is None else now)
+                )
+            except ClientError as error:
+                codes = _cancellation_codes(error)
+                if not codes or set(codes) - {"None", "ConditionalCheckFailed", "TransactionConflict"}:
+                    raise
+                found = zip(pending, codes, strict=False)  # codes: one more, the counter's
+                recorded = {event for event, code in found if code == "ConditionalCheckFailed"}
+                if "TransactionConflict" not in codes and not recorded:
+                    raise
+                pending = [event for event in pending if event not in recorded]
+                if "TransactionConflict" in codes:
+                    streak += 1
+                    self.backoff.wait("recording upload events", streak, error)
+                continue
+            return len(pending)
+        return 0
+
+    def _counting_transaction(self, event_ids: list[str], now: float) -> list[dict[str, Any]]:
+        """Put each `event#<id>` if absent, and add their number to `generation`."""
+        puts = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": {
+                        "pk": {"S": f"event#{event_id}"},
+                        "expires_at": {"N": str(int(now) + EVENT_TTL_SECONDS)},
                     },
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": self.key,
-                            "UpdateExpression": "ADD generation :one SET last_change_at = :now",
-                            "ExpressionAttributeValues": {":one": {"N": "1"}, ":now": {"N": repr(now)}},
-                        }
-                    },
-                ]
-            )
-        except ClientError as error:
-            reasons = error.response.get("CancellationReasons") or []
-            if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
-                return False
-            raise
-        return True
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+            for event_id in event_ids
+        ]
+        count = {
+            "Update": {
+                "TableName": self.table,
+                "Key": self.key,
+                "UpdateExpression": "ADD generation :n SET last_change_at = :now",
+                "ExpressionAttributeValues": {":n": {"N": str(len(event_ids))}, ":now": {"N": repr(now)}},
+            }
+        }
+        return [*puts, count]
+
+    def _write(self, action: str, write: Callable[[], T]) -> T:
+        """A single-item write, sent again while DynamoDB refuses it for a transaction in progress."""
+        streak = 0
+        while True:
+            try:
+                return write()
+            except ClientError as error:
+                if _error_code(error) != "TransactionConflictException":
+                    raise
+                streak += 1
+                self.backoff.wait(action, streak, error)
 
     def claim(self, execution: str, previous_owner: str | None = None) -> bool:
         """Make `execution` the owner if there is none (or if the owner is still `previous_owner`)."""
@@ -112,12 +234,15 @@ class UploadStateStore:
             condition = "active_execution = :previous"
             values[":previous"] = {"S": previous_owner}
         try:
-            self.dynamodb.update_item(
-                TableName=self.table,
-                Key=self.key,
-                UpdateExpression="SET active_execution = :e",
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
+            self._write(
+                "claiming the bucket",
+                lambda: self.dynamodb.update_item(
+                    TableName=self.table,
+                    Key=self.key,
+                    UpdateExpression="SET active_execution = :e",
+                    ConditionExpression=condition,
+                    ExpressionAttributeValues=values,
+                ),
             )
         except ClientError as error:
             if _conditional_failed(error):
@@ -128,12 +253,15 @@ class UploadStateStore:
     def release(self, execution: str, generation: int) -> bool:
         """Drop the claim, unless another change arrived since `generation` (then False)."""
         try:
-            self.dynamodb.update_item(
-                TableName=self.table,
-                Key=self.key,
-                UpdateExpression="REMOVE active_execution SET released_generation = :g",
-                ConditionExpression="active_execution = :e AND generation = :g",
-                ExpressionAttributeValues={":e": {"S": execution}, ":g": {"N": str(generation)}},
+            self._write(
+                "releasing the bucket",
+                lambda: self.dynamodb.update_item(
+                    TableName=self.table,
+                    Key=self.key,
+                    UpdateExpression="REMOVE active_execution SET released_generation = :g",
+                    ConditionExpression="active_execution = :e AND generation = :g",
+                    ExpressionAttributeValues={":e": {"S": execution}, ":g": {"N": str(generation)}},
+                ),
             )
         except ClientError as error:
             if _conditional_failed(error):
@@ -212,11 +340,12 @@ def handle_changes(
 
     An owner that is no longer running (it failed before its last step) is replaced, so that a crash can
     never leave uploads without a retraining; a retried batch whose events were all counted still starts
-    the execution its first attempt may not have started.
+    the execution its first attempt may not have started. `now` (default: the clock) is the time of the
+    changes and of the execution's name.
     """
-    now = time.time() if now is None else now
-    fresh = sum(store.record_event(event_id, now) for event_id in dict.fromkeys(event_ids))
+    fresh = store.record_events(event_ids, now)
     duplicates = len(event_ids) - fresh
+    now = time.time() if now is None else now
     state = store.read()
     owner = state.active_execution
     if not state.pending or (owner is not None and _execution_running(sfn, state_machine_arn, owner)):

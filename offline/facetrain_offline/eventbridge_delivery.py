@@ -2,10 +2,13 @@
 Lambda targets invoked.
 
 moto routes an S3 upload through the bucket's EventBridge notifications and the template's rule into the
-rule's SQS target, in the shape AWS uses, with three gaps that `s3_events_as_aws_sends_them` closes:
+rule's SQS target, in the shape AWS uses, with gaps that `s3_events_as_aws_sends_them` closes:
 every event carries the same id (AWS gives each its own; re-deliveries keep it), deleting from a
-versioned bucket (a delete marker) sends no "Object Deleted" event, and a disabled rule still delivers
-S3 events. moto's EventBridge delivers to SQS, log groups and buses but not to Lambda functions:
+versioned bucket (a delete marker) sends no "Object Deleted" event, nor does permanently deleting a
+version (DeleteObject or DeleteObjects with a VersionId, as the cleanup custom resource does) unless it is
+the key's last (S3 sends one, deletion-type "Permanently Deleted", per object version deleted; moto's
+events carry no deletion-type field), and a disabled rule still delivers S3 events. moto's EventBridge
+delivers to SQS, log groups and buses but not to Lambda functions:
 `lambda_targets_invoked` invokes a matching rule's Lambda targets with the event, as an asynchronous
 invocation does (one attempt here: a failure is recorded with the in-process invocations, where Lambda
 would retry twice and then use the function's dead-letter queue).
@@ -38,7 +41,9 @@ class _FreshEventId(dict):
 
 
 def _delete_with_marker_event(original: Any) -> Any:
-    """S3Backend.delete_object that also announces the delete marker of a versioned bucket, as AWS does."""
+    """S3Backend.delete_object that also announces, as AWS does, the delete marker of a versioned bucket
+    and each object version permanently deleted (moto announces only a key's last version; deleting a
+    delete marker announces nothing here)."""
 
     def delete_object(
         backend: S3Backend,
@@ -49,6 +54,8 @@ def _delete_with_marker_event(original: Any) -> Any:
     ) -> Any:
         bucket = backend.get_bucket(bucket_name)
         previous = bucket.keys.get(key_name) if bucket.is_versioned and version_id is None else None
+        versions = bucket.keys.getlist(key_name, []) if bucket.is_versioned and version_id is not None else []
+        removed = next((v for v in versions if str(v.version_id) == str(version_id)), None)
         result = original(backend, bucket_name, key_name, version_id, bypass)
         if isinstance(previous, FakeKey) and result[1].get("delete-marker") == "true":
             notifications.send_event(
@@ -56,6 +63,13 @@ def _delete_with_marker_event(original: Any) -> Any:
                 notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
                 bucket,
                 previous,
+            )
+        elif isinstance(removed, FakeKey) and key_name in bucket.keys:  # moto's own event: the last one
+            notifications.send_event(
+                backend.account_id,
+                notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_EVENT,
+                bucket,
+                removed,
             )
         return result
 

@@ -62,7 +62,11 @@ class ExecutionStatusEvents:
         """Send the events of executions that have ended; return how many were sent."""
         sent = 0
         for machine in self.machines:
-            for summary in self.sfn.list_executions(stateMachineArn=machine)["executions"]:
+            try:
+                summaries = self.sfn.list_executions(stateMachineArn=machine)["executions"]
+            except self.sfn.exceptions.StateMachineDoesNotExist:  # deleted with the stack (stack_delete)
+                continue
+            for summary in summaries:
                 arn = summary["executionArn"]
                 if summary["status"] not in FINAL_STATUSES or arn in self.sent:
                     continue

@@ -6,9 +6,18 @@ to Lambda's `Unhandled` function error with the exception's class name as `error
 not JSON to `Runtime.MarshalError`), so that the state machine's Retry and Catch rules see what they
 would see on AWS.
 
-Environments are applied to os.environ, so invocations in one process run one at a time (a lock
-serialises them); only the function's own variables are set and restored, never the whole environment,
-because other threads (the local training backend) read it meanwhile.
+Invocations run concurrently, each in the calling thread, as Lambda runs concurrent invocations in
+separate execution environments (the SQS event source runs several batches at once). The handlers read
+their environment from os.environ (FunctionSettings.from_env; boto3 reads AWS_* variables), which a
+process has once. So, while any invocation runs, os.environ's class is `_ThreadEnviron`: a thread that
+runs an invocation sees the process environment with its function's variables over it (and its own
+changes), discarded when the invocation ends; every other thread sees the process environment itself,
+unchanged. The class of the one os.environ object is changed, not the object replaced, because boto3
+sessions and others hold a reference to it. Likewise, what handlers print goes through one stdout
+(`_InvocationOutput`) to the invoking registry's log stream, chosen per thread.
+
+Module-level state of the handlers' modules (Powertools' Logger keys and Metrics) is shared by
+concurrent invocations here, where Lambda would give each environment its own.
 """
 
 from __future__ import annotations
@@ -70,33 +79,64 @@ class FunctionSpec:
 
 
 class _InvocationOutput(io.TextIOBase):
-    """The handlers' stdout: forwards to the current sink, so a logger made at import follows it too.
+    """The handlers' stdout while invocations run: each thread's writes go to its invocation's sink, or
+    to the stdout that was current before (also for threads that run no invocation).
 
     One instance serves every registry: a Powertools Logger binds sys.stdout when its module is first
     imported, so a later registry (another run in the same process) must still be the one it writes to.
     """
 
     def __init__(self) -> None:
-        self.sink: IO[str] | None = None
+        self._thread = threading.local()  # .sink: the invocation's log stream (None: the process stdout)
+        self._lock = threading.Lock()
+        self._routing = 0  # invocations running with sys.stdout set to this
+        self._previous: IO[str] | None = None  # sys.stdout before the first of them
 
     def writable(self) -> bool:
         return True
 
+    def _target(self) -> IO[str] | None:
+        sink: IO[str] | None = getattr(self._thread, "sink", None)
+        if sink is not None:
+            return sink
+        if self._previous is not None:
+            return self._previous
+        return sys.stdout if sys.stdout is not self else sys.__stdout__
+
     def write(self, text: str) -> int:
-        target = self.sink or (sys.stdout if sys.stdout is not self else sys.__stdout__)
+        target = self._target()
         return target.write(text) if target is not None else len(text)
 
     def flush(self) -> None:
-        if self.sink:
-            self.sink.flush()
+        target = self._target()
+        if target is not None:
+            target.flush()
+
+    @contextlib.contextmanager
+    def routing(self, sink: IO[str] | None) -> Iterator[None]:
+        """This thread's output to sink (or the process's stdout) for the block; sys.stdout is this
+        while any thread's block runs."""
+        with self._lock:
+            if self._routing == 0:
+                self._previous, sys.stdout = sys.stdout, self
+            self._routing += 1
+        outer, self._thread.sink = getattr(self._thread, "sink", None), sink
+        try:
+            yield
+        finally:
+            self._thread.sink = outer
+            with self._lock:
+                self._routing -= 1
+                if self._routing == 0:
+                    sys.stdout, self._previous = self._previous or sys.__stdout__, None
 
 
 _OUTPUT = _InvocationOutput()
-_LOCK = threading.RLock()  # handlers read os.environ: invocations must not interleave, whatever registry
 
 
 class InProcessLambdas:
-    """A registry of functions whose invocations run their handlers in this process (one at a time).
+    """A registry of functions whose invocations run their handlers in this process, each in the thread
+    that invokes it (concurrently, each under its own function's environment: `invocation_environment`).
 
     With `log_stream`, what the handlers print (Powertools' JSON logs, EMF metrics) goes there; without
     it, to the process's stdout.
@@ -129,7 +169,7 @@ class InProcessLambdas:
         module_name, _, attribute = spec.handler.rpartition(".")
         for hook in self.hooks:
             hook(spec.name, event)
-        with _LOCK, environment(spec.environment), _output_to(self.log_stream):
+        with invocation_environment(spec.environment), _OUTPUT.routing(self.log_stream):
             handler = getattr(importlib.import_module(module_name), attribute)
             context = LambdaContext(spec.name, spec.arn, spec.memory_mb)
             try:
@@ -173,15 +213,92 @@ class InProcessLambdas:
             LambdaSimpleBackend.invoke = original  # type: ignore[method-assign]
 
 
-# os.environ is changed (by `environment`) and copied (by `environment_snapshot`) only under this lock:
-# the training backend copies it from its own thread while invocations set and restore their variables,
+class _ThreadEnviron(os._Environ):
+    """os.environ's class while invocations run: the invoking thread's overlay (`_THREAD.overlay`, a
+    variable → value, or None where the invocation removed it) over the process environment; a thread
+    without an overlay reads and writes the process environment."""
+
+    def __getitem__(self, key: str) -> str:
+        overlay = _overlay()
+        if overlay is not None and key in overlay:
+            value = overlay[key]
+            if value is None:
+                raise KeyError(key)
+            return value
+        return super().__getitem__(key)
+
+    def __setitem__(self, key: str, value: str) -> None:
+        overlay = _overlay()
+        if overlay is None:
+            super().__setitem__(key, value)
+            return
+        self.encodekey(key), self.encodevalue(value)  # the type checks os.environ makes
+        overlay[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        overlay = _overlay()
+        if overlay is None:
+            super().__delitem__(key)
+            return
+        self[key]  # KeyError when absent, as os.environ
+        overlay[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = _overlay()
+        if overlay is None:
+            yield from super().__iter__()
+            return
+        yield from (key for key in list(super().__iter__()) if key not in overlay)
+        yield from (key for key, value in list(overlay.items()) if value is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
+
+
+_THREAD = threading.local()  # .overlay: the environment of the invocation this thread runs
+_ENVIRON_CLASS_LOCK = threading.Lock()
+_overlays_installed = 0  # invocations running, all threads together; os.environ is _ThreadEnviron while > 0
+
+
+def _overlay() -> dict[str, str | None] | None:
+    return getattr(_THREAD, "overlay", None)
+
+
+@contextlib.contextmanager
+def invocation_environment(variables: dict[str, str]) -> Iterator[None]:
+    """For the block, this thread (only) sees the process environment with `variables` over it; what it
+    changes in os.environ meanwhile is its own and discarded afterwards. A nested block (an invocation
+    made from a handler) starts again from the process environment, as another Lambda environment would."""
+    global _overlays_installed
+    with _ENVIRON_CLASS_LOCK:
+        if _overlays_installed == 0:
+            os.environ.__class__ = _ThreadEnviron
+        _overlays_installed += 1
+    outer = _overlay()
+    _THREAD.overlay = dict(variables)
+    try:
+        yield
+    finally:
+        _THREAD.overlay = outer
+        with _ENVIRON_CLASS_LOCK:
+            _overlays_installed -= 1
+            if _overlays_installed == 0:
+                os.environ.__class__ = os._Environ
+
+
+# The process environment is changed (by `environment`) and copied (by `environment_snapshot`) only under
+# this lock: the training backend copies it from its own thread while others set and restore variables,
 # and an unlocked copy can meet a key that has just been removed (KeyError) or half of an update.
 _ENVIRON_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
 def environment(variables: dict[str, str]) -> Iterator[None]:
-    """Set these environment variables for the block; restore exactly these afterwards (and no others)."""
+    """Set these variables in the process environment for the block (every thread sees them); restore
+    exactly these afterwards (and no others). In a thread running an invocation, they are its own."""
     with _ENVIRON_LOCK:
         saved = {key: os.environ.get(key) for key in variables}
         os.environ.update(variables)
@@ -197,7 +314,8 @@ def environment(variables: dict[str, str]) -> Iterator[None]:
 
 
 def environment_snapshot() -> dict[str, str]:
-    """A copy of os.environ that no invocation in another thread is changing while it is taken."""
+    """A copy of the environment as this thread sees it (the process environment, outside invocations),
+    never torn by a change `environment` makes meanwhile in another thread."""
     with _ENVIRON_LOCK:
         return dict(os.environ)
 
@@ -209,14 +327,3 @@ def function_name_of(name_or_arn: str) -> str:
 
 def _error_document(message: str, error_type: str, stack_trace: list[str]) -> str:
     return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": stack_trace})
-
-
-@contextlib.contextmanager
-def _output_to(sink: IO[str] | None) -> Iterator[None]:
-    """Route what the handler prints to sink (or the process's stdout) for the invocation."""
-    _OUTPUT.sink = sink
-    try:
-        with contextlib.redirect_stdout(_OUTPUT):
-            yield
-    finally:
-        _OUTPUT.sink = None

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 import boto3
 
-from .lambda_runtime import FunctionSpec, InProcessLambdas
+from .identities import active_account
+from .lambda_runtime import FunctionSpec, InProcessLambdas, function_name_of
 from .sam import CloudFormation, TemplateError
 
 
@@ -21,6 +22,7 @@ class SqsEventSource:
     batch_size: int
     batching_window_seconds: int
     report_batch_item_failures: bool
+    maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency; None: Lambda's default
 
 
 @dataclass
@@ -36,6 +38,7 @@ class LocalStack:
     skipped: dict[str, str] = field(default_factory=dict)  # logical id → why it is not deployed
     topic_queues: dict[str, str] = field(default_factory=dict)  # topic logical id → URL of its SQS queue
     event_sources: list[SqsEventSource] = field(default_factory=list)
+    function_roles: dict[str, str] = field(default_factory=dict)  # function name → execution role ARN
 
     def physical(self, logical_id: str) -> str:
         try:
@@ -47,6 +50,14 @@ class LocalStack:
     def function(self, logical_id: str) -> FunctionSpec:
         """The deployed function (handler, environment) of a logical id."""
         return self.lambdas.functions[self.physical(logical_id)]
+
+    def function_session(self, function: str) -> boto3.Session:
+        """A session with a function's execution role (as the Lambda service, e.g. its SQS pollers)."""
+        return active_account().roles.session(self.function_roles[function_name_of(function)])
+
+    def operator_session(self) -> boto3.Session:
+        """A session of the operator: a user with only the template's OperatorPolicy (identities.py)."""
+        return active_account().operator(self.physical("OperatorPolicy")).session(self.region)
 
     def notifications(self, topic: str | None = None) -> list[dict[str, str]]:
         """Messages published to a topic (default: the only one) since the last call: Subject, Message."""

@@ -15,7 +15,10 @@
   - bucket properties moto's CloudFormation ignores (versioning, EventBridge notifications) are applied
     through the S3 API (BUCKET_PROPERTIES_MOTO_IGNORES);
   - each topic gets a local SQS queue subscribed to it, so that what would have been e-mailed can be
-    read back (LocalStack.notifications).
+    read back (LocalStack.notifications);
+  - roles' ManagedPolicyArns are ignored by moto's CloudFormation: they are attached through the IAM API,
+    an AWS managed policy (the ones SAM adds: AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess,
+    AWSLambdaSQSQueueExecutionRole for the SQS pollers) made first from moto's copy of its document.
 
 Values the seams need (substitutions, queue ARNs, batch sizes) are resolved by moto too: split_for_moto
 defers them to stack Outputs, read back after create_stack, so no intrinsic function is evaluated here.
@@ -23,6 +26,7 @@ defers them to stack Outputs, read back after create_stack, so no intrinsic func
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -30,6 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.iam.aws_managed_policies import aws_managed_policies_data
+from moto.iam.models import AWSManagedPolicy, iam_backends
 
 from .local_stack import LocalStack, SqsEventSource
 from .sam import CloudFormation, TemplateError
@@ -182,6 +189,8 @@ def _add_event_source(
             batching_window_seconds=int(properties.get("MaximumBatchingWindowInSeconds", 0)),
             report_batch_item_failures="ReportBatchItemFailures"
             in properties.get("FunctionResponseTypes", []),
+            maximum_concurrency=int((properties.get("ScalingConfig") or {}).get("MaximumConcurrency", 0))
+            or None,
         )
     )
 
@@ -197,6 +206,35 @@ def _subscribe_queue(session: boto3.Session, stack: LocalStack, logical_id: str,
     stack.topic_queues[logical_id] = queue_url
 
 
+def _attach_managed_policies(
+    session: boto3.Session, stack: LocalStack, logical_id: str, properties: dict[str, Any]
+) -> None:
+    """ManagedPolicyArns attached to the role (IAM is enforced offline: the SQS pollers need theirs)."""
+    iam, role = session.client("iam"), stack.physical(logical_id)
+    for arn in properties.get("ManagedPolicyArns") or []:
+        aws_managed_policy(arn)
+        iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+
+
+@functools.cache
+def _aws_managed_policy_documents() -> dict[str, Any]:
+    """moto's copy of every AWS managed policy (a few MB of JSON: read once)."""
+    return dict(json.loads(aws_managed_policies_data))
+
+
+def aws_managed_policy(arn: str) -> None:
+    """An AWS managed policy in moto's IAM (it loads none by default), from moto's copy of its document."""
+    backend = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    if arn in backend.managed_policies or not arn.startswith("arn:aws:iam::aws:policy/"):
+        return
+    name = arn.rsplit("/", 1)[-1]
+    data = _aws_managed_policy_documents()
+    if name not in data:
+        raise TemplateError(f"{arn}: moto has no copy of this AWS managed policy")
+    policy = AWSManagedPolicy.from_data(name, DEFAULT_ACCOUNT_ID, "us-east-1", data[name])
+    backend.managed_policies[policy.arn] = policy
+
+
 # Resource type -> what is done here for it (every other type is moto's, or in NO_BEHAVIOUR_OFFLINE).
 SEAMS: dict[str, Seam] = {
     "AWS::S3::Bucket": Seam(_take_properties(*BUCKET_PROPERTIES_MOTO_IGNORES), _apply_bucket_properties),
@@ -207,6 +245,7 @@ SEAMS: dict[str, Seam] = {
         replaces="polled by the offline SQS event source (sqs_event_source.SqsEventPoller)",
     ),
     "AWS::SNS::Topic": Seam(_nothing, _subscribe_queue),
+    "AWS::IAM::Role": Seam(_take_properties("ManagedPolicyArns"), _attach_managed_policies),
 }
 
 

@@ -16,7 +16,6 @@ import boto3
 
 from .bucket_state import sync_images
 from .execution_follower import FINAL_STATUSES, HistoryFollower
-from .local_aws import REGION
 from .local_stack import LocalStack
 from .run_options import RunOptions, console_input
 from .sqs_event_source import SqsEventPoller
@@ -50,8 +49,8 @@ def run_from_console(
     stack: LocalStack, options: RunOptions, hyperparameters: dict[str, str], say: Printer
 ) -> tuple[dict[str, Any], list[HistoryFollower]]:
     """Upload the folder, then start one execution with the console input."""
-    s3 = boto3.client("s3", region_name=REGION)
-    sfn = boto3.client("stepfunctions", region_name=REGION)
+    operator = stack.operator_session()
+    s3, sfn = operator.client("s3"), operator.client("stepfunctions")
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
     images_prefix = stack.parameters["ImagesPrefix"]
     with rules_disabled(stack):  # the console run is the trigger here, not the uploads
@@ -81,8 +80,8 @@ def run_by_uploads(
     Settings go where an operator would put them for upload-triggered runs: a file under the config
     prefix (itself an upload, so a settings change retrains).
     """
-    s3 = boto3.client("s3", region_name=REGION)
-    sfn = boto3.client("stepfunctions", region_name=REGION)
+    operator = stack.operator_session()
+    s3, sfn = operator.client("s3"), operator.client("stepfunctions")
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
     machine_arn = stack.physical(stack.only("AWS::StepFunctions::StateMachine"))
     parameters = stack.parameters

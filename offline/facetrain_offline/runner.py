@@ -25,6 +25,7 @@ from .execution_status_events import ExecutionStatusEvents
 from .lambda_runtime import InProcessLambdas
 from .local_aws import REGION, local_aws
 from .local_stack import LocalStack
+from .parameter_checks import OFFLINE_SHORT_WAITS
 from .results_copy import copy_results
 from .run_options import RunOptions, console_input, stack_parameters
 from .run_summary import Notification, RunSummary, write_run_summary
@@ -73,6 +74,7 @@ def _run_locked(options: RunOptions, say: Printer) -> RunSummary:
             stack_parameters(options),
             region=REGION,
             extra_environment={"POWERTOOLS_TRACE_DISABLED": "true"},
+            short_waits=OFFLINE_SHORT_WAITS,  # run_options.stack_parameters: waits of seconds
         )
         backend = LocalTrainingBackend(
             Path(scratch) / "jobs",
@@ -92,8 +94,9 @@ def _execute(
     hyperparameters: dict[str, str],
     say: Printer,
 ) -> RunSummary:
-    s3 = boto3.client("s3", region_name=REGION)
-    sfn = boto3.client("stepfunctions", region_name=REGION)
+    operator = stack.operator_session()  # what a person running this may do (OperatorPolicy)
+    s3, sfn = operator.client("s3"), operator.client("stepfunctions")
+    local_s3 = boto3.client("s3", region_name=REGION)  # the saved state: the local account, not a person
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
     machine_arn = stack.physical(stack.only("AWS::StepFunctions::StateMachine"))
     parameters = stack.parameters
@@ -111,7 +114,7 @@ def _execute(
     ):
         if options.state_dir:
             with rules_disabled(stack):  # loading saved state is not an upload
-                restored = restore_state(s3, bucket, options.state_dir)
+                restored = restore_state(local_s3, bucket, options.state_dir)
             say(f"state  restored {restored} objects from {options.state_dir}")
         try:
             if options.trigger == "upload":
@@ -129,7 +132,7 @@ def _execute(
         executions = [sfn.describe_execution(executionArn=f.arn) for f in followers]
         jobs = list(backend.jobs.values())
         job_name = jobs[-1].name if jobs else None
-        job_status = _job_status(job_name) if job_name else None
+        job_status = _job_status(operator.client("sagemaker"), job_name) if job_name else None
         status = overall_status(executions)
         error, reason = (
             (None, None)
@@ -164,14 +167,13 @@ def _execute(
         else:
             say(f"done   {status}: {summary.error}: {summary.failure_reason}")
         if options.state_dir:
-            saved = save_state(s3, bucket, options.state_dir)
+            saved = save_state(local_s3, bucket, options.state_dir)
             say(f"state  saved {saved} objects to {options.state_dir}")
     return summary
 
 
-def _job_status(name: str) -> str:
+def _job_status(sagemaker: Any, name: str) -> str:
     """The TrainingJobStatus of a local job."""
-    sagemaker = boto3.client("sagemaker", region_name=REGION)
     return str(sagemaker.describe_training_job(TrainingJobName=name)["TrainingJobStatus"])
 
 

@@ -10,15 +10,18 @@ moto's, not ours. What moto cannot do is done around it by the seams, one per re
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import boto3
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from .identities import active_account
 from .lambda_runtime import FunctionSpec, InProcessLambdas
 from .local_stack import LocalStack
 from .moto_seams import SEAMS, fill, split_for_moto
+from .parameter_checks import parameter_problems
 from .sam import ARTIFACTS_BUCKET, TemplateError, load_sam, package, translate
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
@@ -36,7 +39,11 @@ def _create_stack(cloudformation: Any, name: str, body: dict[str, Any], paramete
         raise TemplateError(f"stack {name}: {stack['StackStatus']} {stack.get('StackStatusReason', '')}")
 
 
-def _parameters(sam: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:
+def _parameters(
+    sam: dict[str, Any], overrides: dict[str, str], short_waits: Collection[str] = ()
+) -> dict[str, str]:
+    """Every parameter's value (the overrides over the defaults), refused as CloudFormation refuses it
+    (parameter_problems); the parameters in short_waits may go below their MinValue."""
     declared = sam.get("Parameters", {})
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
@@ -46,6 +53,9 @@ def _parameters(sam: dict[str, Any], overrides: dict[str, str]) -> dict[str, str
     missing = sorted(set(declared) - set(parameters))
     if missing:
         raise TemplateError(f"template parameter(s) without a value: {', '.join(missing)}")
+    problems = parameter_problems(declared, parameters, short_waits)
+    if problems:
+        raise TemplateError("CloudFormation would refuse these parameters:\n- " + "\n- ".join(problems))
     return parameters
 
 
@@ -56,12 +66,16 @@ def deploy(
     stack_name: str = "facetrain-local",
     region: str = "eu-west-1",
     extra_environment: dict[str, str] | None = None,
+    short_waits: Collection[str] = (),
 ) -> LocalStack:
     """Package, translate and create the template in moto (call inside an active mock); register the
     handlers. Each function's environment is the deployed one, then the variables the Lambda runtime
-    sets (AWS_REGION, AWS_DEFAULT_REGION), then extra_environment (e.g. AWS_MAX_ATTEMPTS=1 in tests)."""
+    sets (AWS_REGION, AWS_DEFAULT_REGION), then extra_environment (e.g. AWS_MAX_ATTEMPTS=1 in tests).
+    Parameter values CloudFormation would refuse are refused (TemplateError naming each), except that
+    the waits named in short_waits (e.g. parameter_checks.OFFLINE_SHORT_WAITS: tests and `facetrain run`
+    compress minutes into seconds) may go below their MinValue."""
     sam = load_sam(template_path)
-    parameters = _parameters(sam, parameter_overrides)
+    parameters = _parameters(sam, parameter_overrides, short_waits)
     packaged = package(sam, template_path.parent)
     template = translate(packaged, parameters, region)
     session = boto3.Session(region_name=region)
@@ -97,12 +111,14 @@ def deploy(
             continue
         configuration = lambda_client.get_function_configuration(FunctionName=stack.physical_ids[logical_id])
         variables = configuration.get("Environment", {}).get("Variables", {})
+        stack.function_roles[configuration["FunctionName"]] = configuration["Role"]
+        role = active_account().roles.credentials(configuration["Role"], configuration["FunctionName"])
         stack.lambdas.register(
             FunctionSpec(
                 name=configuration["FunctionName"],
                 arn=configuration["FunctionArn"],
                 handler=configuration["Handler"],
-                environment={**{k: str(v) for k, v in variables.items()}, **runtime},
+                environment={**{k: str(v) for k, v in variables.items()}, **role.environment(), **runtime},
                 memory_mb=int(configuration.get("MemorySize", 128)),
                 logical_id=logical_id,
             )

@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 from moto.core.responses import EmptyResult
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
@@ -32,6 +31,7 @@ from moto.sagemaker.responses import SageMakerResponse
 
 from .host_files import failure_reason, lay_out_host, upload_model
 from .host_processes import signal_stop, start_hosts, stream_to_exit
+from .identities import active_account
 from .job_logs import TrainingJobLogs
 from .training_job_status import finish, set_status
 
@@ -142,11 +142,13 @@ class LocalTrainingBackend:
         count = int((job.resource_config or {}).get("InstanceCount", 1))
         hosts = [f"algo-{i}" for i in range(1, count + 1)]
         local = LocalJob(job.training_job_name, self.work_dir / job.training_job_name, hosts)
-        # The client is made here, in the caller's thread (an in-process Lambda's invocation, which holds
-        # the invocation lock), not in the job's thread: botocore copies os.environ while it builds a
-        # client, and in-process invocations set and restore their variables in other threads.
-        s3 = boto3.client("s3", region_name=region)
-        local.cloudwatch = TrainingJobLogs(boto3.client("logs", region_name=region), local.name, count)
+        # SageMaker reads the channels, uploads the model and writes the logs with the job's RoleArn
+        # (identities.py). The clients are made here, in the caller's thread (an in-process Lambda's
+        # invocation), not in the job's thread: botocore copies os.environ while it builds a client, and
+        # in-process invocations set and restore their variables in other threads.
+        role = active_account().roles.session(job.role_arn)
+        s3 = role.client("s3", region_name=region)
+        local.cloudwatch = TrainingJobLogs(role.client("logs", region_name=region), local.name, count)
         local.thread = threading.Thread(
             target=self._run, args=(job, local, s3), name=f"train-{job.training_job_name}", daemon=True
         )

@@ -7,6 +7,7 @@ import re
 import pytest
 from botocore.exceptions import ClientError
 from facetrain_lambdas import start
+from facetrain_lambdas.errors import TrainingQuotaExceeded
 from facetrain_lambdas.run_request import StackDefaults, resolve_request
 from facetrain_lambdas.training_job import (
     TrainingSettings,
@@ -134,6 +135,24 @@ def test_other_create_errors_propagate() -> None:
 
     with pytest.raises(ClientError, match="AccessDenied"):
         start_training_job(Denied(), {"TrainingJobName": "facetrain-r1"})
+
+
+def test_a_quota_refusal_names_the_quota_and_the_fix() -> None:
+    quota = "The account-level service limit 'ml.g4dn.xlarge for training job usage' is 0 Instances."
+
+    class NoQuota:
+        def describe_training_job(self, **kwargs: object) -> None:
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "Could not find"}}, "Describe"
+            )
+
+        def create_training_job(self, **kwargs: object) -> None:
+            raise ClientError({"Error": {"Code": "ResourceLimitExceeded", "Message": quota}}, "Create")
+
+    with pytest.raises(TrainingQuotaExceeded) as refused:
+        start_training_job(NoQuota(), {"TrainingJobName": "facetrain-r1"})
+    assert quota in str(refused.value) and "facetrain-r1" in str(refused.value)
+    assert "Service Quotas console" in str(refused.value)
 
 
 def test_several_instances_shard_the_photos_and_reuse_the_previous_embeddings() -> None:

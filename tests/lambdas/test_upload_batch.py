@@ -8,7 +8,11 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
+from facetrain_lambdas.errors import TransientError
 from facetrain_lambdas.upload_batch import (
+    CONFLICT_BACKOFF_CAP_SECONDS,
+    CONFLICT_RETRY_SECONDS,
     UploadStateStore,
     batch_input,
     check_settled,
@@ -138,3 +142,75 @@ def test_the_upload_batch_document_is_one_model_for_the_trigger_the_check_and_va
     assert request.source == "upload-batch"
     with pytest.raises(InvalidInput, match=r"upload_batch\.version"):
         resolve_request({"upload_batch": {"version": 2, "generation": 3}}, "e", StackDefaults(bucket="b"))
+
+
+class _Conflicting:
+    """The DynamoDB client, whose first `conflicts` writes meet a transaction in progress."""
+
+    def __init__(self, dynamodb: Any, conflicts: int) -> None:
+        self.dynamodb, self.left, self.writes = dynamodb, conflicts, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dynamodb, name)
+
+    def _conflict(self, operation: str, reasons: list[dict[str, str]] | None) -> None:
+        self.writes += 1
+        if self.left:
+            self.left -= 1
+            if reasons is None:
+                error = {"Code": "TransactionConflictException", "Message": "Transaction is ongoing"}
+                raise ClientError({"Error": error}, operation)
+            error = {"Code": "TransactionCanceledException", "Message": "cancelled"}
+            raise ClientError({"Error": error, "CancellationReasons": reasons}, operation)
+
+    def transact_write_items(self, **request: Any) -> Any:
+        items = request["TransactItems"]
+        reasons = [{"Code": "None"}] * (len(items) - 1) + [{"Code": "TransactionConflict"}]
+        self._conflict("TransactWriteItems", reasons)
+        return self.dynamodb.transact_write_items(**request)
+
+    def update_item(self, **request: Any) -> Any:
+        self._conflict("UpdateItem", None)
+        return self.dynamodb.update_item(**request)
+
+
+def test_events_are_counted_once_in_transactions_of_at_most_99_with_duplicates_dropped(aws):
+    store = aws["store"]
+    ids = [f"event-{i}" for i in range(250)]
+    assert store.record_events(ids[::3], now=1.0) == 84  # every third first
+
+    assert store.record_events(ids + ids[:10], now=2.0) == 250 - 84
+
+    assert store.read().generation == 250
+
+
+def test_transaction_conflicts_are_retried_with_jittered_backoff_and_count_once(aws):
+    sleeps: list[float] = []
+    dynamodb = _Conflicting(aws["store"].dynamodb, conflicts=3)
+    store = UploadStateStore(dynamodb, TABLE, "photos", sleep=sleeps.append)
+
+    outcome = handle_changes(store, aws["sfn"], aws["arn"], [f"e{i}" for i in range(120)], now=5.0)
+
+    assert outcome.new_events == 120 and store.read().generation == 120
+    assert store.conflicts == 3 and len(sleeps) == 3
+    assert all(
+        0 <= wait <= min(CONFLICT_BACKOFF_CAP_SECONDS, 0.05 * 2**k) for k, wait in enumerate(sleeps, 1)
+    )
+    claim_conflicts = _Conflicting(aws["store"].dynamodb, conflicts=2)  # single writes too
+    releasing = UploadStateStore(claim_conflicts, TABLE, "photos", sleep=sleeps.append)
+    assert releasing.release(outcome.started, 120) and releasing.conflicts == 2
+
+
+def test_conflicts_past_the_retry_budget_fail_the_invocation_and_count_nothing(aws):
+    clock = [0.0]
+    dynamodb = _Conflicting(aws["store"].dynamodb, conflicts=10_000)
+
+    def sleep(seconds: float) -> None:
+        clock[0] += max(seconds, 1.0)
+
+    store = UploadStateStore(dynamodb, TABLE, "photos", sleep=sleep, clock=lambda: clock[0])
+    with pytest.raises(TransientError, match="transaction conflicts"):
+        store.record_events(["a", "b"], now=1.0)
+
+    assert clock[0] >= CONFLICT_RETRY_SECONDS
+    assert aws["store"].read().generation == 0

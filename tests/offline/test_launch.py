@@ -23,9 +23,11 @@ import pytest
 from facetrain_lambdas.run_record import RunRecord, parse_run_record
 from facetrain_lambdas.training_job import TrainingSettings, training_job_request
 from facetrain_offline import launch_checks, model_trainer
+from facetrain_offline.identities import Credentials
 from facetrain_offline.local_aws import local_aws
 from facetrain_offline.training_backend import LocalTrainingBackend
 from moto.server import ThreadedMotoServer
+from support.testkit import training_job_role
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_VENV = REPO_ROOT / ".venv-launch"
@@ -54,14 +56,15 @@ class LocalSageMaker:
     sagemaker: object
     backend: LocalTrainingBackend
     image_uri_file: Path
+    credentials: Credentials  # who launches: the local administrator (IAM is enforced)
 
     def launch(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         env = {
             "PATH": os.environ["PATH"],
             "HOME": str(self.image_uri_file.parent),  # no user SageMaker/AWS config
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_ACCESS_KEY_ID": self.credentials.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.credentials.secret_access_key,
             "AWS_DEFAULT_REGION": REGION,
             "SAGEMAKER_VALIDATE_ROLE": "false",  # moto has no SimulatePrincipalPolicy (see module docstring)
         }
@@ -82,17 +85,23 @@ class LocalSageMaker:
 @pytest.fixture
 def local_sagemaker(tmp_path: Path) -> Iterator[LocalSageMaker]:
     backend = LocalTrainingBackend(tmp_path / "jobs", train_command=[sys.executable, "-m", "facetrain.train"])
-    with local_aws(REGION), backend.installed():
+    with local_aws(REGION) as account, backend.installed():
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         try:
             host, port = server.get_host_and_port()
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+            training_job_role(ROLE.rsplit("/", 1)[-1], BUCKET, REGION)
             uri_file = tmp_path / "image_uri.txt"
             uri_file.write_text(IMAGE + "\n")
             yield LocalSageMaker(
-                f"http://{host}:{port}", s3, boto3.client("sagemaker", region_name=REGION), backend, uri_file
+                f"http://{host}:{port}",
+                s3,
+                boto3.client("sagemaker", region_name=REGION),
+                backend,
+                uri_file,
+                account.admin,
             )
             backend.wait_all(timeout=120)
         finally:

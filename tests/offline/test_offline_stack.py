@@ -160,6 +160,38 @@ def test_environment_copies_are_never_torn_by_invocations_in_other_threads():
     assert not any(key.startswith("FACETRAIN_TEST_VAR_") for key in environment_snapshot())
 
 
+def test_concurrent_invocations_each_see_their_own_environment_and_others_the_process_one():
+    """Invocations run concurrently (as Lambda runs them in separate environments): each thread sees its
+    function's variables over the process environment; no other thread sees them, during or after."""
+    import os
+    import threading
+
+    from facetrain_offline.lambda_runtime import environment_snapshot, invocation_environment
+
+    barrier = threading.Barrier(3)
+    seen: dict[str, list[str | None]] = {}
+
+    def invocation(name: str) -> None:
+        with invocation_environment({"FACETRAIN_TEST_FUNCTION": name, "AWS_MAX_ATTEMPTS": name}):
+            barrier.wait()  # all three inside at once
+            os.environ["FACETRAIN_TEST_WRITTEN"] = name  # the invocation's own, discarded at its end
+            seen[name] = [os.environ.get("FACETRAIN_TEST_FUNCTION"), os.getenv("FACETRAIN_TEST_WRITTEN")]
+            barrier.wait()
+
+    threads = [threading.Thread(target=invocation, args=(name,)) for name in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    outside = dict(environment_snapshot())
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+
+    assert seen == {"one": ["one", "one"], "two": ["two", "two"]}
+    assert "FACETRAIN_TEST_FUNCTION" not in outside and "FACETRAIN_TEST_WRITTEN" not in os.environ
+    assert type(os.environ) is os._Environ  # the overlay is gone once no invocation runs
+
+
 def test_a_second_run_on_the_same_state_folder_is_refused(tmp_path, capsys):
     """Two `facetrain run --state DIR` at once would each restore the bucket and save it at the end,
     the last save losing the other run's objects: the second is refused while the first holds DIR."""

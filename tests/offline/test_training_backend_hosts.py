@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from facetrain_offline.local_aws import local_aws
 from facetrain_offline.training_backend import LocalTrainingBackend
+from support.testkit import training_job_role
 
 # Stand-in for `train`: records its shard and resourceconfig; algo-2 fails when FAIL_HOST says so.
 FAKE_TRAIN = textwrap.dedent(
@@ -63,7 +64,7 @@ def _create(sagemaker, s3, name: str, hosts: int) -> None:
     sagemaker.create_training_job(
         TrainingJobName=name,
         AlgorithmSpecification={"TrainingImage": "local", "TrainingInputMode": "File"},
-        RoleArn="arn:aws:iam::123456789012:role/r",
+        RoleArn=JOB_ROLE_ARN,
         InputDataConfig=[
             {
                 "ChannelName": "face_imgs",
@@ -82,7 +83,12 @@ def _create(sagemaker, s3, name: str, hosts: int) -> None:
     )
 
 
+JOB_ROLE = "training-job"
+JOB_ROLE_ARN = f"arn:aws:iam::123456789012:role/{JOB_ROLE}"
+
+
 def _clients():
+    training_job_role(JOB_ROLE, "photos-bkt", "eu-west-1")
     s3 = boto3.client("s3", region_name="eu-west-1")
     s3.create_bucket(Bucket="photos-bkt", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
     for i in range(3):

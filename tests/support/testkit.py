@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
+import boto3
 import numpy as np
 from facetrain.contract.embeddings_file import dump_embeddings
 from facetrain.contract.enrollment_csv import render_csv
@@ -245,3 +246,34 @@ class FakeSageMaker:
             mock.patch.object(SageMakerModelBackend, "describe_training_job", patched_describe),
         ):
             yield self
+
+
+def training_job_role(name: str, bucket: str, region: str) -> str:
+    """A role SageMaker may assume with what a training job of the local backend needs (IAM is enforced
+    offline, and the backend reads the channels, uploads the model and writes logs as the job's role):
+    the bucket's objects and the training jobs' log group. Returns its ARN (made by the administrator)."""
+    iam = boto3.client("iam", region_name=region)
+    service, logs = {"Service": "sagemaker.amazonaws.com"}, f"arn:aws:logs:{region}:{DEFAULT_ACCOUNT_ID}"
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": service, "Action": "sts:AssumeRole"}],
+    }
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": f"arn:aws:s3:::{bucket}"},
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": f"{logs}:log-group:/aws/sagemaker/TrainingJobs:*",
+            },
+        ],
+    }
+    arn = str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+    iam.put_role_policy(RoleName=name, PolicyName="training-job", PolicyDocument=json.dumps(policy))
+    return arn

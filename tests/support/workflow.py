@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -18,6 +19,7 @@ from facetrain_offline.execution_status_events import ExecutionStatusEvents
 from facetrain_offline.lambda_runtime import InProcessLambdas
 from facetrain_offline.local_aws import DEFAULT_TEMPLATE, local_aws
 from facetrain_offline.local_stack import LocalStack
+from facetrain_offline.parameter_checks import OFFLINE_SHORT_WAITS
 from facetrain_offline.stack import ACCOUNT, deploy
 
 from support.testkit import FakeSageMaker
@@ -96,16 +98,18 @@ def deployed_workflow(
     fake_sagemaker: FakeSageMaker,
     parameters: dict[str, str] | None = None,
     kind: type[WorkflowStack] = WorkflowStack,
+    template: Path = DEFAULT_TEMPLATE,
 ) -> Iterator[WorkflowStack]:
-    """template.yaml deployed into a fresh moto account (TEST_PARAMETERS unless other parameters are
-    given), handlers and FakeSageMaker installed."""
+    """template.yaml (or a variant of it) deployed into a fresh moto account (TEST_PARAMETERS unless
+    other parameters are given), handlers and FakeSageMaker installed."""
     with local_aws(REGION):
         local = deploy(
-            DEFAULT_TEMPLATE,
+            template,
             TEST_PARAMETERS if parameters is None else parameters,
             stack_name=STACK_NAME,
             region=REGION,
             extra_environment=TEST_ENVIRONMENT,
+            short_waits=OFFLINE_SHORT_WAITS,  # waits of 0-1 s: the loop runs as deployed, without minutes
         )
         with local.lambdas.installed(), fake_sagemaker.installed(), ExecutionStatusEvents(local).running():
             yield kind(local, fake_sagemaker)

@@ -10,18 +10,26 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
 from facetrain.contract.enrollment_csv import parse_csv
-from facetrain_offline.sqs_event_source import SqsEventPoller
+from facetrain_lambdas.upload_batch import UploadStateStore
+from facetrain_offline import dynamodb_conflicts
+from facetrain_offline.sqs_event_source import SqsEventPoller, maximum_concurrency
 from support.testkit import JPEG, FakeSageMaker, upload_photos
 from support.workflow import (
+    REGION,
     TEST_PARAMETERS,
     WorkflowStack,
     deployed_workflow,
 )
 
 # Settle after 1 s of quiet; the event source hands over what it has at once.
-UPLOAD_PARAMETERS = {**TEST_PARAMETERS, "UploadSettleSeconds": "1", "UploadBatchingWindowSeconds": "0"}
+UPLOAD_PARAMETERS = {**TEST_PARAMETERS, "UploadSettleSeconds": "1", "UploadBatchingWindowSeconds": "1"}
+# A burst in concurrent batches: settle after 10 s of quiet (the default is 120 s), so that batches still
+# retrying conflicts, or delivered late by the emulator's slow queue, are counted before the execution
+# settles (else: a second, follow-up run, which is correct but not what this test shows).
+BURST_PARAMETERS = {**UPLOAD_PARAMETERS, "UploadSettleSeconds": "10"}
 
 
 class UploadWorkflow(WorkflowStack):
@@ -45,6 +53,32 @@ class UploadWorkflow(WorkflowStack):
             time.sleep(0.1)
         raise TimeoutError("upload work still going on")
 
+    def queued(self, queue_url: str) -> int:
+        """Messages in a queue, visible or received and not yet deleted."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        attributes = self.poller.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)
+        return sum(int(attributes["Attributes"][name]) for name in names)
+
+    def drain(self, timeout: float = 90) -> list[dict[str, Any]]:
+        """Deliver until no event is queued or in flight and no execution runs; return the executions."""
+        queue = self.local.event_sources[0].queue_url
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            delivered = self.poller.poll_once()
+            running = [e for e in self.executions() if e["status"] == "RUNNING"]
+            if not delivered and not running and not self.queued(queue):
+                return self.executions()
+            time.sleep(0.1)
+        raise TimeoutError(f"upload work still going on: {self.queued(queue)} events queued or in flight")
+
+    def upload_state(self) -> tuple[Any, int]:
+        """The bucket's upload state, and how many events the table recorded."""
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        table = self.local.physical("UploadStateTable")
+        pages = dynamodb.get_paginator("scan").paginate(TableName=table)
+        events = sum(1 for page in pages for item in page["Items"] if item["pk"]["S"].startswith("event#"))
+        return UploadStateStore(dynamodb, table, self.bucket).read(), events
+
     def states(self, execution: dict[str, Any]) -> list[str]:
         return [
             event["stateEnteredEventDetails"]["name"]
@@ -65,6 +99,14 @@ class UploadWorkflow(WorkflowStack):
 @pytest.fixture
 def uploads(fake_sagemaker: FakeSageMaker) -> Iterator[UploadWorkflow]:
     with deployed_workflow(fake_sagemaker, UPLOAD_PARAMETERS, UploadWorkflow) as workflow:
+        assert isinstance(workflow, UploadWorkflow)
+        workflow.poller = SqsEventPoller(workflow.local)
+        yield workflow
+
+
+@pytest.fixture
+def burst_uploads(fake_sagemaker: FakeSageMaker) -> Iterator[UploadWorkflow]:
+    with deployed_workflow(fake_sagemaker, BURST_PARAMETERS, UploadWorkflow) as workflow:
         assert isinstance(workflow, UploadWorkflow)
         workflow.poller = SqsEventPoller(workflow.local)
         yield workflow
@@ -214,3 +256,43 @@ def test_a_failing_record_is_redelivered_then_dead_lettered_and_the_others_count
     assert uploads.poller.pending() == 0
     assert len(executions) == 1 and len(uploads.fake_sagemaker.created) == 1
     assert len(uploads.manifest(uploads.fake_sagemaker.created[0])) == 5  # each good upload counted once
+
+
+def test_a_1000_photo_burst_in_concurrent_batches_counts_every_event_once(
+    burst_uploads: UploadWorkflow, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`aws s3 sync` of a folder: 1,000 events, taken by the event source's pollers in concurrent batches
+    (the template's MaximumConcurrency) whose transactions on the bucket's counter conflict, as they do
+    on DynamoDB (dynamodb_conflicts). One execution trains on all of them; no event is dead-lettered,
+    lost or counted twice."""
+    uploads = burst_uploads
+    source = uploads.local.event_sources[0]
+    dead_letters = uploads.local.physical("UploadEventsDeadLetterQueue")
+    # Test seam: the template's 360 s visibility timeout, shortened so that a failed batch comes back
+    # (and, failing again, reaches the dead-letter queue) within the test.
+    uploads.poller.sqs.set_queue_attributes(QueueUrl=source.queue_url, Attributes={"VisibilityTimeout": "30"})
+    refused_before = dynamodb_conflicts.refused()
+    began = time.monotonic()
+    keys = upload_photos(uploads.s3, uploads.bucket, {f"person{i:03d}": 10 for i in range(100)})
+    queued = uploads.queued(source.queue_url)
+
+    executions = uploads.drain()
+
+    state, recorded = uploads.upload_state()
+    conflicts = dynamodb_conflicts.refused() - refused_before
+    assert queued == len(keys) == 1000
+    assert maximum_concurrency(source) == 10  # template.yaml's ScalingConfig
+    assert 1 < uploads.poller.most_concurrent <= 10
+    assert conflicts > 0  # concurrent batches did conflict
+    assert uploads.queued(dead_letters) == 0
+    assert recorded == state.generation == state.released_generation == 1000  # each event counted once
+    assert len(executions) == 1 and executions[0]["status"] == "SUCCEEDED"
+    assert len(uploads.fake_sagemaker.created) == 1
+    assert len(uploads.manifest(uploads.fake_sagemaker.created[0])) == 1000
+    assert state.active_execution is None
+    with capsys.disabled():
+        print(
+            f"\n1000-photo burst: {time.monotonic() - began:.1f} s, executions={len(executions)} "
+            f"trigger_invocations={_invocations(uploads)['TriggerFunction']} "
+            f"most_concurrent_batches={uploads.poller.most_concurrent} conflicts_refused={conflicts}"
+        )
