@@ -19,9 +19,10 @@ block's duration, closes these gaps of moto's (each a seam, each below):
   them). The keys this template's identity policies use are given where the request makes them:
   `iam:PassedToService` (StringEquals) and `sagemaker:NetworkIsolation` (Bool, which moto's condition
   table lacks and gets here). A statement whose condition fails counts as a deny, as moto evaluates it.
-  Not evaluated offline: resource policies (the bucket's `aws:SecureTransport`, the queue's
-  `aws:SourceArn`), trust policies (`aws:SourceAccount`) and `cloudwatch:namespace` (nothing offline
-  calls PutMetricData).
+  A condition on a key the request does not supply counts as met (moto's rule). Not evaluated offline:
+  resource policies (the bucket's `aws:SecureTransport`, the queue's `aws:SourceArn`), trust policies
+  (`aws:SourceAccount`), `s3:prefix` (the SageMaker role's checkpoint listing: an Allow offline) and
+  `cloudwatch:namespace` (nothing offline calls PutMetricData).
 - **Missing keys.** S3 answers a GetObject or HeadObject of a key that does not exist with 403
   AccessDenied, not 404, when the caller may not `s3:ListBucket` the bucket (S3 API reference,
   GetObject, "Permissions"); moto answers NoSuchKey.
@@ -42,6 +43,7 @@ block's duration, closes these gaps of moto's (each a seam, each below):
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -282,9 +284,7 @@ def _missing_key_needs_list_bucket(
         return
     try:
         found = response.backend.head_object(bucket, key)
-    except HeadOnDeleteMarker:
-        found = None
-    except (MissingBucket, MissingKey):
+    except (HeadOnDeleteMarker, MissingBucket, MissingKey):
         found = None
     if found is None:
         get_object = ("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}", {})
@@ -390,8 +390,6 @@ def _patched(target: Any, name: str, value: Any) -> Iterator[None]:
 def iam_enforced(roles: RoleSessions, denials: list[Denial]) -> Iterator[None]:
     """moto's IAM enforcement, with the seams above, for the block's duration; every request refused is
     appended to denials."""
-    import importlib
-
     original_key_get = S3Response._key_response_get
     original_head = S3Response.head_object
 

@@ -48,8 +48,8 @@ class Credentials:
     session_token: str | None = None
 
     def environment(self) -> dict[str, str]:
-        """The variables the Lambda runtime sets for a function's role (AWS_SESSION_TOKEN always: an
-        empty value would be sent as a token)."""
+        """The variables the Lambda runtime sets for a function's role (AWS_SESSION_TOKEN always, empty
+        for a user's key: a token inherited from the process environment must not go with it)."""
         variables = {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
         return {**variables, "AWS_SESSION_TOKEN": self.session_token or ""}
 
@@ -91,16 +91,18 @@ def admin_credentials(region: str) -> Credentials:
 
 
 class RoleSessions:
-    """Temporary credentials of roles as their service assumes them, one set per role (cached)."""
+    """Temporary credentials of roles as their service assumes them, one set per role and session name
+    (cached); the session name shows in the principal's ARN (…:assumed-role/ROLE/SESSION)."""
 
     def __init__(self, region: str) -> None:
         self.region = region
-        self._credentials: dict[str, Credentials] = {}
+        self._credentials: dict[tuple[str, str], Credentials] = {}
         self._lock = threading.Lock()
 
     def credentials(self, role_arn: str, session_name: str = "facetrain-local") -> Credentials:
+        """The role's credentials for a session (Lambda names it after the function)."""
         with self._lock:
-            if role_arn not in self._credentials:
+            if (role_arn, session_name) not in self._credentials:
                 sts = sts_backends[DEFAULT_ACCOUNT_ID]["aws"]
                 assumed = sts.assume_role(
                     region_name=self.region,
@@ -110,13 +112,13 @@ class RoleSessions:
                     duration=_SESSION_SECONDS,
                     external_id="",
                 )
-                self._credentials[role_arn] = Credentials(
+                self._credentials[(role_arn, session_name)] = Credentials(
                     assumed.access_key_id, assumed.secret_access_key, assumed.session_token
                 )
-            return self._credentials[role_arn]
+            return self._credentials[(role_arn, session_name)]
 
-    def session(self, role_arn: str) -> boto3.Session:
-        return self.credentials(role_arn).session(self.region)
+    def session(self, role_arn: str, session_name: str = "facetrain-local") -> boto3.Session:
+        return self.credentials(role_arn, session_name).session(self.region)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ sessions and others hold a reference to it. Likewise, what handlers print goes t
 (`_InvocationOutput`) to the invoking registry's log stream, chosen per thread.
 
 Module-level state of the handlers' modules (Powertools' Logger keys and Metrics) is shared by
-concurrent invocations here, where Lambda would give each environment its own.
+concurrent invocations here, where Lambda would give each environment its own: the metrics provider's
+methods run under one lock while invocations run (a flush never meets a set being changed); log lines may
+carry another concurrent invocation's appended keys.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core import DEFAULT_ACCOUNT_ID
 
@@ -276,6 +279,7 @@ def invocation_environment(variables: dict[str, str]) -> Iterator[None]:
     with _ENVIRON_CLASS_LOCK:
         if _overlays_installed == 0:
             os.environ.__class__ = _ThreadEnviron
+            _serialise_powertools_metrics(True)
         _overlays_installed += 1
     outer = _overlay()
     _THREAD.overlay = dict(variables)
@@ -287,6 +291,41 @@ def invocation_environment(variables: dict[str, str]) -> Iterator[None]:
             _overlays_installed -= 1
             if _overlays_installed == 0:
                 os.environ.__class__ = os._Environ
+                _serialise_powertools_metrics(False)
+
+
+# Powertools' Metrics keep one metric set per process (the handlers' module-level `metrics`): Lambda runs
+# each execution environment in a process of its own, while concurrent invocations here share it, and a
+# flush iterating the set while another invocation adds to it would fail ("dictionary changed size").
+# While invocations run, the provider's methods take one lock; metrics of concurrent invocations may then
+# be flushed together, to the same log, which changes nothing the tests read.
+_METRICS_METHODS = (
+    "add_metric",
+    "add_dimension",
+    "add_dimensions",
+    "add_metadata",
+    "serialize_metric_set",
+    "clear_metrics",
+    "flush_metrics",
+)
+_METRICS_LOCK = threading.RLock()
+_METRICS_ORIGINALS: dict[str, Any] = {}
+
+
+def _serialise_powertools_metrics(on: bool) -> None:
+    """Wrap (on) or unwrap the Powertools EMF provider's methods in _METRICS_LOCK."""
+    provider = AmazonCloudWatchEMFProvider
+    for name in _METRICS_METHODS:
+        if on:
+            original = _METRICS_ORIGINALS[name] = provider.__dict__[name]
+
+            def locked(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                with _METRICS_LOCK:
+                    return _original(*args, **kwargs)
+
+            setattr(provider, name, locked)
+        else:
+            setattr(provider, name, _METRICS_ORIGINALS.pop(name))
 
 
 # The process environment is changed (by `environment`) and copied (by `environment_snapshot`) only under

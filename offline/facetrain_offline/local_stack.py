@@ -53,7 +53,8 @@ class LocalStack:
 
     def function_session(self, function: str) -> boto3.Session:
         """A session with a function's execution role (as the Lambda service, e.g. its SQS pollers)."""
-        return active_account().roles.session(self.function_roles[function_name_of(function)])
+        name = function_name_of(function)
+        return active_account().roles.session(self.function_roles[name], name)
 
     def operator_session(self) -> boto3.Session:
         """A session of the operator: a user with only the template's OperatorPolicy (identities.py)."""

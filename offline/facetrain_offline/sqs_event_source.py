@@ -105,7 +105,9 @@ class SqsEventPoller:
         self.most_concurrent = 0  # the most batches of one source that were invoked at once
         self._in_flight: dict[str, int] = {}  # queue URL -> batches being invoked
         self._counts = threading.Lock()
-        self._sqs_calls = threading.Lock()  # moto's SQS is not thread-safe: one call at a time
+        # moto's SQS is not thread-safe (two receives could take the same message): the pollers' calls go one
+        # at a time; the other callers (S3's events, the tests' counts) only send or read attributes.
+        self._sqs_calls = threading.Lock()
         self._stop = threading.Event()
         _linear_retention_check()
 

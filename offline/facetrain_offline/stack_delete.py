@@ -18,7 +18,8 @@ What is moto's and what is the seam, per resource:
   to its ServiceToken function, invoked in-process, with ResourceProperties resolved by moto and a
   stand-in PhysicalResourceId (its Create never ran). The function's answer, PUT to ResponseURL through
   http.client (crhelper, urllib), is captured on that host; anything but SUCCESS, or no answer, fails;
-- an SQS event source mapping (polled by sqs_event_source, not moto) stops being polled;
+- an SQS event source mapping (polled by sqs_event_source, not moto) leaves the stack's list: a poller's
+  poll_once (the `services` given to delete) no longer polls it; threads of a running() poller keep theirs;
 - resources not deployed offline (moto_seams.NO_BEHAVIOUR_OFFLINE, false conditions) have nothing to go.
 
 Each deletion completes before the next starts (CloudFormation waits for each to stabilise); meanwhile

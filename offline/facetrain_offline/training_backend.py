@@ -143,10 +143,9 @@ class LocalTrainingBackend:
         hosts = [f"algo-{i}" for i in range(1, count + 1)]
         local = LocalJob(job.training_job_name, self.work_dir / job.training_job_name, hosts)
         # SageMaker reads the channels, uploads the model and writes the logs with the job's RoleArn
-        # (identities.py). The clients are made here, in the caller's thread (an in-process Lambda's
-        # invocation), not in the job's thread: botocore copies os.environ while it builds a client, and
-        # in-process invocations set and restore their variables in other threads.
-        role = active_account().roles.session(job.role_arn)
+        # (identities.py): explicit credentials, whatever the environment of the thread that asks (here,
+        # the start Lambda's invocation).
+        role = active_account().roles.session(job.role_arn, "SageMaker")
         s3 = role.client("s3", region_name=region)
         local.cloudwatch = TrainingJobLogs(role.client("logs", region_name=region), local.name, count)
         local.thread = threading.Thread(

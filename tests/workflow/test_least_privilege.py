@@ -283,9 +283,11 @@ def stopped_run(offline: Offline) -> bool:
     stack.sfn.stop_execution(executionArn=arn, error="Interrupted", cause="test")
     messages: list[str] = []
 
-    def told() -> bool:
+    def told() -> bool:  # moto's interpreter may end a stopped execution FAILED: either is told
         messages.extend(n["Message"] for n in stack.notifications())
-        return any("was stopped (ABORTED)" in m and "has been stopped" in m for m in messages)
+        return any(
+            "Its training job facetrain-stopped-1 was InProgress: it has been stopped" in m for m in messages
+        )
 
     return offline.until(lambda: _job_status(stack) == "Stopped") and offline.until(told)
 
@@ -295,8 +297,9 @@ def deleted_stack(offline: Offline) -> bool:
     stack = offline.stack
     upload_photos(stack.s3, stack.bucket, PHOTOS)
     stack.s3.delete_object(Bucket=stack.bucket, Key="face_imgs/alice/000.jpg")  # a delete marker too
-    delete(stack.local)
-    return True
+    bucket = stack.bucket
+    delete(stack.local)  # StackDeleteFailed when the cleanup or any deletion fails
+    return bucket not in {b["Name"] for b in stack.s3.list_buckets()["Buckets"]}
 
 
 def operator_day(offline: Offline) -> bool:
@@ -325,18 +328,23 @@ def operator_day(offline: Offline) -> bool:
         follower.poll()
         return bool(sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")
 
-    offline.until(ended)
+    if not offline.until(ended):
+        return False
     sagemaker.describe_training_job(TrainingJobName="facetrain-operator-1")
     copied = copy_results(s3, stack.bucket, "results/", scratch / "out")
     sfn.list_executions(stateMachineArn=stack.state_machine_arn)
     offline.fake_sagemaker.hold = threading.Event()
     second = sfn.start_execution(
-        stateMachineArn=stack.state_machine_arn, name="operator-2", input=json.dumps({"run_id": "operator-2"})
+        stateMachineArn=stack.state_machine_arn,
+        name="operator-2",
+        input=json.dumps({"run_id": "operator-2", "force": True}),
     )["executionArn"]
-    offline.until(lambda: len(offline.fake_sagemaker.created) == 2)  # it is polling its training job
+    polling = offline.until(lambda: len(offline.fake_sagemaker.created) == 2)  # it polls its training job
     sfn.stop_execution(executionArn=second, error="Stopped", cause="by the operator")
     offline.fake_sagemaker.hold.set()
-    return "latest.json" in copied and sfn.describe_execution(executionArn=arn)["status"] == "SUCCEEDED"
+    stopped = offline.until(lambda: sfn.describe_execution(executionArn=second)["status"] != "RUNNING")
+    first = sfn.describe_execution(executionArn=arn)["status"]
+    return polling and stopped and "latest.json" in copied and first == "SUCCEEDED"
 
 
 Path_ = Callable[[Offline], bool]

@@ -24,11 +24,11 @@ from support.workflow import (
     deployed_workflow,
 )
 
-# Settle after 1 s of quiet; the event source hands over what it has at once.
+# Settle after 1 s of quiet; the event source gathers for 1 s (Lambda's least window for batches above 10).
 UPLOAD_PARAMETERS = {**TEST_PARAMETERS, "UploadSettleSeconds": "1", "UploadBatchingWindowSeconds": "1"}
-# A burst in concurrent batches: settle after 10 s of quiet (the default is 120 s), so that batches still
-# retrying conflicts, or delivered late by the emulator's slow queue, are counted before the execution
-# settles (else: a second, follow-up run, which is correct but not what this test shows).
+# Bursts (300, 1,000 photos) in concurrent batches: settle after 10 s of quiet (the default is 120 s), so
+# that batches still retrying conflicts, or delivered late by the emulator's slow queue, are counted before
+# the execution settles (else: a second, follow-up run, which is correct but not what these tests show).
 BURST_PARAMETERS = {**UPLOAD_PARAMETERS, "UploadSettleSeconds": "10"}
 
 
@@ -116,7 +116,10 @@ def _invocations(workflow: UploadWorkflow) -> Counter[str]:
     return Counter(name for name, _ in workflow.lambdas.invocations)
 
 
-def test_a_300_photo_upload_trains_once(uploads: UploadWorkflow, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_300_photo_upload_trains_once(
+    burst_uploads: UploadWorkflow, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uploads = burst_uploads
     upload_photos(uploads.s3, uploads.bucket, {f"person{i:02d}": 10 for i in range(30)})
 
     (execution,) = uploads.settle()
