@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -96,19 +97,23 @@ class UploadWorkflow(WorkflowStack):
         return sorted(identity for identity, _, _ in rows)
 
 
-@pytest.fixture
-def uploads(fake_sagemaker: FakeSageMaker) -> Iterator[UploadWorkflow]:
-    with deployed_workflow(fake_sagemaker, UPLOAD_PARAMETERS, UploadWorkflow) as workflow:
+@contextmanager
+def _upload_workflow(fake_sagemaker: FakeSageMaker, parameters: dict[str, str]) -> Iterator[UploadWorkflow]:
+    with deployed_workflow(fake_sagemaker, parameters, UploadWorkflow) as workflow:
         assert isinstance(workflow, UploadWorkflow)
         workflow.poller = SqsEventPoller(workflow.local)
         yield workflow
 
 
 @pytest.fixture
+def uploads(fake_sagemaker: FakeSageMaker) -> Iterator[UploadWorkflow]:
+    with _upload_workflow(fake_sagemaker, UPLOAD_PARAMETERS) as workflow:
+        yield workflow
+
+
+@pytest.fixture
 def burst_uploads(fake_sagemaker: FakeSageMaker) -> Iterator[UploadWorkflow]:
-    with deployed_workflow(fake_sagemaker, BURST_PARAMETERS, UploadWorkflow) as workflow:
-        assert isinstance(workflow, UploadWorkflow)
-        workflow.poller = SqsEventPoller(workflow.local)
+    with _upload_workflow(fake_sagemaker, BURST_PARAMETERS) as workflow:
         yield workflow
 
 
