@@ -233,35 +233,28 @@ class UploadStateStore:
         if previous_owner is not None:
             condition = "active_execution = :previous"
             values[":previous"] = {"S": previous_owner}
-        try:
-            self._write(
-                "claiming the bucket",
-                lambda: self.dynamodb.update_item(
-                    TableName=self.table,
-                    Key=self.key,
-                    UpdateExpression="SET active_execution = :e",
-                    ConditionExpression=condition,
-                    ExpressionAttributeValues=values,
-                ),
-            )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        return self._conditional_update(
+            "claiming the bucket",
+            UpdateExpression="SET active_execution = :e",
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+        )
 
     def release(self, execution: str, generation: int) -> bool:
         """Drop the claim, unless another change arrived since `generation` (then False)."""
+        return self._conditional_update(
+            "releasing the bucket",
+            UpdateExpression="REMOVE active_execution SET released_generation = :g",
+            ConditionExpression="active_execution = :e AND generation = :g",
+            ExpressionAttributeValues={":e": {"S": execution}, ":g": {"N": str(generation)}},
+        )
+
+    def _conditional_update(self, action: str, **update: Any) -> bool:
+        """One conditional UpdateItem of the bucket's item (conflicts retried): False when its condition
+        does not hold."""
         try:
             self._write(
-                "releasing the bucket",
-                lambda: self.dynamodb.update_item(
-                    TableName=self.table,
-                    Key=self.key,
-                    UpdateExpression="REMOVE active_execution SET released_generation = :g",
-                    ConditionExpression="active_execution = :e AND generation = :g",
-                    ExpressionAttributeValues={":e": {"S": execution}, ":g": {"N": str(generation)}},
-                ),
+                action, lambda: self.dynamodb.update_item(TableName=self.table, Key=self.key, **update)
             )
         except ClientError as error:
             if _conditional_failed(error):
