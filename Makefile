@@ -11,8 +11,10 @@ SAM_PYTHON ?= 3.13.0
 # One region for `make image`, `make deploy` and `make delete`: AWS_REGION, else AWS_DEFAULT_REGION, else
 # `aws configure get region`; none: they stop and say so (tools/deploy_checks.py region).
 REGION_OF = $(BIN)/python tools/deploy_checks.py region
+# podman's settings for this project (runc, cgroupfs, no default ulimits): every podman call of the targets.
+export CONTAINERS_CONF := $(CURDIR)/container/podman/containers.conf
 
-.PHONY: help setup tools lock lock-check test lint format bench bench-scale run job image build deploy deploy-check delete clean
+.PHONY: help setup tools lock lock-check test lint format bench bench-scale run job image image-local image-test podman build invoke lambda-runtime deploy deploy-check delete clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,6 +27,7 @@ setup: ## create .venv from requirements/dev.txt (dlib-resnet included), plus th
 	$(BIN)/pip check
 	$(BIN)/python tools/locks.py installed requirements/dev.txt
 	$(MAKE) --no-print-directory tools
+	$(MAKE) --no-print-directory podman
 
 # $(call install_lock,VENV,LOCK): pip and setuptools from requirements/build.txt first, then LOCK, every
 # file checked against the lock's hashes; sdists build on the locked setuptools, not in an unlocked
@@ -85,8 +88,28 @@ job: ## run the training job on a folder of <person>/<photo>: make job IMAGES=di
 image: ## build and push the training image to ECR (needs Docker and AWS credentials; region: see AWS_REGION)
 	region=$$($(REGION_OF)) && AWS_REGION=$$region container/build_and_push.sh facetrain
 
+image-local: ## build the training image with podman into localhost/facetrain:local, no registry needed (3-5 min cold)
+	container/podman/build_local.sh
+
+image-test: ## run that image as SageMaker does (podman, no network, /opt/ml mounted) on faces-dev: tests/image
+	$(BIN)/pytest -q tests/image
+
+podman: ## install podman, buildah, runc, debootstrap with apt-get when podman is missing (root), else say what to install
+	container/podman/install_podman.sh
+
 build: ## sam build (the Lambdas' layer is built for python3.13)
 	PYENV_VERSION=$(SAM_PYTHON) $(SAM) build
+
+LAMBDA_RUNTIME_IMAGE := localhost/facetrain-lambda-python:3.13
+
+invoke: ## sam local invoke on the sam build output, python3.13 stand-in, moto: make invoke FUNCTION=ValidateFunction EVENT=events/validate.json [BEFORE='Fn=event ...']
+	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=ValidateFunction EVENT=events/validate.json" >&2; exit 2; }
+	@podman image exists $(LAMBDA_RUNTIME_IMAGE) || container/lambda-runtime/build.sh $(LAMBDA_RUNTIME_IMAGE)
+	@test -f .aws-sam/build/template.yaml || $(MAKE) --no-print-directory build
+	$(BIN)/python container/lambda-runtime/local_invoke.py "$(FUNCTION)" "$(EVENT)" $(foreach step,$(BEFORE),--before "$(step)")
+
+lambda-runtime: ## build the python3.13 Lambda stand-in image for make invoke (container/lambda-runtime, podman, ~2.5 min cold)
+	container/lambda-runtime/build.sh $(LAMBDA_RUNTIME_IMAGE)
 
 deploy: deploy-check build ## sam deploy with the image URI that `make image` wrote (extra: DEPLOY_PARAMETERS='K=V ...')
 	region=$$($(REGION_OF)) && \

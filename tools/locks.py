@@ -118,6 +118,14 @@ LOCKS: tuple[Lock, ...] = (
         purpose="the Lambda functions (sam build)",
     ),
     Lock(
+        "container/lambda-runtime/requirements.txt",
+        ("container/lambda-runtime/requirements.in",),
+        python="3.13",
+        platform=LAMBDA_PYTHON_3_13,
+        constraints=("requirements/dev.txt",),
+        purpose="the python3.13 Lambda runtime stand-in (awslambdaric, boto3; make invoke)",
+    ),
+    Lock(
         "requirements/sam-cli.txt",
         ("requirements/sam-cli.in",),
         constraints=("requirements/build.txt",),

@@ -8,6 +8,7 @@ identify`: there is one implementation of detection and embedding.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +19,9 @@ from facenet_pytorch.models.mtcnn import fixed_image_standardization
 from facenet_pytorch.models.utils.detect_face import extract_face
 from PIL import Image
 
+from . import gpu_facts
+from .accelerator import DeviceError as DeviceError  # re-exported: train and identify catch it
+from .accelerator import decide_device, describe
 from .contract.hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, Hyperparameters
 from .cpu_threads import torch_threads
 from .model_files import (
@@ -29,9 +33,7 @@ from .model_files import (
 )
 from .photos import DecodedPhoto, PhotoRejected, decode_reduced
 
-
-class DeviceError(ValueError):
-    """The requested compute device is not available."""
+log = logging.getLogger("facetrain")
 
 
 @dataclass(frozen=True)
@@ -189,10 +191,13 @@ class FaceEncoder:
         return self.embedder.embed(crops)
 
 
-def choose_device(requested: str) -> torch.device:
-    """Resolve the `device` setting; 'cuda' without a GPU is an error, 'auto' falls back to CPU."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("device=cuda was asked for but no CUDA GPU is visible; use device=auto or cpu")
-    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
+def choose_device(requested: str, instance_type: str | None = None) -> torch.device:
+    """Resolve the `device` setting on this instance type (None: not known, as in `facetrain identify`),
+    logging the GPU, driver and CUDA versions; DeviceError for device=cuda, or a GPU instance type, whose
+    GPU cannot be used (see `accelerator.decide_device`)."""
+    facts = gpu_facts.gather()
+    log.info("accelerator on %s: %s", instance_type or "an unnamed instance type", describe(facts))
+    choice = decide_device(requested, instance_type, facts)
+    if choice.warning:
+        log.warning("%s", choice.warning)
+    return torch.device(choice.device)

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import torch
 
 from . import stopping
+from .channel_layout import channel_dir, manifest_prefix
+from .checkpoints import checkpointing, load_checkpoints, resume
 from .contract.config_files import read_config_dir
 from .contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters, parse_settings
-from .contract.names import PREVIOUS_CHANNEL, REPORT_HTML
+from .contract.names import MANIFEST_PREFIX_HYPERPARAMETERS, PREVIOUS_CHANNEL, REPORT_HTML
 from .distributed import Cluster, HostShare, gather_to_master
 from .enrollment import Enrollment, EnrollmentBuilder
 from .evaluation import evaluate
@@ -33,11 +35,16 @@ class JobFailure(Exception):
 
 
 def resolve_settings(env: TrainingEnvironment) -> Hyperparameters:
-    """cfg channel files first, hyperparameters.json last (hyperparameters win)."""
+    """cfg channel files first (in either layout, channel_layout.py), hyperparameters.json last
+    (hyperparameters win); the manifest prefixes that start adds (MANIFEST_PREFIX_HYPERPARAMETERS) are no
+    settings and are left out."""
     layers: list[tuple[str, dict[str, object]]] = []
-    if CONFIG_CHANNEL in env.channels:
-        layers.extend(read_config_dir(env.channels[CONFIG_CHANNEL]))
-    layers.append(("hyperparameters", env.hyperparameters))
+    config_dir = channel_dir(env, CONFIG_CHANNEL)
+    if config_dir is not None:
+        layers.extend(read_config_dir(config_dir))
+    prefixes = set(MANIFEST_PREFIX_HYPERPARAMETERS.values())
+    given = {key: value for key, value in env.hyperparameters.items() if key not in prefixes}
+    layers.append(("hyperparameters", given))
     return parse_settings(layers)
 
 
@@ -93,7 +100,8 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
             f"(<identity>/<photo> files). Channels given: {', '.join(sorted(env.channels)) or 'none'}."
         )
     cluster = Cluster(hosts=env.hosts, current_host=env.current_host)
-    listing = list_channel(images_dir)  # with several hosts: this host's shard (ShardedByS3Key)
+    # With several hosts: this host's shard (ShardedByS3Key), in either layout (channel_layout.py).
+    listing = list_channel(images_dir, manifest_prefix(env.hyperparameters))
     if not listing.photos and cluster.size == 1:
         raise JobFailure(
             f"The '{IMAGES_CHANNEL}' channel holds no photo in <identity>/<photo> folders"
@@ -104,7 +112,7 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
             )
             + ". Put each person's photos in a folder named after them."
         )
-    device = choose_device(settings.device)
+    device = choose_device(settings.device, env.instance_type)  # refuses an unusable paid-for GPU
     model = resolve_model(settings, env.channels.get(WEIGHTS_CHANNEL))
     if settings.not_for_production:
         log.warning("*" * 20 + " %s " + "*" * 20, NOT_FOR_PRODUCTION)
@@ -127,13 +135,24 @@ def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer)
     the photo pipeline's stages go to `timer`)."""
     settings, model = inputs.settings, inputs.model
     fingerprint = embedding_fingerprint(settings, model.digests, PREPROCESSING_VERSION)
-    previous = load_previous(env.channels.get(PREVIOUS_CHANNEL), fingerprint, EMBEDDING_DIMS[model.embedder])
+    previous_dir = channel_dir(env, PREVIOUS_CHANNEL)  # in either layout (channel_layout.py)
+    previous = load_previous(previous_dir, fingerprint, EMBEDDING_DIMS[model.embedder])
     reused, to_compute = split_reusable(inputs.listing.photos, previous)
+    checkpointed = load_checkpoints(env.checkpoint_dir, fingerprint, EMBEDDING_DIMS[model.embedder])
+    resumed, to_compute = resume(to_compute, checkpointed)  # a restarted (Spot) job: its saved outcomes
+    resumed_embeddings = sum(isinstance(o, Accepted) for o in resumed)
+    if checkpointed:
+        log.info(
+            "checkpoint: %d photo outcome(s) resumed (%d embeddings, %d rejections)",
+            len(resumed),
+            resumed_embeddings,
+            len(resumed) - resumed_embeddings,
+        )
     stopping.check()
     log.info(
         "embeddings: %d reused from the previous run, %d photos to examine", len(reused), len(to_compute)
     )
-    outcomes: list[Accepted | Rejected] = list(reused)
+    outcomes: list[Accepted | Rejected] = [*reused, *resumed]
     setup_seconds, pipeline_times = 0.0, {}
     loop_started = time.perf_counter()
     if to_compute:
@@ -149,12 +168,16 @@ def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer)
 
         pipeline = PhotoPipeline(settings, encoder, on_progress=progress)
         loop_started = time.perf_counter()
-        outcomes.extend(pipeline.run(to_compute))
+        with checkpointing(env.checkpoint_dir, env.current_host, fingerprint) as saved:
+            for outcome in pipeline.run(to_compute):  # a stop (SIGTERM) flushes the checkpoint first
+                outcomes.append(outcome)
+                if saved is not None:
+                    saved.add(outcome)
         pipeline_times = pipeline.times.as_dict()
     loop_seconds = time.perf_counter() - loop_started
     timer.record("model_setup", setup_seconds)
     timer.seconds.update(pipeline_times)
-    return HostEmbeddings(outcomes, len(reused), fingerprint, loop_seconds)
+    return HostEmbeddings(outcomes, len(reused) + resumed_embeddings, fingerprint, loop_seconds)
 
 
 def enroll(shares: list[HostShare], settings: Hyperparameters) -> Enrolled:

@@ -35,6 +35,10 @@ DLIB_LANDMARKS_FILE = "shape_predictor_5_face_landmarks.dat"
 DLIB_FILES = {"weights": DLIB_RECOGNITION_FILE, "landmarks": DLIB_LANDMARKS_FILE}
 DLIB_PACKAGES = "dlib-bin (dlib) and face_recognition_models (its model files)"
 DLIB_INSTALL_HINT = "`make setup` installs them (or: pip install -e '.[dlib]')"
+# Set by container/Dockerfile from its VGGFACE2_WEIGHTS build argument (also the image's label
+# facetrain.vggface2-weights): `absent` in an image built without the vggface2 weights (make image-local
+# where GitHub does not answer). Unset outside the image.
+VGGFACE2_WEIGHTS_ENV = "FACETRAIN_VGGFACE2_WEIGHTS"
 
 
 class WeightsError(ValueError):
@@ -151,6 +155,8 @@ def _resolve_facenet(weights: str, weights_channel: Path | None) -> ModelChoice:
         for candidate in candidates:
             if candidate.is_file():
                 return ModelChoice(FACENET, weights, (_found("weights", candidate),))
+        if weights == "vggface2" and os.environ.get(VGGFACE2_WEIGHTS_ENV) == "absent":
+            raise WeightsError(_vggface2_not_in_image(filename))
         raise WeightsError(
             f"The {weights} weights file {filename} was not found (looked in: "
             f"{', '.join(str(c) for c in candidates)}). The job does not download weights (it runs with "
@@ -170,6 +176,16 @@ def _resolve_facenet(weights: str, weights_channel: Path | None) -> ModelChoice:
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist; check the `weights` setting and the channel")
     return ModelChoice(FACENET, weights, (_found("weights", path),))
+
+
+def _vggface2_not_in_image(filename: str) -> str:
+    return (
+        f"embedder=facenet with weights=vggface2 cannot run in this image: it was built without the vggface2 "
+        f"weights ({VGGFACE2_WEIGHTS_ENV}=absent, label facetrain.vggface2-weights=absent). Fix one of: "
+        f"rebuild the image with the weights (`make image`, or `VGGFACE2_WEIGHTS=baked make image-local` "
+        f"where GitHub answers); or add a 'weights' channel holding {filename}; or set "
+        "embedder=dlib-resnet, whose model files are in the image."
+    )
 
 
 def resolve_model(settings: Hyperparameters, weights_channel: Path | None) -> ModelChoice:

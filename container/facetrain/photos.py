@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from .channel_layout import photos_root
 from .contract.names import is_skipped as _skipped  # the rule the Lambdas apply too
 from .contract.shorten import clip
 
@@ -62,8 +63,13 @@ class ChannelListing:
     stray_files: list[str]
 
 
-def list_channel(root: Path) -> ChannelListing:
-    """List `<identity>/<photo>` files in a stable order, skipping folders and files named `_*` or `.*`."""
+def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelListing:
+    """List `<identity>/<photo>` files in a stable order, skipping folders and files named `_*` or `.*`.
+
+    With the manifest's key prefix, the photos are found whether SageMaker wrote each entry at its suffix
+    or under its full key (channel_layout.photos_root; ContractError for a tree that mixes the two); keys
+    are `<identity>/<photo>` either way."""
+    root = photos_root(channel, manifest_prefix)
     photos: list[PhotoRef] = []
     stray: list[str] = []
     for entry in sorted(root.iterdir(), key=lambda p: p.name):

@@ -69,9 +69,14 @@ class StageTimes:
         }
 
 
+@dataclass(frozen=True)
+class Unforeseen(Rejection):
+    """A rejection caused by an error no check foresaw: it may not recur, so it is never checkpointed."""
+
+
 def _unexpected(reason: str, stage: str, exc: Exception) -> Rejection:
     """A rejection for an error no check foresaw, naming the stage and the library's message."""
-    return Rejection(
+    return Unforeseen(
         reason,
         f"{stage} failed ({type(exc).__name__}: {clip(str(exc), 160)}); re-export the photo as a plain "
         "JPEG of the person's face, or leave it out",
@@ -140,10 +145,14 @@ class PhotoPipeline:
         return photo, decoded, rejection
 
     def run(self, photos: list[PhotoRef]) -> Iterator[Accepted | Rejected]:
-        """Yield one outcome per photo, in the order given (batching never reorders the results)."""
+        """Yield one outcome per photo, in the order given (batching never reorders the results). On a stop
+        (SIGTERM), the outcomes of the photos examined so far are yielded before JobStopped is raised."""
         waiting: list[_Pending] = []
         held: list[Accepted | Rejected | None] = []  # outcomes waiting for their batch, in order
         for done, (photo, decoded, rejection) in enumerate(self._decoded_in_order(photos), start=1):
+            if stopping.requested():  # the faces already found are embedded and handed out (checkpoint)
+                yield from self._flush(waiting, held)  # one batch: no longer than any batch of the run
+                held = []
             stopping.check()  # between photos: a StopTrainingJob takes effect here
             if decoded is None:
                 outcome: Accepted | Rejected | None = Rejected(photo, photo_sha256(photo.path), rejection)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_BASE_DIR",
     "IMAGES_CHANNEL",
     "KNOWN_CHANNELS",
+    "LOCAL_INSTANCE_TYPE",
     "WEIGHTS_CHANNEL",
     "ContractError",
     "OptMl",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 DEFAULT_BASE_DIR = "/opt/ml"
+LOCAL_INSTANCE_TYPE = "local"  # SageMaker local mode's current_instance_type on a machine's own CPU
 
 
 class ContractError(ValueError):
@@ -78,6 +80,11 @@ class OptMl:
     def failure_file(self) -> Path:
         return self.output_dir / "failure"
 
+    @property
+    def checkpoint_dir(self) -> Path:
+        """CheckpointConfig's LocalPath (/opt/ml/checkpoints): present only for a job with checkpoints."""
+        return self.base / "checkpoints"
+
 
 def channel_config(
     input_mode: str = "File", distribution: str = "FullyReplicated", record_wrapper: str = "None"
@@ -101,9 +108,11 @@ def write_tree(
     channels: Mapping[str, Mapping[str, str]],
     current_host: str = "algo-1",
     hosts: Sequence[str] = ("algo-1",),
+    instance_type: str = LOCAL_INSTANCE_TYPE,
 ) -> OptMl:
     """Lay out /opt/ml as SageMaker does before it starts the container: the three config files (string
-    hyperparameters), an empty input/data/<channel>/ per channel, model/ and output/data/."""
+    hyperparameters; resourceconfig.json's current_instance_type is `instance_type`, 'local' as SageMaker
+    local mode writes it by default), an empty input/data/<channel>/ per channel, model/ and output/data/."""
     tree = OptMl(base)
     tree.config_dir.mkdir(parents=True, exist_ok=True)
     for name in channels:
@@ -113,7 +122,12 @@ def write_tree(
     (tree.output_dir / "data").mkdir(parents=True, exist_ok=True)
     write_json(tree.hyperparameters_file, dict(hyperparameters))
     write_json(tree.inputdataconfig_file, {name: dict(config) for name, config in channels.items()})
-    resources = {"current_host": current_host, "hosts": list(hosts), "network_interface_name": "eth0"}
+    resources = {
+        "current_host": current_host,
+        "current_instance_type": instance_type,
+        "hosts": list(hosts),
+        "network_interface_name": "eth0",
+    }
     write_json(tree.resourceconfig_file, resources)
     return tree
 
@@ -127,6 +141,7 @@ class TrainingEnvironment:
     channels: dict[str, Path]
     current_host: str
     hosts: tuple[str, ...]
+    instance_type: str | None = None  # resourceconfig.json's current_instance_type; None when absent
 
     @property
     def model_dir(self) -> Path:
@@ -139,6 +154,10 @@ class TrainingEnvironment:
     @property
     def failure_file(self) -> Path:
         return OptMl(self.base_dir).failure_file
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return OptMl(self.base_dir).checkpoint_dir
 
     @property
     def is_master(self) -> bool:
@@ -187,10 +206,12 @@ def load_environment(base_dir: Path | None = None) -> TrainingEnvironment:
         raise ContractError("resourceconfig.json must hold an object")
     current_host = str(resources.get("current_host", "algo-1"))
     hosts = tuple(str(h) for h in resources.get("hosts", [current_host])) or (current_host,)
+    instance_type = resources.get("current_instance_type")
     return TrainingEnvironment(
         base_dir=base,
         hyperparameters=hyperparameters,
         channels=channels,
         current_host=current_host,
         hosts=hosts,
+        instance_type=instance_type if isinstance(instance_type, str) and instance_type else None,
     )

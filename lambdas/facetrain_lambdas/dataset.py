@@ -159,6 +159,13 @@ def check_photos(
                 f"but min_images_per_identity is "
                 f"{min_per_identity}: add photos or lower min_images_per_identity"
             )
+    if (first := prefix.split("/")[0]) in snapshot.identities:
+        # The job tells the two layouts of the channel apart by that folder (facetrain.channel_layout).
+        problems.append(
+            f"identity folder {where}{first}/ has the name of the first folder of the images prefix "
+            f"'{prefix}': the training job could not tell its photos from photos SageMaker writes under "
+            f"their full key ({prefix}<name>/<photo>); rename the folder"
+        )
     if not snapshot.identities and not problems:
         problems.append(
             f"no photos under {where}: upload them as {prefix}<name>/<photo>.jpg, one folder per person"

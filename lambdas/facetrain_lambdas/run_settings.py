@@ -65,6 +65,14 @@ def resolve_settings(
         if problem := key_problem(relative):
             result.problems.append(f"{s3_uri(bucket, obj.key)}: {problem}")
             continue
+        if "/" in relative and relative.split("/")[0] == prefix.split("/")[0]:
+            # The job tells the two layouts of the channel apart by that folder (facetrain.channel_layout).
+            result.problems.append(
+                f"{s3_uri(bucket, obj.key)}: its folder {relative.split('/')[0]}/ has the name of the first "
+                f"folder of the config prefix '{prefix}': the training job could not tell it from config "
+                f"files SageMaker writes under their full key ({prefix}<file>); rename the folder"
+            )
+            continue
         if obj.size > MAX_CONFIG_BYTES:
             result.problems.append(
                 f"{s3_uri(bucket, obj.key)} is {obj.size} bytes; "

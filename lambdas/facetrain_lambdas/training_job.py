@@ -9,12 +9,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from facetrain.contract.hyperparameters import sagemaker_limit_problems
-from facetrain.contract.names import CONFIG_CHANNEL, IMAGES_CHANNEL, PREVIOUS_CHANNEL
+from facetrain.contract.names import (
+    CONFIG_CHANNEL,
+    IMAGES_CHANNEL,
+    MANIFEST_PREFIX_HYPERPARAMETERS,
+    PREVIOUS_CHANNEL,
+)
 from pydantic import Field
 
 from .errors import InvalidInput, TrainingQuotaExceeded, transient_aws_errors
 from .function_settings import FunctionSettings
-from .layout import s3_uri
+from .layout import RunLayout, s3_uri
 from .run_record import RunRecord
 
 JOB_NAME_PREFIX = "facetrain-"  # the IAM policies allow training-job/facetrain-*
@@ -61,6 +66,33 @@ def _manifest_channel(name: str, bucket: str, key: str, sharded: bool = False) -
     }
 
 
+def manifest_prefixes(record: RunRecord) -> dict[str, str]:
+    """Each ManifestFile channel of the run's job → the key prefix validate wrote in its manifest's "prefix"
+    entry: the images prefix, the config prefix (cfg-manifest.json), the published run's folder
+    (previous-manifest.json, validate.previous_embeddings_key)."""
+    run = record.request
+    prefixes = {IMAGES_CHANNEL: run.images_prefix}
+    if record.cfg_manifest_key:
+        prefixes[CONFIG_CHANNEL] = run.config_prefix
+    if record.previous_manifest_key and record.previous_run_id:
+        previous = RunLayout(run.bucket, run.results_prefix, record.previous_run_id)
+        prefixes[PREVIOUS_CHANNEL] = previous.run_prefix
+    return prefixes
+
+
+def prefix_hyperparameters(record: RunRecord) -> dict[str, str]:
+    """The manifest prefixes as the hyperparameters the job reads them from (contract.names): with them
+    it finds each channel's files whether SageMaker wrote them at their suffix or under their full key
+    (facetrain.channel_layout)."""
+    prefixes = manifest_prefixes(record)
+    return {MANIFEST_PREFIX_HYPERPARAMETERS[channel]: prefix for channel, prefix in prefixes.items()}
+
+
+def job_hyperparameters(record: RunRecord) -> dict[str, str]:
+    """The run's settings as CreateTrainingJob strings, plus each manifest channel's key prefix."""
+    return {**record.sagemaker_hyperparameters(), **prefix_hyperparameters(record)}
+
+
 def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[str, Any]:
     """The CreateTrainingJob request of a run."""
     layout = record.layout
@@ -72,7 +104,7 @@ def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[
         channels.append(_manifest_channel(CONFIG_CHANNEL, run.bucket, record.cfg_manifest_key))
     if record.previous_manifest_key:
         channels.append(_manifest_channel(PREVIOUS_CHANNEL, run.bucket, record.previous_manifest_key))
-    problems = sagemaker_limit_problems(run.hyperparameters)
+    problems = sagemaker_limit_problems({**run.hyperparameters, **prefix_hyperparameters(record)})
     if problems:  # validate refuses these first; a run record from elsewhere is checked here too
         raise InvalidInput(problems)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}
@@ -80,7 +112,7 @@ def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[
         "TrainingJobName": job_name(run.run_id),
         "AlgorithmSpecification": {"TrainingImage": training.training_image, "TrainingInputMode": "File"},
         "RoleArn": training.role_arn,
-        "HyperParameters": record.sagemaker_hyperparameters(),
+        "HyperParameters": job_hyperparameters(record),
         "InputDataConfig": channels,
         "OutputDataConfig": {"S3OutputPath": layout.training_output_uri},
         "ResourceConfig": {

@@ -60,12 +60,14 @@ def _recorded(warnings: list[str]) -> list[str]:
 
 
 def previous_embeddings_key(latest: LatestRecord | None, layout: RunLayout) -> str | None:
-    """The published run's own saved_embeddings.pkl (immutable, under runs/<run_id>/), if it lies there."""
-    key = latest.run_files.get(EMBEDDINGS_PKL) if latest else None
-    run_prefix = f"{layout.results_prefix}runs/"
-    if isinstance(key, str) and key.startswith(run_prefix) and key.endswith(f"/{EMBEDDINGS_PKL}"):
-        return key
-    return None
+    """The published run's own saved_embeddings.pkl (immutable, under runs/<run_id>/), if it lies there:
+    exactly there, since start tells the job the previous manifest's prefix as that run's folder
+    (training_job.manifest_prefixes; facetrain.channel_layout)."""
+    if latest is None:
+        return None
+    key = latest.run_files.get(EMBEDDINGS_PKL)
+    expected = RunLayout(layout.bucket, layout.results_prefix, latest.run_id).run_file_key(EMBEDDINGS_PKL)
+    return key if key == expected else None
 
 
 @tracer.capture_method

@@ -16,7 +16,8 @@ RUN_HELP = """\
 Run the whole retraining workflow on this machine, with no AWS account, no Docker and no network:
 a local AWS (moto) is stood up from template.yaml, IMAGES_DIR is uploaded to the local bucket's images
 prefix, the real state machine runs the real Lambda handlers in-process, and the training job runs the
-real container entry point (`train`) as a local process. The published results (the files that land at
+real container entry point (`train`) as a local process (with --image: inside that container image,
+run by podman as SageMaker runs it). The published results (the files that land at
 the results prefix) and run.json (status, counts, failure reason, state-by-state history) are written to
 OUT_DIR; the Lambdas' logs go to OUT_DIR/lambdas.log. Exit code 0 only when the run succeeded.
 
@@ -110,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", type=Path, help="SAM template to deploy (default: the project's template.yaml)"
     )
     run.add_argument("--poll-seconds", type=int, default=1, help="first wait between training-job polls (1)")
+    run.add_argument(
+        "--image",
+        metavar="IMAGE",
+        help="run the training job in this local container image with podman (e.g. "
+        "localhost/facetrain:local, which make image-local builds): `IMAGE train` per host, /opt/ml "
+        "mounted, no network",
+    )
     _add_identify(commands)
     launch.add_parser(commands, _key_value)
     return parser
@@ -153,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_identify(args.photos, args.results_dir, args.top, args.device, args.weights_dir)
     from .bucket_state import StateInUse  # lazy: moto and boto3 are slow
+    from .host_containers import ContainerEngineError
     from .local_aws import DEFAULT_TEMPLATE
     from .run_options import RunOptions
     from .runner import run
@@ -180,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         settle_seconds=args.settle_seconds,
         force=args.force,
         min_accuracy=args.min_accuracy,
+        image=args.image,
     )
     screen = sys.stdout  # bound now: in-process Lambdas redirect sys.stdout to their log while they run
 
@@ -188,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         summary = run(options, say=say)
-    except StateInUse as exc:
+    except (StateInUse, ContainerEngineError) as exc:
         print(f"facetrain run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C while the training job was being stopped

@@ -30,6 +30,7 @@ class RunOptions:
     settle_seconds: int = 2
     force: bool = False
     min_accuracy: float | None = None
+    image: str | None = None  # run the job in this local image (podman), not as a `train` process
 
 
 def console_input(options: RunOptions, hyperparameters: dict[str, str]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from .bucket_state import restore_state, save_state, state_lock
 from .embedder_choice import default_embedder
 from .execution_follower import HistoryFollower, execution_failure, execution_outcome, overall_status
 from .execution_status_events import ExecutionStatusEvents
+from .host_containers import ContainerEngine
 from .lambda_runtime import InProcessLambdas
 from .local_aws import REGION, local_aws
 from .local_stack import LocalStack
@@ -66,8 +67,11 @@ def run(options: RunOptions, say: Printer = print) -> RunSummary:
 
 def _run_locked(options: RunOptions, say: Printer) -> RunSummary:
     started = time.monotonic()
+    containers = ContainerEngine(options.image) if options.image else None
+    if containers is not None:
+        containers.check()  # before anything is stood up: podman and the image are there
     options.out_dir.mkdir(parents=True, exist_ok=True)
-    hyperparameters = default_embedder(dict(options.hyperparameters), say)
+    hyperparameters = default_embedder(dict(options.hyperparameters), say, containers)
     with tempfile.TemporaryDirectory(prefix="facetrain-run-") as scratch, local_aws():
         stack = deploy(
             options.template,
@@ -80,6 +84,7 @@ def _run_locked(options: RunOptions, say: Printer) -> RunSummary:
             Path(scratch) / "jobs",
             on_log=lambda job, line: say(f"train  {line}"),
             on_status=lambda job, status, secondary: say(f"job    {job}: {status} ({secondary})"),
+            containers=containers,
         )
         summary = _execute(stack, backend, options, hyperparameters, say)
     summary = summary.model_copy(update={"wall_seconds": round(time.monotonic() - started, 3)})

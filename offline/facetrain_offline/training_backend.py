@@ -2,10 +2,13 @@
 
 When anything calls CreateTrainingJob (the start Lambda, through boto3), moto records the job and this
 backend runs it in a thread: each host's /opt/ml laid out as SageMaker lays it out (host_files.py), the
-real container entry point (`train`) run once per host (host_processes.py), its log streamed and written
+real container entry point (`train`) run once per host, as a process (host_processes.py) or, given a
+ContainerEngine, inside the training image with podman (host_containers.py), its log streamed and written
 to CloudWatch Logs as SageMaker does (job_logs.py: the SDK's log streaming reads it), every host's
 `model/` merged into `<output path>/<job>/output/model.tar.gz`. DescribeTrainingJob reports InProgress →
 Completed/Failed/Stopped (training_job_status.py), with the FailureReason read from `output/failure`.
+A CheckpointConfig (Spot) is honoured: S3Uri's objects go into each host's checkpoints folder before
+the container starts, and the folder's files back to S3Uri once it has exited (host_files.py).
 moto has no StopTrainingJob: this backend adds it and does what SageMaker does (status Stopping, SIGTERM
 to the container, SIGKILL after the grace period, then Stopped). The Lambdas do not know they are local:
 the seam is the AWS API.
@@ -29,7 +32,16 @@ from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
-from .host_files import failure_reason, lay_out_host, upload_model
+from .host_containers import ContainerEngine
+from .host_files import (
+    CHANNEL_LAYOUTS,
+    ChannelLayout,
+    download_checkpoints,
+    failure_reason,
+    lay_out_host,
+    upload_checkpoints,
+    upload_model,
+)
 from .host_processes import signal_stop, start_hosts, stream_to_exit
 from .identities import active_account
 from .job_logs import TrainingJobLogs
@@ -56,7 +68,7 @@ class LocalJob:
 
 
 class LocalTrainingBackend:
-    """Runs moto-recorded training jobs as local `train` processes, one thread per job."""
+    """Runs moto-recorded training jobs as local `train` processes or containers, one thread per job."""
 
     def __init__(
         self,
@@ -66,8 +78,14 @@ class LocalTrainingBackend:
         extra_env: dict[str, str] | None = None,
         on_status: StatusSink | None = None,
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
+        containers: ContainerEngine | None = None,
+        channel_layout: ChannelLayout = "suffix",
     ) -> None:
         self.work_dir = work_dir
+        self.containers = containers  # set: each host runs as a container of its image, not a process
+        if channel_layout not in CHANNEL_LAYOUTS:
+            raise ValueError(f"channel_layout {channel_layout!r}: give one of {', '.join(CHANNEL_LAYOUTS)}")
+        self.channel_layout = channel_layout  # where manifest entries land in a channel (host_files.py)
         self.train_command = train_command or [sys.executable, "-m", "facetrain.train"]
         self.on_log = on_log
         self.on_status = on_status
@@ -192,7 +210,12 @@ class LocalTrainingBackend:
         try:
             self._status(job, "InProgress", "Downloading", "Downloading input data")
             hosts = local.hosts
-            bases = [lay_out_host(job, local.directory / host, s3, hosts, host) for host in hosts]
+            bases = [
+                lay_out_host(job, local.directory / host, s3, hosts, host, self.channel_layout)
+                for host in hosts
+            ]
+            for base in bases:  # CheckpointConfig: what an interrupted Spot job saved
+                download_checkpoints(job, base, s3)
             if local.stop_requested.is_set():
                 self._finish(job, "Stopped", "Stopped", started)
                 return
@@ -202,6 +225,8 @@ class LocalTrainingBackend:
             job.training_start_time = datetime.now(UTC)
             max_runtime = int((job.stopping_condition or {}).get("MaxRuntimeInSeconds", 86400))
             codes, timed_out = self._train(local, bases, max_runtime)
+            for base in bases:  # SageMaker syncs them as the job runs; here once, whatever the outcome
+                upload_checkpoints(job, base, s3)
             local.exit_code = next((code for code in codes if code != 0), 0)
             if local.stop_requested.is_set():
                 self._finish(job, "Stopped", "Stopped", started)
@@ -225,9 +250,17 @@ class LocalTrainingBackend:
             self._finish(job, "Failed", "Failed", started, f"ClientError: {type(exc).__name__}: {exc}"[:1024])
 
     def _train(self, local: LocalJob, bases: list[Path], max_runtime: int) -> tuple[list[int], bool]:
-        """Run `train` once per host, streaming the output; SIGTERM them all when MaxRuntimeInSeconds
-        passes. Returns (exit codes, whether MaxRuntimeInSeconds stopped them)."""
-        processes = start_hosts(self.train_command, bases, self.extra_env)
+        """Run `train` once per host (a process, or a container of the image), streaming the output;
+        SIGTERM them all when MaxRuntimeInSeconds passes. Returns (exit codes, whether
+        MaxRuntimeInSeconds stopped them)."""
+        if self.containers is None:
+            return self._stream(local, start_hosts(self.train_command, bases, self.extra_env), max_runtime)
+        with self.containers.hosts(local.name, bases, self.extra_env) as containers:
+            return self._stream(local, list(containers), max_runtime)
+
+    def _stream(
+        self, local: LocalJob, processes: list[subprocess.Popen[str]], max_runtime: int
+    ) -> tuple[list[int], bool]:
         with self._lock:  # a StopTrainingJob from now on signals these; one that came earlier, below
             local.processes = processes
             stopped_early = local.stop_requested.is_set()

@@ -61,7 +61,12 @@ def test_request_has_manifest_channels_isolation_and_tags() -> None:
     assert channels["cfg"]["S3Uri"].endswith("/cfg-manifest.json")
     assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/results/runs/r1/training/"}
     assert request["EnableNetworkIsolation"] is True
-    assert request["HyperParameters"] == {"batch_size": "8"}
+    # The settings, and the key prefix of each manifest's "prefix" entry for the job (channel_layout.py).
+    assert request["HyperParameters"] == {
+        "batch_size": "8",
+        "facetrain_images_prefix": "face_imgs/",
+        "facetrain_cfg_prefix": "config/",
+    }
     assert {"Key": "project", "Value": "facetrain"} in request["Tags"]
     assert {"Key": "facetrain:run-id", "Value": "r1"} in request["Tags"]
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 21600}

@@ -42,7 +42,11 @@ def test_successful_run_publishes_results_and_notifies(stack: WorkflowStack) -> 
     assert result["status"] == "SUCCEEDED", result.get("cause")
     job = stack.fake_sagemaker.created[0]
     assert job["training_job_name"] == "facetrain-weekly-1"
-    assert job["hyper_parameters"] == {"accept_threshold": "0.9"}
+    assert job["hyper_parameters"] == {
+        "accept_threshold": "0.9",
+        "facetrain_images_prefix": "face_imgs/",
+        "facetrain_cfg_prefix": "config/",  # the cfg manifest's prefix (channel_layout.py)
+    }
     assert [c["ChannelName"] for c in job["input_data_config"]] == ["face_imgs", "cfg"]
     csv_rows = parse_csv(stack.read("results/final_mean_embeddings.csv").decode())
     assert sorted(row[0] for row in csv_rows) == sorted(PHOTOS)

@@ -12,6 +12,21 @@ WEIGHTS_CHANNEL = "weights"
 PREVIOUS_CHANNEL = "previous"  # the published run's saved_embeddings.pkl, for incremental retraining
 KNOWN_CHANNELS = (IMAGES_CHANNEL, CONFIG_CHANNEL, WEIGHTS_CHANNEL, PREVIOUS_CHANNEL)
 
+# Hyperparameters that are not settings, one per ManifestFile channel: the key prefix of that manifest's
+# "prefix" entry (e.g. `face_imgs/`, `config/`, `results/runs/<run id>/`). start puts the prefix of each
+# channel it gives in CreateTrainingJob so that the job finds the channel's files whether SageMaker wrote
+# each manifest entry at its suffix or under its full key (facetrain.channel_layout); the job takes them
+# out before it reads the settings. One plain string each (an S3 key prefix: at most 1024 bytes, within
+# SageMaker's 2500 characters per value), never decoded or run. Hyperparameters rather than the request's
+# Environment: moto keeps and returns HyperParameters (the offline backend writes them to
+# hyperparameters.json) but drops Environment.
+MANIFEST_PREFIX_HYPERPARAMETERS = {
+    IMAGES_CHANNEL: "facetrain_images_prefix",
+    CONFIG_CHANNEL: "facetrain_cfg_prefix",
+    PREVIOUS_CHANNEL: "facetrain_previous_prefix",
+}
+IMAGES_PREFIX_HYPERPARAMETER = MANIFEST_PREFIX_HYPERPARAMETERS[IMAGES_CHANNEL]
+
 # Files the job writes into model/ (and so into model.tar.gz).
 ENROLLMENT_CSV = "final_mean_embeddings.csv"
 RULES_PY = "rules.py"
