@@ -91,6 +91,13 @@ class ContainerHost(subprocess.Popen[str]):
             super().send_signal(sig)  # and the client too: nothing waits on a container that is gone
 
 
+def job_resources(job_name: str, hosts: int) -> tuple[str | None, list[str]]:
+    """The podman network (None for one host) and the container names of a job's hosts."""
+    tag = hashlib.sha256(job_name.encode()).hexdigest()[:12]
+    network = f"facetrain-{tag}" if hosts > 1 else None
+    return network, [f"facetrain-{tag}-algo-{i}" for i in range(1, hosts + 1)]
+
+
 @dataclass(frozen=True)
 class ContainerEngine:
     """Runs a job's hosts as containers of `image` (a name in podman's local store)."""
@@ -124,9 +131,7 @@ class ContainerEngine:
     ) -> Iterator[list[ContainerHost]]:
         """Start one container per host tree (`bases[i]` is algo-<i+1>'s /opt/ml); on leaving, remove
         any that still run and the job's network."""
-        tag = hashlib.sha256(job_name.encode()).hexdigest()[:12]
-        network = f"facetrain-{tag}" if len(bases) > 1 else None
-        names = [f"facetrain-{tag}-algo-{i}" for i in range(1, len(bases) + 1)]
+        network, names = job_resources(job_name, len(bases))
         if network:
             _podman("network", "rm", "--force", network, check=False)
             _podman("network", "create", "--internal", network)

@@ -9,6 +9,15 @@ import pytest
 from facetrain import outputs, stopping
 
 
+@pytest.fixture(autouse=True)
+def _forget_the_stop_request():
+    """The stop request is process state: a test that signals must not leave it set for the next test
+    in this worker (an in-process `facetrain identify` would then stop at its first photo)."""
+    yield
+    previous = stopping.install()  # clears the request
+    signal.signal(signal.SIGTERM, previous)
+
+
 def test_sigterm_during_the_commit_waits_for_every_file(tmp_path, monkeypatch):
     previous = stopping.install()
     real_replace = type(tmp_path).replace

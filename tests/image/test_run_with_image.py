@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import boto3
-from facetrain_offline.host_containers import ContainerEngine
+from facetrain_offline.host_containers import ContainerEngine, job_resources
 from facetrain_offline.local_aws import local_aws
 from facetrain_offline.training_backend import LocalTrainingBackend
 from support.podman_image import Image
@@ -20,13 +21,12 @@ from support.testkit import training_job_role
 FACETRAIN = Path(sys.executable).with_name("facetrain")
 
 
-def _ours(image: Image) -> str:
-    """The names of the containers and networks host_containers made that are still there."""
+def _left_over(image: Image, job_name: str, hosts: int) -> list[str]:
+    """The job's containers and network (host_containers.job_resources) that are still there."""
+    network, names = job_resources(job_name, hosts)
     containers = image.podman_cmd("ps", "--all", "--format", "{{.Names}}").stdout.split()
     networks = image.podman_cmd("network", "ls", "--format", "{{.Name}}").stdout.split()
-    return " ".join(
-        name for name in [*containers, *networks] if name.startswith("facetrain-") and "-test-" not in name
-    )
+    return [name for name in [*names, network] if name in containers or name in networks]
 
 
 def test_facetrain_run_with_the_image_publishes_from_two_host_containers(image, shared_data, tmp_path):
@@ -58,7 +58,9 @@ def test_facetrain_run_with_the_image_publishes_from_two_host_containers(image, 
     # meet on loopback, 127.0.0.1): the job ran in containers.
     assert "[algo-2]" in run.stdout and "gathering at algo-1:7777" in run.stdout, run.stdout[-3000:]
     assert "Traceback" not in run.stdout + run.stderr
-    assert _ours(image) == ""  # no container or network outlives the job
+    job_name = re.search(r"^job +(\S+): InProgress", run.stdout, re.MULTILINE)
+    assert job_name, run.stdout[-3000:]
+    assert _left_over(image, job_name[1], hosts=2) == []  # no container or network outlives the job
 
 
 def test_an_image_podman_does_not_have_is_refused_before_anything_runs(image, shared_data, tmp_path):
@@ -128,4 +130,4 @@ def test_stop_training_job_sigterms_train_inside_its_container(image, shared_dat
     assert outputs == 0  # a stopped job uploads no model
     model_dir = tmp_path / "jobs" / "stopped-in-image" / "algo-1" / "model"
     assert not any(model_dir.iterdir())
-    assert _ours(image) == ""
+    assert _left_over(image, "stopped-in-image", hosts=1) == []
