@@ -105,7 +105,7 @@ LAMBDA_RUNTIME_IMAGE := localhost/facetrain-lambda-python:3.13
 invoke: ## sam local invoke on the sam build output, python3.13 stand-in, moto: make invoke FUNCTION=ValidateFunction EVENT=events/validate.json [BEFORE='Fn=event ...']
 	@test -n "$(FUNCTION)" -a -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=ValidateFunction EVENT=events/validate.json" >&2; exit 2; }
 	@podman image exists $(LAMBDA_RUNTIME_IMAGE) || container/lambda-runtime/build.sh $(LAMBDA_RUNTIME_IMAGE)
-	@test -f .aws-sam/build/template.yaml || $(MAKE) --no-print-directory build
+	@$(BIN)/python -c 'import sys; sys.path.insert(0, "container/lambda-runtime"); import local_invoke; sys.exit(not local_invoke.build_is_fresh())' || $(MAKE) --no-print-directory build
 	$(BIN)/python container/lambda-runtime/local_invoke.py "$(FUNCTION)" "$(EVENT)" $(foreach step,$(BEFORE),--before "$(step)")
 
 lambda-runtime: ## build the python3.13 Lambda stand-in image for make invoke (container/lambda-runtime, podman, ~2.5 min cold)

@@ -41,6 +41,29 @@ BUILT_TEMPLATE = REPO_ROOT / ".aws-sam" / "build" / "template.yaml"
 DEFAULT_IMAGE = "localhost/facetrain-lambda-python:3.13"
 REGION = "us-east-1"  # the region of events/env.json's ARNs
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# What `sam build` makes the functions and the layer from (template.yaml's CodeUri and ContentUri folders).
+BUILD_SOURCES = (
+    "template.yaml",
+    "lambdas",
+    "container/Makefile",
+    "container/layer-requirements.txt",
+    "container/facetrain/__init__.py",
+    "container/facetrain/contract",
+)
+
+
+def build_is_fresh() -> bool:
+    """Whether .aws-sam/build exists and is newer than every file it is built from: a stale build would run
+    yesterday's handlers or contract against today's documents."""
+    if not BUILT_TEMPLATE.is_file():
+        return False
+    built = BUILT_TEMPLATE.stat().st_mtime
+    for name in BUILD_SOURCES:
+        source = REPO_ROOT / name
+        files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
+        if any(p.stat().st_mtime > built and "__pycache__" not in p.parts for p in files):
+            return False
+    return True
 
 
 class NotReady(Exception):

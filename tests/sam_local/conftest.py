@@ -44,7 +44,7 @@ def sam_local_aws() -> Iterator[local_invoke.LocalAws]:
     image = local_invoke.DEFAULT_IMAGE
     if subprocess.run(["podman", "image", "exists", image], check=False).returncode != 0:
         subprocess.run([str(LAMBDA_RUNTIME / "build.sh"), image], check=True)
-    if not local_invoke.BUILT_TEMPLATE.is_file():
+    if not local_invoke.build_is_fresh():  # missing, or older than the handlers and contract it holds
         subprocess.run(["make", "build"], cwd=REPO_ROOT, check=True)
     with local_invoke.local_aws() as aws:
         yield aws
