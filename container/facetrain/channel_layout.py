@@ -21,7 +21,9 @@ string per channel, never decoded or run) and reads each channel, the same way, 
 Relative paths are the manifest's entries in both (`<identity>/<photo>`, `constants.py`,
 `saved_embeddings.pkl`), so incremental reuse, sharded hosts and the config reader see the same names.
 validate refuses a photo or config folder named like its prefix's first part, so the two cannot be
-confused; the previous channel's one entry is a file, never such a folder.
+confused; the previous channel's one entry is a file, never such a folder. The known strangers' folder
+(`_strangers/`, contract.names.STRANGERS_FOLDER) counts as an entry of the images channel although its name
+starts with `_`: beside the prefix's folder it is a mixed tree, refused, not strangers silently dropped.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from .contract.names import (
     IMAGES_CHANNEL,
     MANIFEST_PREFIX_HYPERPARAMETERS,
     PREVIOUS_CHANNEL,
+    STRANGERS_FOLDER,
     is_skipped,
 )
 from .contract.shorten import clip
@@ -97,9 +100,11 @@ def _prefix_parts(prefix: str, channel: str) -> list[str]:
     return parts
 
 
-def _entries(folder: Path, keep: str) -> list[str]:
-    """Names in a folder the job would read (not `_*`/`.*`), plus `keep` whatever its name."""
-    return sorted(p.name for p in folder.iterdir() if p.name == keep or not is_skipped(p.name))
+def _entries(folder: Path, keep: str, channel: str) -> list[str]:
+    """Names in a folder the job would read (not `_*`/`.*`, but the images channel's `_strangers`), plus
+    `keep` whatever its name."""
+    read = {keep, STRANGERS_FOLDER} if channel == IMAGES_CHANNEL else {keep}
+    return sorted(p.name for p in folder.iterdir() if p.name in read or not is_skipped(p.name))
 
 
 def _shown(names: list[str]) -> str:
@@ -123,7 +128,7 @@ def channel_root(folder: Path, prefix: str | None, channel: str = IMAGES_CHANNEL
     )
     root = folder
     for index, part in enumerate(parts):
-        others = [name for name in _entries(root, part) if name != part]
+        others = [name for name in _entries(root, part, channel) if name != part]
         if others:
             inside = f"{where}/{'/'.join(parts[:index])}" if index else where
             raise ContractError(

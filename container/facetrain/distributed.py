@@ -26,13 +26,15 @@ GATHER_TIMEOUT = timedelta(hours=6)
 
 @dataclass(frozen=True)
 class HostShare:
-    """What one host contributes: its photos' outcomes and counts (gathered on the master)."""
+    """What one host contributes: its photos' outcomes and counts (gathered on the master). The known
+    strangers' photos (face_imgs/_strangers/) are sharded like the others: their outcomes are among
+    `outcomes` (PhotoRef.is_stranger tells them apart) and counted in `photos`, `computed`, `reused`."""
 
     outcomes: list[Any]
     stray_files: list[str]
     computed: int
     reused: int
-    photos: int
+    photos: int  # listed on this host, known strangers' included
     loop_seconds: float
 
 

@@ -2,8 +2,9 @@
 
 Distances are Euclidean between unit vectors (rules.py's metric), so at most MAX_DISTANCE. `scan_photos`
 compares each photo with every identity's re-normalised mean, its own recomputed without the photo (leave
-one out), and streams the impostor distances to a callback; `nearest_means` finds each mean's closest
-other mean and the closest pairs overall. Both work in chunks of about `chunk_elements` distances, so
+one out), and streams the impostor distances to a callback; `nearest_mean_distance` gives each outside
+probe's (a known stranger's) nearest mean; `nearest_means` finds each mean's closest other mean and the
+closest pairs overall. All work in chunks of about `chunk_elements` distances, so
 memory stays O(N + K·D + chunk), never O(N·K).
 """
 
@@ -76,6 +77,17 @@ def scan_photos(
             loo[~(length > 1e-12)] = MAX_DISTANCE
             result.own[start:stop][evaluated] = loo
     return result
+
+
+def nearest_mean_distance(rows: np.ndarray, means: np.ndarray, chunk_elements: int) -> np.ndarray:
+    """Per row (a probe outside the enrollment: a known stranger), its distance to the nearest mean."""
+    means_sq = np.einsum("ij,ij->i", means, means)
+    nearest = np.full(len(rows), np.inf)
+    if len(means) == 0:
+        return nearest
+    for start, stop in _chunks(len(rows), len(means), chunk_elements):
+        nearest[start:stop] = _distances(rows[start:stop].astype(np.float64), means, means_sq).min(axis=1)
+    return nearest
 
 
 def nearest_means(

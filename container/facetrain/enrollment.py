@@ -1,4 +1,5 @@
-"""Aggregate per-photo outcomes into the enrollment: per-identity means, records, rejections."""
+"""Aggregate per-photo outcomes into the enrollment: per-identity means, records, rejections; the known
+strangers' photos (face_imgs/_strangers/) are kept apart, never enrolled (KnownStrangers)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,49 @@ class EnrolledIdentity:
     mean: np.ndarray
 
 
+def _record(identity: str, item: Accepted) -> dict[str, object]:
+    """One photo's record of saved_embeddings.pkl."""
+    return {
+        "identity": identity,
+        "key": item.photo.key,
+        "sha256": item.sha256,
+        "box": [round(v, 2) for v in item.face.box],
+        "probability": item.face.probability,
+        "faces_found": item.face.faces_found,
+        "embedding": item.embedding,
+    }
+
+
+@dataclass
+class KnownStrangers:
+    """The known strangers' photos (face_imgs/_strangers/): never enrolled; each usable one is a non-mated
+    search of the evaluation. Their counts are apart from the enrollment's images_* (metrics.json
+    `strangers`); their rejections go to rejected.csv after the enrollment's, with an empty identity."""
+
+    # identity `_strangers`, key `_strangers/…`
+    records: list[dict[str, object]] = field(default_factory=list)
+    rejected: list[RejectedRow] = field(default_factory=list)
+
+    @property
+    def photos(self) -> int:
+        return len(self.records) + len(self.rejected)
+
+    @property
+    def rejections_by_reason(self) -> dict[str, int]:
+        return dict(sorted(Counter(row.reason for row in self.rejected).items()))
+
+    def embedding_matrix(self, dimension: int) -> np.ndarray:
+        """The usable strangers' unit embeddings, (s, dimension) float32 (s may be 0), in key order."""
+        if not self.records:
+            return np.zeros((0, dimension), dtype=np.float32)
+        return np.stack([record["embedding"] for record in self.records]).astype(np.float32)
+
+
 @dataclass
 class Enrollment:
-    """The finished enrollment and everything the outputs report about it."""
+    """The finished enrollment and everything the outputs report about it. `images_total`,
+    `images_accepted`, `rejected` are the enrollment's (identity folders and stray top-level files);
+    the known strangers are in `strangers`."""
 
     identities: list[EnrolledIdentity]
     records: list[dict[str, object]]
@@ -44,7 +85,13 @@ class Enrollment:
     excluded: dict[str, str]
     images_total: int
     images_accepted: int
-    dataset_fingerprint: str
+    dataset_fingerprint: str  # over every photo's key and sha256, known strangers' included
+    strangers: KnownStrangers = field(default_factory=KnownStrangers)
+
+    @property
+    def rejected_rows(self) -> list[RejectedRow]:
+        """Every row of rejected.csv: the enrollment's, then the known strangers'."""
+        return [*self.rejected, *self.strangers.rejected]
 
     @property
     def rejections_by_reason(self) -> dict[str, int]:
@@ -77,9 +124,19 @@ class EnrollmentBuilder:
     _rejected: list[RejectedRow] = field(default_factory=list)
     _seen_identities: list[str] = field(default_factory=list)
     _fingerprint: list[tuple[str, str]] = field(default_factory=list)
+    _strangers: KnownStrangers = field(default_factory=KnownStrangers)
 
     def add(self, outcome: Accepted | Rejected) -> None:
         photo: PhotoRef = outcome.photo
+        if photo.is_stranger:  # never an identity: kept apart, in the fingerprint all the same
+            self._fingerprint.append((photo.key, outcome.sha256 or "-"))
+            if isinstance(outcome, Accepted):
+                self._strangers.records.append(_record(photo.identity, outcome))
+            else:
+                self._strangers.rejected.append(
+                    RejectedRow("", photo.key, outcome.rejection.reason, outcome.rejection.message)
+                )
+            return
         if photo.identity not in self._accepted:
             self._accepted[photo.identity] = []
             self._seen_identities.append(photo.identity)
@@ -116,22 +173,11 @@ class EnrollmentBuilder:
             total = np.sum([item.embedding.astype(np.float64) for item in accepted], axis=0)
             mean = (total / np.linalg.norm(total)).astype(np.float32)
             identities.append(EnrolledIdentity(identity, len(accepted), mean))
-            records.extend(
-                {
-                    "identity": identity,
-                    "key": item.photo.key,
-                    "sha256": item.sha256,
-                    "box": [round(v, 2) for v in item.face.box],
-                    "probability": item.face.probability,
-                    "faces_found": item.face.faces_found,
-                    "embedding": item.embedding,
-                }
-                for item in accepted
-            )
+            records.extend(_record(identity, item) for item in accepted)
         digest = hashlib.sha256()
         for key, sha in sorted(self._fingerprint):
             digest.update(f"{key}\0{sha}\n".encode())
-        images_total = len(self._fingerprint) + len(self.stray_files)
+        images_total = len(self._fingerprint) - self._strangers.photos + len(self.stray_files)
         return Enrollment(
             identities=identities,
             records=records,
@@ -140,4 +186,5 @@ class EnrollmentBuilder:
             images_total=images_total,
             images_accepted=len(records),
             dataset_fingerprint=digest.hexdigest(),
+            strangers=self._strangers,
         )

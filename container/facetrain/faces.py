@@ -3,7 +3,8 @@
 Detection and face selection are the same for every embedder (facenet-pytorch's MTCNN); the embedder
 then takes its own crop of the selected face and embeds batches of crops: facenet (InceptionResnetV1, in
 this module) or dlib-resnet (`dlib_embedder`, imported only when chosen). Also used by `facetrain
-identify`: there is one implementation of detection and embedding.
+identify`, which examines every face of a photo (`FaceEncoder.detect_all`: the same detector and settings):
+there is one implementation of detection and embedding.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ from .model_files import (
     ModelChoice,
     WeightsError,
 )
-from .photos import DecodedPhoto, PhotoRejected, decode_reduced
+from .photos import DecodedPhoto, PhotoRejected, Rejection, decode_reduced
 
 log = logging.getLogger("facetrain")
 
 
 @dataclass(frozen=True)
 class DetectedFace:
-    """The selected face of a photo: its box in full-resolution pixels and MTCNN's probability."""
+    """A face of a photo (the selected one, or each of `detect_all`'s): its box [x1, y1, x2, y2] in
+    full-resolution pixels, MTCNN's probability, and how many faces MTCNN found in the photo."""
 
     box: tuple[float, float, float, float]
     probability: float
@@ -156,8 +158,8 @@ class FaceEncoder:
         )
         self.embedder = make_embedder(settings, model, device)
 
-    def detect(self, photo: DecodedPhoto) -> DetectedFace:
-        """Find the faces on the detection copy and select one, or raise PhotoRejected."""
+    def _find(self, photo: DecodedPhoto) -> tuple[np.ndarray, np.ndarray]:
+        """MTCNN's boxes (detection-copy pixels) and probabilities, or raise PhotoRejected (no face)."""
         with torch.inference_mode():
             boxes, probs = self.detector.detect(photo.detection_image)
         if boxes is None or len(boxes) == 0:
@@ -166,6 +168,18 @@ class FaceEncoder:
                 "no face found; use a photo where one face is clearly visible and at least "
                 f"{self.settings.min_face_size} px across in a {self.settings.detection_max_side} px copy",
             )
+        return boxes, np.asarray(probs, dtype=np.float64)
+
+    @staticmethod
+    def _face(photo: DecodedPhoto, boxes: np.ndarray, probs: np.ndarray, index: int) -> DetectedFace:
+        """Face `index` of MTCNN's answer, its box brought to full-resolution pixels."""
+        scale = photo.detection_scale
+        box = tuple(float(v) * scale for v in boxes[index])
+        return DetectedFace(box=box, probability=float(probs[index]), faces_found=len(boxes))  # type: ignore[arg-type]
+
+    def detect(self, photo: DecodedPhoto) -> DetectedFace:
+        """Find the faces on the detection copy and select one, or raise PhotoRejected."""
+        boxes, probs = self._find(photo)
         count = len(boxes)
         if count > 1 and self.settings.face_selection == "reject":
             raise PhotoRejected(
@@ -173,14 +187,38 @@ class FaceEncoder:
                 f"{count} faces found and face_selection=reject; crop the photo to one person "
                 "or set face_selection=largest",
             )
-        if self.settings.face_selection == "most_probable":
-            index = int(np.argmax(probs))
-        else:
-            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-            index = int(np.argmax(areas))
-        scale = photo.detection_scale
-        box = tuple(float(v) * scale for v in boxes[index])
-        return DetectedFace(box=box, probability=float(probs[index]), faces_found=count)  # type: ignore[arg-type]
+        index = int(np.argmax(probs)) if self.settings.face_selection == "most_probable" else _largest(boxes)
+        return self._face(photo, boxes, probs, index)
+
+    def detect_all(self, photo: DecodedPhoto, largest_only: bool = False) -> list[DetectedFace]:
+        """Every face MTCNN finds on the detection copy (the detector and settings of `detect`), ordered
+        left to right (by the box's left edge, then its top), or raise PhotoRejected (no face);
+        `largest_only`: the largest alone, the face `face_selection=largest` selects. `face_selection`
+        itself is not applied: this examines a photo, it does not enrol it."""
+        boxes, probs = self._find(photo)
+        if largest_only:
+            return [self._face(photo, boxes, probs, _largest(boxes))]
+        order = sorted(range(len(boxes)), key=lambda i: (float(boxes[i][0]), float(boxes[i][1]), i))
+        return [self._face(photo, boxes, probs, i) for i in order]
+
+    def unanswerable(self, photo: DecodedPhoto, face: DetectedFace) -> Rejection | None:
+        """Why a detected face is not answered, or None: less than min_face_size across in the detection
+        copy (MTCNN's regressed box can come out smaller than the faces it searches for), or a probability
+        below the last detection threshold."""
+        side = min(face.box[2] - face.box[0], face.box[3] - face.box[1]) / photo.detection_scale
+        if side < self.settings.min_face_size:
+            return Rejection(
+                "below_min_face_size",
+                f"the face is {side:.0f} px across in the {self.settings.detection_max_side} px detection "
+                f"copy, less than min_face_size={self.settings.min_face_size}",
+            )
+        threshold = self.settings.detection_thresholds[-1]
+        if face.probability < threshold:
+            return Rejection(
+                "below_detection_threshold",
+                f"detection probability {face.probability:.4f} is below the detection threshold {threshold}",
+            )
+        return None
 
     def crop(self, photo: DecodedPhoto, face: DetectedFace) -> Any:
         """The embedder's crop of the selected face, or raise PhotoRejected."""
@@ -189,6 +227,12 @@ class FaceEncoder:
     def embed(self, crops: list[Any]) -> np.ndarray:
         """L2-normalised float32 embeddings, one row per crop."""
         return self.embedder.embed(crops)
+
+
+def _largest(boxes: np.ndarray) -> int:
+    """Index of the largest box by area (the first of equal ones): the face face_selection=largest selects."""
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return int(np.argmax(areas))
 
 
 def choose_device(requested: str, instance_type: str | None = None) -> torch.device:

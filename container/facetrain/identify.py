@@ -1,11 +1,18 @@
 """`facetrain identify PHOTO… --results DIR`: who is in these photos, per a published enrollment.
 
-The photos go through the training job's own pipeline (photos.decode_photo → FaceEncoder.detect/crop/
+The photos go through the training job's own pipeline (photos.decode_photo → FaceEncoder.detect_all/crop/
 embed, via PhotoPipeline) with the settings the job used, read back from the results: rules.py (threshold,
 image size, margin, weights and their sha256) and saved_embeddings.pkl's metadata (every other setting,
-the seed of weights=none included). Each embedding is compared with final_mean_embeddings.csv.
+the seed of weights=none included: min_face_size, detection_thresholds, detection_max_side…). Every face
+of a photo is examined (left to right; `largest_only`: the largest alone), and each embedding is searched
+among final_mean_embeddings.csv's identities with the one decision rule (contract/decision.py `search`).
 
-Exit codes: 0 every photo was examined (a photo without a usable face is an answer: identity null and an
+One JSON line per photo: photo, faces_found, faces_answered, identities (the accepted ones, in face order),
+faces (one item per face: box, probability, identity or null, distance, accepted, margin, candidates; a
+face that is not answered has reason and error instead); a photo that could not be examined has an empty
+`faces`, reason and error.
+
+Exit codes: 0 every photo was examined (a photo without a usable face is an answer: no faces and an
 error); 1 some photo could not be read (missing, unreadable, not an image, too large), its line says why;
 2 bad usage or unusable results (a file missing or invalid, weights absent or different); nothing printed
 on stdout then.
@@ -22,17 +29,18 @@ from typing import IO, Any
 
 import numpy as np
 
+from .contract.decision import accepts, search
 from .contract.embeddings_file import EmbeddingsFileError, load_embeddings
 from .contract.enrollment_csv import EnrollmentCsvError, parse_csv
 from .contract.hyperparameters import Hyperparameters
 from .contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
 from .contract.rules_file import RulesError, load_rules
-from .faces import DeviceError, FaceEncoder, choose_device
+from .faces import DetectedFace, DeviceError, FaceEncoder, choose_device
 from .job_metrics import PREPROCESSING_VERSION
 from .model_files import WeightsError, resolve_model
 from .outputs import NOT_FOR_PRODUCTION
-from .photos import PhotoRef
-from .pipeline import Accepted, PhotoPipeline, Rejected
+from .photos import PhotoRef, Rejection
+from .pipeline import Accepted, Examined, FaceRejected, PhotoPipeline, Rejected
 
 UNREADABLE = ("unreadable", "not_an_image", "too_large")  # reasons for exit code 1
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE = 0, 1, 2
@@ -114,50 +122,92 @@ def make_encoder(results: Results, weights_dir: Path | None) -> FaceEncoder:
     return FaceEncoder(results.settings, model, choose_device(results.settings.device))
 
 
-def _answer(outcome: Accepted | Rejected, results: Results, top: int) -> dict[str, object]:
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _face_fields(face: DetectedFace) -> dict[str, object]:
+    return {"box": [round(v, 2) for v in face.box], "probability": face.probability}
+
+
+def _not_answered(rejection: Rejection) -> dict[str, object]:
+    """The answer's fields for what was not searched (a photo or a face): nobody, and why."""
+    return {
+        "identity": None,
+        "distance": None,
+        "accepted": False,
+        "margin": None,
+        "candidates": [],
+        "reason": rejection.reason,
+        "error": rejection.message,
+    }
+
+
+def answer_face(embedding: np.ndarray, results: Results, top: int) -> dict[str, object]:
+    """The search of one face's embedding among the enrolled means (contract/decision.py's rule): the
+    nearest identity when accepted, else None; its distance; the margin to the second nearest; the `top`
+    nearest identities, each accepted or not by the same rule."""
+    distances = np.linalg.norm(results.means - embedding.astype(np.float64), axis=1)
+    result = search([float(d) for d in distances], results.threshold)
+    order = np.argsort(distances, kind="stable")[:top]
+    return {
+        "identity": results.identities[result.nearest] if result.accepted else None,  # type: ignore[index]
+        "distance": _rounded(result.distance),
+        "accepted": result.accepted,
+        "margin": _rounded(result.margin),
+        "candidates": [
+            {
+                "identity": results.identities[i],
+                "distance": _rounded(float(distances[i])),
+                "accepted": accepts(float(distances[i]), results.threshold),
+            }
+            for i in order
+        ],
+    }
+
+
+def _answer(outcome: Examined | Rejected, results: Results, top: int) -> dict[str, object]:
     photo = outcome.photo.key
     if isinstance(outcome, Rejected):
         return {
             "photo": photo,
-            "identity": None,
-            "distance": None,
-            "accepted": False,
-            "candidates": [],
+            "faces_found": 0 if outcome.rejection.reason == "no_face" else None,
+            "faces_answered": 0,
+            "identities": [],
+            "faces": [],
             "reason": outcome.rejection.reason,
             "error": outcome.rejection.message,
         }
-    distances = np.linalg.norm(results.means - outcome.embedding.astype(np.float64), axis=1)
-    order = np.argsort(distances, kind="stable")[:top]
-    candidates = [
-        {
-            "identity": results.identities[i],
-            "distance": round(float(distances[i]), 6),
-            "accepted": bool(distances[i] <= results.threshold),
-        }
-        for i in order
-    ]
-    best = candidates[0]
-    return {
+    faces: list[dict[str, object]] = []
+    for item in outcome.faces:
+        if isinstance(item, FaceRejected):
+            faces.append({**_face_fields(item.face), **_not_answered(item.rejection)})
+        else:
+            faces.append({**_face_fields(item.face), **answer_face(item.embedding, results, top)})
+    answered = [face for face in faces if "reason" not in face]
+    answer: dict[str, object] = {
         "photo": photo,
-        "identity": best["identity"] if best["accepted"] else None,
-        "distance": best["distance"],
-        "accepted": best["accepted"],
-        "candidates": candidates,
-        "face": {
-            "box": [round(v, 2) for v in outcome.face.box],
-            "probability": outcome.face.probability,
-            "faces_found": outcome.face.faces_found,
-        },
+        "faces_found": outcome.faces[0].face.faces_found,
+        "faces_answered": len(answered),
+        "identities": [face["identity"] for face in answered if face["accepted"]],
+        "faces": faces,
     }
+    if not answered:  # every face found is unusable: the photo says why, as a photo without a face does
+        answer.update(reason=faces[0]["reason"], error=faces[0]["error"])
+    return answer
 
 
 def identify(
-    photos: Sequence[Path], results: Results, encoder: FaceEncoder, top: int = 3
+    photos: Sequence[Path], results: Results, encoder: FaceEncoder, top: int = 3, largest_only: bool = False
 ) -> Iterator[dict[str, object]]:
-    """One answer per photo, in order: nearest identity if within the threshold, its distance, candidates."""
+    """One answer per photo, in order: each face found (left to right; largest_only: the largest alone)
+    searched among the enrolled identities."""
     refs = [PhotoRef(identity="", key=str(path), path=path) for path in photos]
     warning = NOT_FOR_PRODUCTION if results.not_for_production else None
-    for outcome in PhotoPipeline(results.settings, encoder).run(refs):
+    pipeline = PhotoPipeline(results.settings, encoder, faces="largest" if largest_only else "all")
+    for outcome in pipeline.run(refs):
+        if isinstance(outcome, Accepted):  # faces="all"/"largest" yields Examined or Rejected
+            raise TypeError("PhotoPipeline(faces='all') yielded a single-face outcome")
         answer = _answer(outcome, results, top)
         yield {**answer, "warning": warning} if warning else answer
 
@@ -170,6 +220,7 @@ def run_identify(
     weights_dir: Path | None = None,
     out: IO[str] | None = None,
     err: IO[str] | None = None,
+    largest_only: bool = False,
 ) -> int:
     """The command: print one JSON object per photo on `out`; return the exit code."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -182,7 +233,7 @@ def run_identify(
         print(f"facetrain identify: {exc}", file=err)
         return EXIT_USAGE
     code = EXIT_OK
-    for answer in identify(photos, results, encoder, top):
+    for answer in identify(photos, results, encoder, top, largest_only):
         if answer.get("reason") in UNREADABLE:
             code = EXIT_UNREADABLE
         print(json.dumps(answer, ensure_ascii=False), file=out, flush=True)

@@ -13,7 +13,7 @@ from .channel_layout import channel_dir, manifest_prefix
 from .checkpoints import checkpointing, load_checkpoints, resume
 from .contract.config_files import read_config_dir
 from .contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters, parse_settings
-from .contract.names import MANIFEST_PREFIX_HYPERPARAMETERS, PREVIOUS_CHANNEL, REPORT_HTML
+from .contract.names import MANIFEST_PREFIX_HYPERPARAMETERS, PREVIOUS_CHANNEL, REPORT_HTML, STRANGERS_FOLDER
 from .distributed import Cluster, HostShare, gather_to_master
 from .enrollment import Enrollment, EnrollmentBuilder
 from .evaluation import evaluate
@@ -110,6 +110,12 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
                 if listing.stray_files
                 else ""
             )
+            + (
+                f" (only {len(listing.strangers)} known stranger photo(s) in {STRANGERS_FOLDER}/, which are "
+                "never enrolled)"
+                if listing.strangers
+                else ""
+            )
             + ". Put each person's photos in a folder named after them."
         )
     device = choose_device(settings.device, env.instance_type)  # refuses an unusable paid-for GPU
@@ -117,9 +123,11 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
     if settings.not_for_production:
         log.warning("*" * 20 + " %s " + "*" * 20, NOT_FOR_PRODUCTION)
     log.info(
-        "%d photos of %d identities on host %s (%d of %d); weights=%s embedder=%s device=%s",
+        "%d photos of %d identities and %d known stranger photo(s) on host %s (%d of %d); "
+        "weights=%s embedder=%s device=%s",
         len(listing.photos),
         len({photo.identity for photo in listing.photos}),
+        len(listing.strangers),
         cluster.current_host,
         cluster.rank + 1,
         cluster.size,
@@ -137,7 +145,10 @@ def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer)
     fingerprint = embedding_fingerprint(settings, model.digests, PREPROCESSING_VERSION)
     previous_dir = channel_dir(env, PREVIOUS_CHANNEL)  # in either layout (channel_layout.py)
     previous = load_previous(previous_dir, fingerprint, EMBEDDING_DIMS[model.embedder])
-    reused, to_compute = split_reusable(inputs.listing.photos, previous)
+    # The known strangers' photos are embedded, reused and checkpointed like the others (by sha256);
+    # their outcomes carry their PhotoRef (identity `_strangers`), which keeps them out of the enrollment.
+    photos = [*inputs.listing.photos, *inputs.listing.strangers]
+    reused, to_compute = split_reusable(photos, previous)
     checkpointed = load_checkpoints(env.checkpoint_dir, fingerprint, EMBEDDING_DIMS[model.embedder])
     resumed, to_compute = resume(to_compute, checkpointed)  # a restarted (Spot) job: its saved outcomes
     resumed_embeddings = sum(isinstance(o, Accepted) for o in resumed)
@@ -208,7 +219,7 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         inputs.listing.stray_files,
         computed,
         embedded.reused,
-        len(inputs.listing.photos),
+        len(inputs.listing.photos) + len(inputs.listing.strangers),
         embedded.loop_seconds,
     )
     shares = gather_to_master(inputs.cluster, [share])
@@ -235,8 +246,11 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
             names,
             keys,
             inputs.settings.target_far,
-            inputs.settings.accept_threshold,
+            inputs.settings.fallback_threshold,
             enrollment.rejections_by_identity(),
+            target_fpir=inputs.settings.target_fpir,
+            accept_threshold=inputs.settings.accept_threshold,
+            strangers=enrollment.strangers.embedding_matrix(embeddings.shape[1]),
         )
         stopping.check()
     with timer.stage("write"):
@@ -247,7 +261,7 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         from .report import render_report  # matplotlib and jinja2: only a master with an enrollment
 
         metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary)
-        report = render_report(metrics, evaluation, embeddings, labels, names, enrollment.rejected)
+        report = render_report(metrics, evaluation, embeddings, labels, names, enrollment.rejected_rows)
     metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary)
     write_outputs(
         env.model_dir, {**files, REPORT_HTML: report.encode(), **render_reports(enrollment, metrics)}
@@ -261,13 +275,19 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         metrics["images_per_second"],
         len(enrollment.rejected),
     )
+    open_set = summary["open_set"]  # counts and bounds only: no name, no embedding
     log.info(
-        "evaluation: identification accuracy %s, threshold %s (%s), FAR %s, FRR %s, %d suspected mislabel(s)",
+        "evaluation: identification accuracy %s, threshold %s (%s), FPIR %s of %s (95 %% <= %s), "
+        "FNIR %s of %s (95 %% <= %s), %d suspected mislabel(s)",
         summary["identification_accuracy"],
         summary["threshold"],
         summary["threshold_source"],
-        summary["false_accept_rate"],
-        summary["false_reject_rate"],
+        open_set["fpir"]["errors"],
+        open_set["fpir"]["trials"],
+        open_set["fpir"]["upper_95"],
+        open_set["fnir"]["errors"],
+        open_set["fnir"]["trials"],
+        open_set["fnir"]["upper_95"],
         summary["suspected_mislabels_total"],
     )
     return metrics

@@ -93,6 +93,12 @@ def metrics_document(
         "hyperparameters": settings.model_dump(mode="json"),
         "created_at": run["created_at"],
         "versions": run["versions"],
+        "strangers": {  # the known strangers, apart from the enrollment's images_* (contract.metrics)
+            "photos": enrollment.strangers.photos,
+            "used": len(enrollment.strangers.records),
+            "rejected": len(enrollment.strangers.rejected),
+            "rejections_by_reason": enrollment.strangers.rejections_by_reason,
+        },
     }
     if evaluation is not None:
         metrics["evaluation"] = evaluation

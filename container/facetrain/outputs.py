@@ -28,13 +28,14 @@ NOT_FOR_PRODUCTION = (
 
 
 def render_rejected(enrollment: Enrollment, warning: str | None) -> str:
-    """rejected.csv: identity, photo, reason code, and what to do about it."""
+    """rejected.csv: identity, photo, reason code, and what to do about it; the enrollment's rows, then the
+    known strangers' (identity empty, photo `_strangers/…`)."""
     buffer = io.StringIO()
     if warning:
         buffer.write(f"# {warning}\n")
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")  # no row starts with '#'
     writer.writerow(["identity", "photo", "reason", "message"])
-    for row in enrollment.rejected:
+    for row in enrollment.rejected_rows:
         writer.writerow([row.identity, row.photo, row.reason, row.message])
     return buffer.getvalue()
 
@@ -95,7 +96,10 @@ def render_enrollment(
         raise RuntimeError("final_mean_embeddings.csv did not parse back to the enrolled identities")
     pickled = io.BytesIO()
     dump_embeddings(
-        {**run, "warning": warning, "hyperparameters": dict(settings)}, enrollment.records, pickled
+        {**run, "warning": warning, "hyperparameters": dict(settings)},
+        enrollment.records,
+        pickled,
+        strangers=enrollment.strangers.records,  # apart from the records: never enrolled, kept for reuse
     )
     return {
         EMBEDDINGS_PKL: pickled.getvalue(),

@@ -14,13 +14,14 @@ import math
 import os
 import stat
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .channel_layout import photos_root
+from .contract.names import STRANGERS_FOLDER
 from .contract.names import is_skipped as _skipped  # the rule the Lambdas apply too
 from .contract.shorten import clip
 
@@ -32,11 +33,18 @@ _SIDES_SWAPPED = (5, 6, 7, 8)  # orientations that rotate by 90 degrees
 
 @dataclass(frozen=True, order=True)
 class PhotoRef:
-    """One file of the channel: its identity (top folder) and its key relative to the channel."""
+    """One file of the channel: its identity (top folder) and its key relative to the channel. A known
+    stranger's photo has the identity `_strangers` (contract.names.STRANGERS_FOLDER), which no identity can
+    have (folders starting with `_` are never identities), and a key `_strangers/...`."""
 
     identity: str
     key: str
     path: Path
+
+    @property
+    def is_stranger(self) -> bool:
+        """A known stranger's photo (in face_imgs/_strangers/): never enrolled, a non-mated search."""
+        return self.identity == STRANGERS_FOLDER
 
 
 @dataclass(frozen=True)
@@ -57,34 +65,48 @@ class PhotoRejected(Exception):
 
 @dataclass(frozen=True)
 class ChannelListing:
-    """What the channel holds: photos per identity folder, and stray files at its top level."""
+    """What the channel holds: photos per identity folder, stray files at its top level, and the known
+    strangers' photos (face_imgs/_strangers/, any depth), listed apart: they are never enrolled."""
 
     photos: list[PhotoRef]
     stray_files: list[str]
+    strangers: list[PhotoRef] = field(default_factory=list)
+
+
+def _files_under(folder: Path, root: Path, identity: str) -> list[PhotoRef]:
+    """Every file under `folder` (any depth), keyed relative to `root`, skipping names `_*` or `.*` below
+    it. Anything but a folder is listed, so that a broken link or a FIFO gets its rejected.csv row
+    (read_photo_bytes refuses what is not a regular file) instead of vanishing."""
+    found: list[PhotoRef] = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(root)
+        if not path.is_dir() and not any(_skipped(part) for part in relative.parts[1:]):
+            found.append(PhotoRef(identity=identity, key=relative.as_posix(), path=path))
+    return found
 
 
 def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelListing:
-    """List `<identity>/<photo>` files in a stable order, skipping folders and files named `_*` or `.*`.
+    """List `<identity>/<photo>` files in a stable order, skipping folders and files named `_*` or `.*`,
+    except the known strangers' folder `_strangers/`, whose files (any depth) are listed apart.
 
     With the manifest's key prefix, the photos are found whether SageMaker wrote each entry at its suffix
     or under its full key (channel_layout.photos_root; ContractError for a tree that mixes the two); keys
-    are `<identity>/<photo>` either way."""
+    are `<identity>/<photo>` (and `_strangers/...`) either way."""
     root = photos_root(channel, manifest_prefix)
     photos: list[PhotoRef] = []
     stray: list[str] = []
+    strangers: list[PhotoRef] = []
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
+        if entry.name == STRANGERS_FOLDER and entry.is_dir():
+            strangers.extend(_files_under(entry, root, STRANGERS_FOLDER))
+            continue
         if _skipped(entry.name):
             continue
         if not entry.is_dir():  # a file, a broken link, a FIFO: reported, never enrolled
             stray.append(entry.name)
             continue
-        for path in sorted(entry.rglob("*")):
-            relative = path.relative_to(root)
-            # Anything but a folder is listed, so that a broken link or a FIFO gets its rejected.csv row
-            # (read_photo_bytes refuses what is not a regular file) instead of vanishing.
-            if not path.is_dir() and not any(_skipped(part) for part in relative.parts[1:]):
-                photos.append(PhotoRef(identity=entry.name, key=relative.as_posix(), path=path))
-    return ChannelListing(photos=photos, stray_files=stray)
+        photos.extend(_files_under(entry, root, entry.name))
+    return ChannelListing(photos=photos, stray_files=stray, strangers=strangers)
 
 
 @dataclass

@@ -2,6 +2,10 @@
 
 Decoding runs in a small thread pool ahead of the detector (Pillow releases the GIL while decoding), at
 most `prefetch` photos ahead, so memory does not grow with the number of photos.
+
+The training job embeds the one face `face_selection` selects per photo (Accepted); `facetrain identify`
+runs the same pipeline over every face of a photo, or its largest (`faces="all"`/`"largest"`: one
+Examined per photo, its faces' crops embedded in the same batches).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,6 +53,38 @@ class Rejected:
     rejection: Rejection
 
 
+@dataclass(frozen=True)
+class FaceRejected:
+    """A detected face that is not embedded (too small, below the detection threshold, not alignable)."""
+
+    face: DetectedFace
+    rejection: Rejection
+
+
+@dataclass(frozen=True)
+class Examined:
+    """A photo whose faces were examined (faces="all" or "largest"): one item per face, in the order
+    `FaceEncoder.detect_all` gives them (left to right)."""
+
+    photo: PhotoRef
+    sha256: str
+    faces: tuple[Accepted | FaceRejected, ...]
+
+
+@dataclass
+class _Faces:
+    """A photo's faces waiting for their batch: None marks a face whose crop waits in `waiting`."""
+
+    photo: PhotoRef
+    sha256: str
+    slots: list[FaceRejected | None]
+
+    def fill(self, accepted: Iterator[Accepted]) -> Examined:
+        return Examined(
+            self.photo, self.sha256, tuple(next(accepted) if s is None else s for s in self.slots)
+        )
+
+
 @dataclass
 class StageTimes:
     """Seconds spent per stage (decode is summed over the decoding threads)."""
@@ -84,10 +120,14 @@ def _unexpected(reason: str, stage: str, exc: Exception) -> Rejection:
 
 
 _Pending = tuple[PhotoRef, str, DetectedFace, Any]  # photo, sha256, face, the embedder's crop
+_Held = Accepted | Rejected | _Faces | None  # None: the Accepted of the next crop in `waiting`
+FaceChoice = Literal["selected", "all", "largest"]
 
 
 class PhotoPipeline:
-    """Runs every photo through the encoder and yields Accepted/Rejected outcomes in input order."""
+    """Runs every photo through the encoder and yields one outcome per photo in input order: Accepted or
+    Rejected for the face `face_selection` selects (faces="selected", the training job); Examined or
+    Rejected for every face, or the largest (faces="all"/"largest", `facetrain identify`)."""
 
     def __init__(
         self,
@@ -96,9 +136,11 @@ class PhotoPipeline:
         decode_workers: int = 2,
         prefetch: int = 8,
         on_progress: Callable[[int], None] | None = None,
+        faces: FaceChoice = "selected",
     ) -> None:
         self.settings = settings
         self.encoder = encoder
+        self.faces = faces
         self.decode_workers = decode_workers
         self.prefetch = prefetch
         self.on_progress = on_progress
@@ -144,26 +186,25 @@ class PhotoPipeline:
         self.times.decode += seconds
         return photo, decoded, rejection
 
-    def run(self, photos: list[PhotoRef]) -> Iterator[Accepted | Rejected]:
+    def run(self, photos: list[PhotoRef]) -> Iterator[Accepted | Rejected | Examined]:
         """Yield one outcome per photo, in the order given (batching never reorders the results). On a stop
         (SIGTERM), the outcomes of the photos examined so far are yielded before JobStopped is raised."""
         waiting: list[_Pending] = []
-        held: list[Accepted | Rejected | None] = []  # outcomes waiting for their batch, in order
+        held: list[_Held] = []  # outcomes waiting for their batch, in order
         for done, (photo, decoded, rejection) in enumerate(self._decoded_in_order(photos), start=1):
             if stopping.requested():  # the faces already found are embedded and handed out (checkpoint)
                 yield from self._flush(waiting, held)  # one batch: no longer than any batch of the run
                 held = []
             stopping.check()  # between photos: a StopTrainingJob takes effect here
             if decoded is None:
-                outcome: Accepted | Rejected | None = Rejected(photo, photo_sha256(photo.path), rejection)  # type: ignore[arg-type]
-            else:
+                outcome: _Held = Rejected(photo, photo_sha256(photo.path), rejection)  # type: ignore[arg-type]
+            elif self.faces == "selected":
                 outcome = self._detect_and_crop(photo, decoded, waiting)
+            else:
+                outcome = self._detect_and_crop_all(photo, decoded, waiting)
             held.append(outcome)
-            if len(waiting) >= self.settings.batch_size:
-                yield from self._flush(waiting, held)
-                held = []
-            elif not waiting:
-                yield from held  # nothing pending: emit as we go
+            if len(waiting) >= self.settings.batch_size or not waiting:
+                yield from self._flush(waiting, held)  # nothing pending: emit as we go
                 held = []
             if self.on_progress:
                 self.on_progress(done)
@@ -191,11 +232,44 @@ class PhotoPipeline:
         waiting.append((photo, decoded.sha256, face, crop))  # the decoded images can be freed now
         return None  # placeholder: filled when the batch is embedded
 
+    def _detect_and_crop_all(
+        self,
+        photo: PhotoRef,
+        decoded: DecodedPhoto,
+        waiting: list[_Pending],
+    ) -> Rejected | _Faces:
+        """Every face (or the largest): each one answerable and cropped waits for its batch, the others
+        are FaceRejected; a photo without any face is Rejected."""
+        started = time.perf_counter()
+        try:
+            found = self.encoder.detect_all(decoded, largest_only=self.faces == "largest")
+        except PhotoRejected as exc:
+            self.times.detect += time.perf_counter() - started
+            return Rejected(photo, decoded.sha256, exc.rejection)
+        except Exception as exc:  # whatever the detector raises: this photo is rejected
+            self.times.detect += time.perf_counter() - started
+            return Rejected(photo, decoded.sha256, _unexpected("no_face", "face detection", exc))
+        self.times.detect += time.perf_counter() - started
+        started = time.perf_counter()
+        slots: list[FaceRejected | None] = []
+        for face in found:
+            try:
+                rejection = self.encoder.unanswerable(decoded, face)
+                if rejection is None:
+                    waiting.append((photo, decoded.sha256, face, self.encoder.crop(decoded, face)))
+            except PhotoRejected as exc:
+                rejection = exc.rejection
+            except Exception as exc:  # whatever the aligner raises: this face is not answered
+                rejection = _unexpected("no_face", "face alignment", exc)
+            slots.append(FaceRejected(face, rejection) if rejection is not None else None)
+        self.times.crop += time.perf_counter() - started
+        return _Faces(photo, decoded.sha256, slots)
+
     def _flush(
         self,
         waiting: list[_Pending],
-        held: list[Accepted | Rejected | None],
-    ) -> Iterator[Accepted | Rejected]:
+        held: list[_Held],
+    ) -> Iterator[Accepted | Rejected | Examined]:
         accepted: Iterator[Accepted] = iter(())
         if waiting:
             started = time.perf_counter()
@@ -209,4 +283,9 @@ class PhotoPipeline:
             )
             waiting.clear()
         for outcome in held:
-            yield outcome if outcome is not None else next(accepted)
+            if outcome is None:
+                yield next(accepted)
+            elif isinstance(outcome, _Faces):
+                yield outcome.fill(accepted)
+            else:
+                yield outcome

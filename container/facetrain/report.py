@@ -25,6 +25,8 @@ from .report_figures import (
     percent,
     png_data_uri,
     projection_plot,
+    rate_floor,
+    searches,
 )
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -62,7 +64,18 @@ def _environment() -> jinja2.Environment:
     return environment
 
 
+def _rate_card(label: str, rate: Mapping[str, Any] | None, trials: str) -> tuple[str, str, str]:
+    if not rate or rate.get("rate") is None:
+        return (label, "—", f"no {trials}")
+    return (
+        label,
+        percent(rate["rate"]),
+        f"{rate['errors']} of {rate['trials']} {trials}; 95 % upper bound {percent(rate['upper_95'])}",
+    )
+
+
 def _cards(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    open_set = summary.get("open_set") or {}
     return [
         (
             "identities enrolled",
@@ -80,12 +93,69 @@ def _cards(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> list[tuple
             f"leave-one-out, {summary.get('photos_evaluated')} photos",
         ),
         ("accept threshold", number(summary.get("threshold")), str(summary.get("threshold_source"))),
+        _rate_card("FPIR: strangers accepted", open_set.get("fpir"), "non-mated searches"),
+        _rate_card("FNIR: own people missed", open_set.get("fnir"), "mated searches"),
+    ]
+
+
+def rate_sentence(rate: Mapping[str, Any] | None, trials: str, outcome: str) -> str:
+    """A rate as a sentence, e.g. '0 % — 0 of 24 non-mated searches returned someone (95 % upper bound
+    14.25 %)'."""
+    if not rate or not rate.get("trials"):
+        return f"not measured: no {trials}"
+    lower = f", lower bound {percent(rate['lower_95'])}" if rate["errors"] else ""
+    return (
+        f"{percent(rate['rate'])} — {rate['errors']} of {rate['trials']} {trials} {outcome} "
+        f"(95 % upper bound {percent(rate['upper_95'])}{lower})"
+    )
+
+
+def strangers_sentence(open_set: Mapping[str, Any]) -> str:
+    """The known strangers' line: how many were searched and how many the threshold let in."""
+    strangers = open_set.get("known_strangers")
+    if not strangers or not strangers.get("trials"):
+        return "no known strangers: add photos under _strangers/ to test strangers explicitly"
+    return (
+        f"{strangers['trials']} known stranger photo(s) searched, {strangers['errors']} accepted at the "
+        f"threshold ({percent(strangers['rate'])}; 95 % upper bound {percent(strangers['upper_95'])})"
+    )
+
+
+def _open_set_facts(summary: Mapping[str, Any]) -> list[tuple[str, object]]:
+    """The 1:N search at the published threshold, line by line (metrics.json evaluation.open_set)."""
+    open_set = summary.get("open_set")
+    if not open_set:
+        return [("1:N search", "not measured: this evaluation predates open-set evaluation")]
+    fpir = open_set["fpir"]
+    smallest = open_set.get("smallest_supported_fpir")
+    target = open_set["target_fpir"]
+    if smallest is None:
+        supported = "none: there was no non-mated search"
+    else:
+        supported = (
+            f"{percent(smallest)}: {fpir['trials']} non-mated searches without a false positive vouch for "
+            "nothing lower (their 95 % upper bound)"
+        )
+        if target < smallest:
+            supported += f"; target_fpir {percent(target)} needs more searches (more people or strangers)"
+    nearest = open_set.get("nearest_non_mated_distance")
+    threshold = summary.get("threshold")
+    closest = "—" if nearest is None else f"{number(nearest)} (the threshold is {number(threshold)})"
+    return [
         (
-            "false accepts",
-            percent(summary.get("false_accept_rate")),
-            f"target {percent(summary.get('target_far'))}",
+            "gallery size",
+            f"{open_set['gallery_size']} enrolled identities: each search compares a photo with all",
         ),
-        ("false rejects", percent(summary.get("false_reject_rate")), "at this threshold"),
+        ("FPIR", rate_sentence(fpir, "non-mated searches", "returned someone")),
+        ("FNIR", rate_sentence(open_set["fnir"], "mated searches", "missed their own identity")),
+        (
+            "threshold",
+            f"{number(threshold)} ({summary.get('threshold_source')}): {summary.get('threshold_note')}",
+        ),
+        ("target FPIR", f"{percent(target)} (target_fpir)"),
+        ("smallest FPIR supported", supported),
+        ("known strangers", strangers_sentence(open_set)),
+        ("nearest non-mated search", closest),
     ]
 
 
@@ -98,9 +168,15 @@ def _run_facts(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> list[t
         ("device", metrics.get("device")),
         ("photos/s", metrics.get("images_per_second")),
         ("dataset fingerprint", metrics.get("dataset_fingerprint")),
-        ("threshold", summary.get("threshold_note")),
-        ("false accepts", f"{summary.get('false_accepts')} of {summary['impostor']['count']} impostor pairs"),
-        ("false rejects", f"{summary.get('false_rejects')} of {summary['genuine']['count']} genuine pairs"),
+        (
+            "false accepts (per pair)",
+            f"{summary.get('false_accepts')} of {summary['impostor']['count']} impostor pairs "
+            f"({percent(summary.get('false_accept_rate'))}; target_far {percent(summary.get('target_far'))})",
+        ),
+        (
+            "false rejects (per pair)",
+            f"{summary.get('false_rejects')} of {summary['genuine']['count']} genuine pairs",
+        ),
         ("method", summary.get("method")),
     ]
 
@@ -119,6 +195,18 @@ def _identity_rows(summary: Mapping[str, Any], excluded: Mapping[str, str]) -> l
         excluded_why = None if row["enrolled"] else excluded.get(row["identity"], "no usable photo")
         rows.append({**row, "flag": flag, "reasons": reasons, "excluded": excluded_why})
     return rows
+
+
+def _floors(evaluation: Evaluation) -> dict[str, Any]:
+    """What the DET curve's caption says about its axes: the searches' counts and where 0 is drawn."""
+    outcomes = searches(evaluation)
+    non_mated, mated = outcomes.all_non_mated.size, outcomes.mated.size
+    return {
+        "non_mated": non_mated,
+        "mated": mated,
+        "fpir": f"{rate_floor(non_mated):.2g}",
+        "fnir": f"{rate_floor(mated):.2g}",
+    }
 
 
 def render_report(
@@ -140,6 +228,8 @@ def render_report(
             metrics=metrics,
             summary=summary,
             cards=_cards(metrics, summary),
+            open_set_facts=_open_set_facts(summary),
+            floors=_floors(evaluation),
             run_facts=_run_facts(metrics, summary),
             figures={
                 "distances": png_data_uri(distance_plot(evaluation)),

@@ -17,13 +17,28 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from .embedding_projection import principal_axes
 from .evaluation import Evaluation
-from .threshold_calibration import BIN_WIDTH, error_rate_curve
+from .open_set import SearchOutcomes, search_error_curve
+from .threshold_calibration import BIN_WIDTH
 
 PROJECTED_POINTS = 4000  # photos drawn in the 2-D projection (a fixed random subset beyond that)
 LEGEND_IDENTITIES = 20
 PLOT_BINS = 60
 GENUINE_COLOUR, IMPOSTOR_COLOUR, CURVE_COLOUR = "#1f8a70", "#d1495b", "#2b59c3"
+NON_MATED_COLOUR = "#7b2cbf"
 MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def searches(evaluation: Evaluation) -> SearchOutcomes:
+    """The evaluation's 1:N searches, also for a summary without open_set (the figures need only the
+    arrays, not the gallery size)."""
+    open_set = evaluation.summary.get("open_set") or {}
+    return SearchOutcomes(
+        int(open_set.get("gallery_size", 0)),  # type: ignore[union-attr]
+        evaluation.non_mated,
+        evaluation.stranger_non_mated,
+        evaluation.mated,
+        evaluation.mated_hit,
+    )
 
 
 def percent(value: object) -> str:
@@ -46,15 +61,16 @@ def _empty_plot(ax: Any, message: str) -> None:
     ax.set_yticks([])
 
 
-def _plot_edges(genuine: np.ndarray, counts: np.ndarray) -> tuple[int, int, np.ndarray]:
-    """First fine bin, fine bins per plot bin, and plot bin edges covering both distributions (fewer
-    bins when there are few distances)."""
+def _plot_edges(genuine: np.ndarray, counts: np.ndarray, others: np.ndarray) -> tuple[int, int, np.ndarray]:
+    """First fine bin, fine bins per plot bin, and plot bin edges covering every distribution (fewer
+    bins when there are few distances). `others`: distances drawn beside them (the non-mated searches)."""
     occupied = np.flatnonzero(counts)
     bounds = [int(occupied[0]), int(occupied[-1]) + 1] if occupied.size else []
-    if genuine.size:
-        bounds += [int(genuine.min() / BIN_WIDTH), int(genuine.max() / BIN_WIDTH) + 1]
+    for values in (genuine, others):
+        if values.size:
+            bounds += [int(values.min() / BIN_WIDTH), int(values.max() / BIN_WIDTH) + 1]
     low, high = min(bounds), max(bounds)
-    fewest = min(size for size in (genuine.size, int(counts.sum())) if size)
+    fewest = min(size for size in (genuine.size, int(counts.sum()), others.size) if size)
     group = max(1, math.ceil((high - low) / np.clip(2 * math.sqrt(fewest), 12, PLOT_BINS)))
     starts = np.arange(low, high, group)
     return low, group, np.append(starts, starts[-1] + group) * BIN_WIDTH
@@ -79,15 +95,17 @@ def _mark_threshold(ax: Any, threshold: float, label: str, edges: np.ndarray) ->
 
 
 def distance_plot(evaluation: Evaluation) -> Figure:
-    """Genuine and impostor distance densities with the accept threshold marked."""
+    """Genuine and impostor distance densities, and the nearest distance of each non-mated search (what
+    FPIR counts), with the accept threshold marked."""
     figure = Figure(figsize=(9, 3.8))
     ax = figure.subplots()
     genuine, counts = evaluation.genuine, evaluation.impostor_counts
+    non_mated = searches(evaluation).all_non_mated
     occupied = np.flatnonzero(counts)
-    if genuine.size == 0 and occupied.size == 0:
+    if genuine.size == 0 and occupied.size == 0 and non_mated.size == 0:
         _empty_plot(ax, "no distances: one photo per identity and a single identity")
         return figure
-    low, group, edges = _plot_edges(genuine, counts)
+    low, group, edges = _plot_edges(genuine, counts, non_mated)
     width = group * BIN_WIDTH
     if occupied.size:
         padded = np.concatenate([counts, np.zeros(group + 1, counts.dtype)])[
@@ -102,56 +120,109 @@ def distance_plot(evaluation: Evaluation) -> Figure:
         ax.stairs(density, edges, fill=True, alpha=0.3, color=GENUINE_COLOUR)
         label = f"genuine: photo to its own mean, leave-one-out ({genuine.size})"
         ax.stairs(density, edges, color=GENUINE_COLOUR, linewidth=1.5, label=label)
+    if non_mated.size:
+        density = np.histogram(non_mated, bins=edges)[0] / (non_mated.size * width)
+        strangers = evaluation.stranger_non_mated.size
+        label = f"non-mated search: nearest identity's mean ({non_mated.size}" + (
+            f", {strangers} of them known strangers)" if strangers else ")"
+        )
+        ax.stairs(density, edges, color=NON_MATED_COLOUR, linewidth=1.5, linestyle="--", label=label)
     source = evaluation.summary["threshold_source"]
     _mark_threshold(ax, evaluation.threshold, f"threshold {evaluation.threshold:g} ({source})", edges)
     ax.set_xlabel("Euclidean distance between unit embeddings")
     ax.set_ylabel("density")
-    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=3, fontsize=8, frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=2, fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return figure
 
 
+def rate_floor(trials: int) -> float:
+    """Where a rate of 0 is drawn on a log axis: half the smallest non-zero rate `trials` can give."""
+    return 0.5 / max(trials, 1)
+
+
+def _error_bar(rate: dict[str, Any], floor: float) -> tuple[float, list[list[float]]] | None:
+    """The point (clipped to the floor) and its 95 % interval as matplotlib's asymmetric error bar."""
+    if rate.get("rate") is None:
+        return None
+    value = max(float(rate["rate"]), floor)
+    lower = max(float(rate["lower_95"]), floor)
+    upper = max(float(rate["upper_95"]), floor)
+    return value, [[value - min(lower, value)], [max(upper, value) - value]]
+
+
 def det_plot(evaluation: Evaluation) -> Figure:
-    """False-reject against false-accept rate over every threshold (log axes), with the operating point
-    of the published threshold marked. Rates of 0 sit on the axes' floor (half the smallest possible
-    non-zero rate), said in the legend."""
-    figure = Figure(figsize=(6.4, 5.2))
+    """The open-set DET curve: FNIR (mated searches that miss their own identity) against FPIR (non-mated
+    searches that return anyone) over every threshold, log axes, with the published threshold's operating
+    point and its 95 % intervals, target_fpir, and the FPIRs too small for these searches to show shaded.
+    Log axes cannot show 0: a rate of 0 is drawn at 1/(2n) of its own n (rate_floor), said in the legend."""
+    figure = Figure(figsize=(7.2, 5.6))
     ax = figure.subplots()
-    genuine, counts = evaluation.genuine, evaluation.impostor_counts
-    _, far, frr = error_rate_curve(genuine, counts)
-    if far.size == 0:
-        _empty_plot(ax, "no curve: it needs genuine and impostor distances")
+    outcomes = searches(evaluation)
+    _, fpir, fnir = search_error_curve(outcomes)
+    if fpir.size == 0:
+        _empty_plot(ax, "no curve: it needs mated searches (an identity with 2 photos) and non-mated ones")
         return figure
-    floor = 0.5 / max(int(counts.sum()), genuine.size)
-    ax.step(
-        np.maximum(far, floor),
-        np.maximum(frr, floor),
-        where="post",
-        color=CURVE_COLOUR,
-        linewidth=1.8,
-        label="all thresholds",
-    )
+    n_non_mated, n_mated = outcomes.all_non_mated.size, outcomes.mated.size
+    x_floor, y_floor = rate_floor(n_non_mated), rate_floor(n_mated)
+    # Below every distance nothing is accepted: FPIR 0, FNIR 1; then each threshold where a rate changes.
+    x = np.maximum(np.concatenate([[0.0], fpir]), x_floor)
+    y = np.maximum(np.concatenate([[1.0], fnir]), y_floor)
+    ax.step(x, y, where="post", color=CURVE_COLOUR, linewidth=1.8, label="all thresholds")
     summary = evaluation.summary
-    point = (summary.get("false_accept_rate"), summary.get("false_reject_rate"))
-    if None not in point:
-        x, y = (max(float(v), floor) for v in point)  # type: ignore[arg-type]
+    open_set: dict[str, Any] = summary.get("open_set") or {}  # type: ignore[assignment]
+    x_low = x_floor
+    smallest = open_set.get("smallest_supported_fpir")
+    if smallest is not None:
+        ax.axvspan(
+            1e-12,  # from beyond the left edge (the limits are set below)
+            smallest,
+            color="#8a94a6",
+            alpha=0.15,
+            linewidth=0,
+            label=f"FPIR below {percent(smallest)}: needs more than {n_non_mated} non-mated searches to show",
+        )
+    target = open_set.get("target_fpir")
+    if target is not None:
+        ax.axvline(
+            target, color="#a15c00", linestyle=":", linewidth=1.5, label=f"target_fpir {percent(target)}"
+        )
+        x_low = min(x_low, float(target))
+    point_x = _error_bar(open_set.get("fpir") or {}, x_floor)
+    point_y = _error_bar(open_set.get("fnir") or {}, y_floor)
+    if point_x and point_y:
         label = (
             f"threshold {evaluation.threshold:g} ({summary['threshold_source']}): "
-            f"FAR {percent(point[0])}, FRR {percent(point[1])}"
+            f"FPIR {percent(open_set['fpir']['rate'])} (95 % ≤ {percent(open_set['fpir']['upper_95'])}), "
+            f"FNIR {percent(open_set['fnir']['rate'])} (95 % ≤ {percent(open_set['fnir']['upper_95'])})"
         )
-        ax.plot(x, y, "o", markersize=9, color="#222", markerfacecolor="#ffd166", label=label, zorder=3)
+        ax.errorbar(
+            point_x[0],
+            point_y[0],
+            xerr=point_x[1],
+            yerr=point_y[1],
+            fmt="o",
+            markersize=9,
+            color="#222",
+            markerfacecolor="#ffd166",
+            ecolor="#222",
+            elinewidth=1.2,
+            capsize=4,
+            label=label,
+            zorder=3,
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):  # plain labels: the page renders text without mathtext
         axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_minor_formatter(NullFormatter())
-    ax.set_xlim(floor * 0.8, 1.05)
-    ax.set_ylim(floor * 0.8, 1.05)
-    ax.set_xlabel("false-accept rate (impostor pairs accepted)")
-    ax.set_ylabel("false-reject rate (genuine photos rejected)")
+    ax.set_xlim(x_low * 0.6, 1.05)
+    ax.set_ylim(y_floor * 0.6, 1.05)
+    ax.set_xlabel(f"FPIR: non-mated searches returning someone ({n_non_mated} searches)")
+    ax.set_ylabel(f"FNIR: mated searches missing their own identity ({n_mated})")
     ax.grid(True, which="major", color="#e6e9ee")
-    ax.plot([], [], " ", label=f"a rate of 0 is drawn at {floor:.2g}")
-    ax.legend(loc="upper right", fontsize=8, frameon=True)
+    ax.plot([], [], " ", label=f"a rate of 0 is drawn at 1/(2n): FPIR {x_floor:.2g}, FNIR {y_floor:.2g}")
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.01), fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     return figure
 

@@ -4,7 +4,9 @@ A photo's embedding depends only on its bytes (sha256) and on the embedding sett
 summed up in an embedding fingerprint stored in saved_embeddings.pkl; when the published run's
 fingerprint equals this run's, every photo whose sha256 it holds is reused, the others are computed, and
 photos no longer present are simply not carried over. A changed setting changes the fingerprint and
-forces a full recompute.
+forces a full recompute. The known strangers' photos (face_imgs/_strangers/) are reused the same way, from
+the file's `strangers` records (contract.embeddings_file): by sha256, so a photo moved between a person's
+folder and _strangers/ is reused either way, and a stranger no longer in _strangers/ is not carried over.
 """
 
 from __future__ import annotations
@@ -88,12 +90,15 @@ def load_previous(channel: Path | None, fingerprint: str, dimension: int) -> Pre
         return None
     by_sha: dict[str, Mapping[str, Any]] = {}
     unsound: list[str] = []
-    for index, record in enumerate(payload["records"]):
-        problem = record_problem(record, dimension)
-        if problem is None:
-            by_sha[record["sha256"]] = record
-        else:
-            unsound.append(f"record {index} ({shorten(record.get('key'))}): {problem}")
+    for what, records in (("record", payload["records"]), ("stranger record", payload["strangers"])):
+        for index, record in enumerate(records):
+            problem = record_problem(record, dimension)
+            if problem is None and what == "record":
+                by_sha[record["sha256"]] = record
+            elif problem is None:  # the same bytes as an enrolled photo give the same embedding
+                by_sha.setdefault(record["sha256"], record)
+            else:
+                unsound.append(f"{what} {index} ({shorten(record.get('key'))}): {problem}")
     if unsound:
         log.warning(
             "previous embeddings: %d record(s) unsound, their photos are recomputed; first: %s",

@@ -1,12 +1,17 @@
-"""The genuine and impostor distance distributions summarised, and the accept threshold calibrated on
-them (numpy only).
+"""The per-pair genuine and impostor distance distributions summarised, with the per-pair error rates at
+the published threshold (numpy only). The threshold itself is chosen on 1:N searches (open_set.py).
 
-The impostor distances are streamed into an ImpostorAccumulator: a fixed fine histogram (bins of
-BIN_WIDTH) plus exact count/sum/min/max and the few smallest values calibration needs, so memory does not
-grow with their number. `calibrate` sets the accept threshold at `target_far` when there are at least
-1/target_far impostor pairs and MIN_GENUINE genuine distances: the largest distance, rounded down to
-THRESHOLD_DECIMALS decimals, that accepts at most floor(target_far x pairs) impostor pairs. Otherwise the
-configured default is used, and its note says why. `error_rate_curve` is the DET curve the report plots.
+The impostor distances (photo to another identity's mean) are streamed into an ImpostorAccumulator: a
+fixed fine histogram (bins of BIN_WIDTH) plus exact count/sum/min/max and the smallest values needed to
+count exactly how many pairs the published threshold accepts, so memory does not grow with their number.
+`error_rate_curve` is the per-pair DET curve.
+
+`choose_threshold` picks the published threshold from the 1:N searches (open_set.py): the operator's
+accept_threshold as given ("configured"); else "calibrated" at target_fpir when floor(target_fpir x n) >= 1
+of the n non-mated searches may be accepted and there are MIN_GENUINE mated searches: the largest
+distance, rounded down to THRESHOLD_DECIMALS decimals, accepting no more; else "data-bound": below the
+nearest non-mated distance with a margin (_data_bound); else, with no non-mated search at all, the
+per-embedder fallback ("default").
 """
 
 from __future__ import annotations
@@ -17,11 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .embedding_distances import MAX_DISTANCE
+from .error_bounds import smallest_supported_rate
+from .open_set import SearchOutcomes
 
-MIN_GENUINE = 10  # genuine distances needed to calibrate (and so to measure the false-reject rate)
+MIN_GENUINE = 10  # mated searches needed to calibrate (and so to measure what the threshold costs)
+# A data-bound threshold lies at least this fraction below the nearest non-mated distance.
+DATA_BOUND_FRACTION = 0.05
 BIN_WIDTH = 1e-4  # impostor histogram resolution (its percentiles are accurate to this)
 THRESHOLD_DECIMALS = 4
 ROUND = 6  # decimals of the distances and rates written to metrics.json
+MIN_THRESHOLD = 10**-THRESHOLD_DECIMALS  # rules.py refuses 0: the smallest threshold ever published
 
 
 @dataclass
@@ -65,8 +75,19 @@ class ImpostorAccumulator:
     def count(self) -> int:
         return int(self.counts.sum())
 
+    def accepted_at(self, threshold: float) -> int:
+        """Impostor distances <= threshold: exact at `default_threshold`, and whenever fewer than the `keep`
+        smallest are accepted (every value not kept is above them); otherwise from the histogram (to
+        BIN_WIDTH). The evaluation keeps enough for the calibrated and data-bound thresholds to be exact."""
+        if threshold == self.default_threshold:
+            return self.at_or_below_default
+        kept = int(np.count_nonzero(self.smallest <= threshold))
+        if kept < self.smallest.size or self.smallest.size == self.count:
+            return kept
+        return int(self.counts[: min(self.counts.size, int(threshold / BIN_WIDTH) + 1)].sum())
 
-def _round_below(value: float) -> float:
+
+def round_below(value: float) -> float:
     """The largest number with THRESHOLD_DECIMALS decimals strictly below `value` (never below 0)."""
     scale = 10**THRESHOLD_DECIMALS
     candidate = round(math.floor(value * scale) / scale, THRESHOLD_DECIMALS)
@@ -122,38 +143,112 @@ def impostor_summary(acc: ImpostorAccumulator) -> dict[str, float | int | None]:
     }
 
 
-def calibrate(
-    genuine: np.ndarray, impostors: ImpostorAccumulator, target_far: float, default: float
+def pair_rates(
+    genuine: np.ndarray, impostors: ImpostorAccumulator, threshold: float, target_far: float
 ) -> dict[str, object]:
-    """Threshold, its source, why, and the false-accept/false-reject rates it gives on these pairs."""
-    pairs, allowed = impostors.count, math.floor(target_far * impostors.count + 1e-9)
-    needed = math.ceil(1 / target_far - 1e-9)
-    if allowed >= 1 and genuine.size >= MIN_GENUINE:
-        threshold = _round_below(float(np.sort(impostors.smallest)[allowed]))
-        accepted = int(np.count_nonzero(impostors.smallest <= threshold))
-        source = "calibrated"
-        note = (
-            f"calibrated on {pairs} impostor pairs: the largest distance (to {THRESHOLD_DECIMALS} decimals) "
-            f"accepting at most {allowed} of them (target_far={target_far})"
-        )
-    else:
-        threshold, accepted, source = default, impostors.at_or_below_default, "default"
-        note = (
-            f"too few pairs to calibrate at target_far={target_far} ({pairs} impostor pairs, "
-            f"{needed} needed; {genuine.size} genuine distances, {MIN_GENUINE} needed): "
-            f"using accept_threshold={default}"
-        )
+    """The per-pair figures at the published threshold: impostor pairs accepted (false_accept_rate) and
+    genuine distances rejected (false_reject_rate), beside target_far (reported for comparison only)."""
+    pairs = impostors.count
+    accepted = impostors.accepted_at(threshold)
     rejected = int(np.count_nonzero(genuine > threshold))
     return {
-        "threshold": threshold,
-        "threshold_source": source,
-        "threshold_note": note,
         "target_far": target_far,
         "false_accept_rate": round(accepted / pairs, ROUND) if pairs else None,
         "false_reject_rate": round(rejected / genuine.size, ROUND) if genuine.size else None,
         "false_accepts": accepted if pairs else None,
         "false_rejects": rejected if genuine.size else None,
     }
+
+
+@dataclass(frozen=True)
+class ThresholdChoice:
+    """The published accept threshold, where it comes from (metrics' threshold_source) and why."""
+
+    threshold: float
+    source: str  # calibrated | data-bound | configured | default
+    note: str
+
+
+def _data_bound(outcomes: SearchOutcomes) -> tuple[float, str]:
+    """Below the nearest non-mated distance D by the LARGER of DATA_BOUND_FRACTION x D and half the gap
+    to the largest genuine (mated) distance G: min((1 - f) D, (D + G) / 2), rounded down. The larger
+    margin protects strangers best (a stranger the run has not seen may come nearer than D); the
+    midpoint still accepts every genuine distance when the two are apart."""
+    nearest = float(outcomes.all_non_mated.min())
+    below = nearest * (1.0 - DATA_BOUND_FRACTION)
+    why = f"{DATA_BOUND_FRACTION:.0%} below the nearest non-mated distance {nearest:.4f}"
+    if outcomes.mated.size:
+        largest = float(outcomes.mated.max())
+        if (largest + nearest) / 2 < below:
+            below = (largest + nearest) / 2
+            why = (
+                f"half-way between the largest genuine distance {largest:.4f} and the nearest non-mated "
+                f"distance {nearest:.4f}"
+            )
+    return max(round_below(below), MIN_THRESHOLD), why
+
+
+def _calibratable(outcomes: SearchOutcomes, target_fpir: float) -> int:
+    """How many non-mated searches the target allows to be accepted (0: too few searches to calibrate, or
+    too few mated searches to measure what the threshold costs)."""
+    allowed = math.floor(target_fpir * outcomes.all_non_mated.size + 1e-9)
+    return allowed if outcomes.mated.size >= MIN_GENUINE else 0
+
+
+def _from_data(outcomes: SearchOutcomes, target_fpir: float) -> ThresholdChoice:
+    """calibrated or data-bound, from the searches alone (at least one non-mated search)."""
+    n = outcomes.all_non_mated.size
+    allowed = _calibratable(outcomes, target_fpir)
+    if allowed >= 1:
+        threshold = max(round_below(float(np.sort(outcomes.all_non_mated)[allowed])), MIN_THRESHOLD)
+        return ThresholdChoice(
+            threshold,
+            "calibrated",
+            f"calibrated on {n} non-mated searches: the largest distance (to {THRESHOLD_DECIMALS} decimals) "
+            f"accepting at most {allowed} of them (target_fpir={target_fpir})",
+        )
+    threshold, why = _data_bound(outcomes)
+    needed = math.ceil(1 / target_fpir - 1e-9)
+    supported = smallest_supported_rate(n) or 1.0
+    return ThresholdChoice(
+        threshold,
+        "data-bound",
+        f"too few searches to show target_fpir={target_fpir} ({n} non-mated searches, {needed} needed; "
+        f"{outcomes.mated.size} mated, {MIN_GENUINE} needed): set {why}, so that none of them is accepted. "
+        f"The smallest FPIR {n} searches can support at 95 % confidence is {supported:.4f}; "
+        f"add photos or known strangers (_strangers/) to show a lower one",
+    )
+
+
+def choose_threshold(
+    outcomes: SearchOutcomes, target_fpir: float, configured: float | None, fallback: float
+) -> ThresholdChoice:
+    """The accept threshold to publish, in order: the operator's `configured` value as given (warned
+    when looser than the data supports); calibrated at target_fpir; data-bound; the per-embedder
+    `fallback` when there is no non-mated search at all (a single identity, no known strangers)."""
+    n = outcomes.all_non_mated.size
+    if configured is not None:
+        note = f"accept_threshold={configured} set by the operator, published as given"
+        if n:
+            data = _from_data(outcomes, target_fpir)
+            accepted = outcomes.false_positives(configured)
+            allowed = math.floor(target_fpir * n + 1e-9)
+            if accepted > allowed or configured > data.threshold:
+                note += (
+                    f". WARNING: it is looser than these searches support at target_fpir={target_fpir}: "
+                    f"it accepts {accepted} of {n} non-mated searches ({allowed} allowed), and the "
+                    f"{data.source} threshold would be {data.threshold}"
+                )
+        return ThresholdChoice(configured, "configured", note)
+    if n == 0:
+        return ThresholdChoice(
+            fallback,
+            "default",
+            f"WARNING: no non-mated search (a single identity and no known strangers), so nothing to "
+            f"calibrate on: using the embedder's fallback accept threshold {fallback}, which this data "
+            "cannot check. Enroll a second person or add known strangers (_strangers/)",
+        )
+    return _from_data(outcomes, target_fpir)
 
 
 def error_rate_curve(

@@ -22,6 +22,8 @@ from facetrain.contract.names import (
     REJECTED_CSV,
     REPORT_HTML,
     RULES_PY,
+    STRANGERS_FOLDER,
+    is_strangers_key,
 )
 from facetrain.contract.rules_file import RulesError, load_rules
 from facetrain.contract.shorten import shorten
@@ -122,6 +124,16 @@ def verify_results(files: dict[str, bytes]) -> VerifiedResults:
         problem = record_problem(record, dimension)
         if problem is not None:
             raise ResultsInvalid(f"{EMBEDDINGS_PKL} record {index} ({shorten(record.get('key'))}): {problem}")
+    for index, record in enumerate(embeddings["strangers"]):  # known strangers: never enrolled
+        problem = record_problem(record, dimension)
+        if problem is None and (
+            record["identity"] != STRANGERS_FOLDER or not is_strangers_key(str(record["key"]))
+        ):
+            problem = f"a known stranger's record must have identity {STRANGERS_FOLDER} and a key in it"
+        if problem is not None:
+            raise ResultsInvalid(
+                f"{EMBEDDINGS_PKL} stranger record {index} ({shorten(record.get('key'))}): {problem}"
+            )
     try:
         metrics = read_metrics(_text(files, METRICS_JSON))
     except MetricsError as exc:

@@ -4,6 +4,11 @@ The layout is the training container's (facetrain.photos.list_channel): `<prefix
 nested folders allowed inside an identity. What the container would not enroll without that being an
 error (files directly under the prefix, which it reports in rejected.csv, and any folder or file named
 `_*` or `.*`, which it skips) is left out of the manifest with a warning, not refused.
+
+The known strangers' folder `<prefix>_strangers/` (contract.names.STRANGERS_FOLDER) is the one exception:
+its photos (any depth below it; `_*`/`.*` names inside skipped as in a person's folder) get the same checks
+as a person's photos, go into the manifest and the fingerprint (a change of strangers retrains), and are
+counted apart (`PhotoSnapshot.strangers`): never an identity.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from facetrain.contract.names import is_skipped
+from facetrain.contract.names import STRANGERS_FOLDER, is_skipped, is_strangers_key
 
 from .layout import s3_uri
 
@@ -52,8 +57,9 @@ class PhotoSnapshot:
 
     bucket: str
     prefix: str
-    keys: list[str] = field(default_factory=list)  # relative to prefix, in listing order
+    keys: list[str] = field(default_factory=list)  # relative to prefix, in listing order (strangers' too)
     identities: Counter[str] = field(default_factory=Counter)
+    strangers: int = 0  # photos under <prefix>_strangers/, in `keys` but no identity's
     total_bytes: int = 0
     skipped: int = 0  # objects left out without being a problem (see warnings)
     warnings: list[str] = field(default_factory=list)  # what was left out and why, one line per file/folder
@@ -71,8 +77,11 @@ def list_objects(
 
 
 def _skipped_root(parts: list[str]) -> str | None:
-    """The key part up to the first name the container skips (`_*`, `.*`), a folder ending in `/`."""
+    """The key part up to the first name the container skips (`_*`, `.*`), a folder ending in `/`; the
+    known strangers' folder at the top is read, not skipped (a file named `_strangers` is skipped)."""
     for index, part in enumerate(parts):
+        if index == 0 and part == STRANGERS_FOLDER and len(parts) > 1:
+            continue
         if is_skipped(part):
             return "/".join(parts[: index + 1]) + ("/" if index < len(parts) - 1 else "")
     return None
@@ -82,7 +91,8 @@ def _skipped_warnings(skipped: Counter[str], bucket: str, prefix: str) -> list[s
     return [
         f"{s3_uri(bucket, prefix + root)}"
         + (f" ({count} object(s))" if root.endswith("/") else "")
-        + " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them"
+        + " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them "
+        f"(all but {STRANGERS_FOLDER}/ at the top: the known strangers)"
         for root, count in skipped.items()
     ]
 
@@ -118,6 +128,7 @@ def check_photos(
             skipped[root] += 1
             continue
         name = s3_uri(bucket, obj.key)
+        stranger = is_strangers_key(relative)
         if len(parts) == 1:
             stray.append(
                 f"{name} lies directly under {where}: move it into a folder named after the person "
@@ -125,9 +136,8 @@ def check_photos(
             )
             continue
         if "" in parts:
-            problems.append(
-                f"{name}: the key has an empty folder name ('//'); re-upload it as {prefix}<name>/<photo>"
-            )
+            usual = f"{prefix}{STRANGERS_FOLDER}/<photo>" if stranger else f"{prefix}<name>/<photo>"
+            problems.append(f"{name}: the key has an empty folder name ('//'); re-upload it as {usual}")
             continue
         if problem := key_problem(relative):
             problems.append(f"{name}: {problem}")
@@ -149,7 +159,10 @@ def check_photos(
             )
             continue
         snapshot.keys.append(relative)
-        snapshot.identities[parts[0]] += 1
+        if stranger:
+            snapshot.strangers += 1
+        else:
+            snapshot.identities[parts[0]] += 1
         snapshot.total_bytes += obj.size
         digest.update(f"{relative}\0{obj.size}\0{obj.etag}\n".encode())
     for identity, count in sorted(snapshot.identities.items()):
@@ -167,8 +180,14 @@ def check_photos(
             f"their full key ({prefix}<name>/<photo>); rename the folder"
         )
     if not snapshot.identities and not problems:
+        only = (
+            f" (only {snapshot.strangers} known stranger photo(s) under {where}{STRANGERS_FOLDER}/, "
+            "which are never enrolled)"
+            if snapshot.strangers
+            else ""
+        )
         problems.append(
-            f"no photos under {where}: upload them as {prefix}<name>/<photo>.jpg, one folder per person"
+            f"no photos under {where}{only}: upload them as {prefix}<name>/<photo>.jpg, one folder per person"
         )
     snapshot.warnings = [*stray, *_skipped_warnings(skipped, bucket, prefix)]
     snapshot.skipped = len(stray) + skipped.total()

@@ -15,6 +15,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from facetrain.contract.metrics import MetricsDocument
 from facetrain.contract.names import REJECTED_CSV, REPORT_HTML
 from pydantic import BaseModel
 
@@ -24,7 +25,7 @@ from .errors import ResultsInvalid, transient_aws_errors
 from .layout import CURRENT_FILES, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import PUBLISHED_JSON, LatestRecord, read_published
-from .quality_gate import QualityGateDecision, QualityGateFailed, gate_problems
+from .quality_gate import QualityGateDecision, QualityGateFailed, fpir_upper_bound, gate_problems
 from .run_record import RunPointer, RunRecord, load_run_record
 from .s3_json import write_json
 
@@ -84,6 +85,19 @@ def _content_type(name: str) -> str:
     return next((kind for suffix, kind in CONTENT_TYPES.items() if name.endswith(suffix)), "application/json")
 
 
+def _strangers_line(metrics_: MetricsDocument) -> str | None:
+    """The known strangers (face_imgs/_strangers/) in the notification: how many were searched and how
+    many the published threshold accepts; None without any."""
+    strangers = metrics_.strangers
+    if strangers is None or not strangers.photos:
+        return None
+    open_set = metrics_.evaluation.open_set if metrics_.evaluation else None
+    searched = open_set.known_strangers if open_set else None
+    accepted = f", {searched.errors} of them accepted at the threshold" if searched else ""
+    rejected = f" ({strangers.rejected} rejected)" if strangers.rejected else ""
+    return f"Known strangers: {strangers.used} photo(s) searched{accepted}{rejected}; never enrolled."
+
+
 def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, layout: RunLayout) -> str:
     """The success notification."""
     metrics_ = results.metrics
@@ -99,6 +113,8 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
         f"This run's files: {s3_uri(layout.bucket, layout.run_prefix)}",
         f"Dataset fingerprint: {record.dataset.fingerprint}",
     ]
+    if line := _strangers_line(metrics_):
+        lines.insert(3, line)
     if record.warnings:
         lines.insert(
             3,
@@ -125,6 +141,7 @@ def check_quality_gate(
         gate=gate,
         identification_accuracy=(evaluation or {}).get("identification_accuracy"),
         published_identification_accuracy=published,
+        fpir_upper_95=fpir_upper_bound(evaluation),
         passed=not problems,
         problems=problems,
     )

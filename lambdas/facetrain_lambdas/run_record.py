@@ -37,9 +37,12 @@ class DatasetSummary(BaseModel):
 
     fingerprint: str  # of the photos, the config files and the resolved settings (see run_fingerprint)
     identities: int
-    images: int
-    bytes: int
+    images: int  # photos in identity folders (the enrollment's)
+    bytes: int  # of every photo in the manifest, known strangers' included
     skipped: int  # objects left out without refusing the run (see RunRecord.warnings)
+    # Known strangers' photos (<images prefix>_strangers/): in the manifest, never an identity. 0 in run.json
+    # written before known strangers.
+    strangers: int = 0
 
 
 class RunRecord(BaseModel):
@@ -99,6 +102,7 @@ class RunPointer(BaseModel):
     dataset_fingerprint: str
     identities: int
     images: int
+    strangers: int = 0  # known strangers' photos in the manifest (DatasetSummary.strangers)
     no_change: bool = False
 
 

@@ -153,9 +153,10 @@ def validate_run(
     dataset = DatasetSummary(
         fingerprint=fingerprint,
         identities=len(snapshot.identities),
-        images=len(snapshot.keys),
+        images=len(snapshot.keys) - snapshot.strangers,
         bytes=snapshot.total_bytes,
         skipped=snapshot.skipped,
+        strangers=snapshot.strangers,
     )
     record = RunRecord(
         request=request,
@@ -172,6 +173,7 @@ def validate_run(
     write_json(s3, request.bucket, layout.run_record_key, record.model_dump(mode="json"))
     metrics.add_metric(name="Identities", unit=MetricUnit.Count, value=dataset.identities)
     metrics.add_metric(name="Images", unit=MetricUnit.Count, value=dataset.images)
+    metrics.add_metric(name="KnownStrangers", unit=MetricUnit.Count, value=dataset.strangers)
     if no_change:
         metrics.add_metric(name="RunsWithoutChange", unit=MetricUnit.Count, value=1)
     logger.info(
@@ -186,6 +188,7 @@ def validate_run(
         dataset_fingerprint=dataset.fingerprint,
         identities=dataset.identities,
         images=dataset.images,
+        strangers=dataset.strangers,
         no_change=no_change,
     )
 

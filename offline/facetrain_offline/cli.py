@@ -27,14 +27,19 @@ run.json with status ABORTED and the job's final status, publishes nothing and e
 """
 
 IDENTIFY_HELP = """\
-Identify the person in each PHOTO with published results (DIR: the folder holding rules.py,
+Identify the people in each PHOTO with published results (DIR: the folder holding rules.py,
 final_mean_embeddings.csv and saved_embeddings.pkl, e.g. the OUT_DIR of `facetrain run`). Faces are
 detected and embedded by the training job's own code, with the settings and weights the results were made
 with (weights=none results: the same seed, and a NOT FOR PRODUCTION warning). Runs on CPU, without AWS.
+Every face found is examined (--largest-face-only: the largest face of each photo alone).
 
-Prints one JSON object per photo: photo, identity (the nearest enrolled identity when its distance is
-within rules.py's accept_threshold, else null), distance, accepted, candidates (the nearest identities),
-face (box, probability, faces_found); a photo without a usable face has identity null, reason and error.
+Prints one JSON object per photo: photo, faces_found (faces detected), faces_answered, identities (those
+accepted, in face order), faces: one object per face, left to right (by the box's left edge, then its
+top), with box ([x1, y1, x2, y2] in the photo's pixels), probability, identity (the nearest enrolled
+identity when its distance is within rules.py's accept_threshold, else null), distance, accepted, margin
+(how much farther the second nearest identity is) and candidates (the nearest identities). A face that is
+not answered (smaller than min_face_size, too small to align) has identity null, reason and error; a
+photo without a usable face has reason and error (and faces [] when no face was found).
 Exit codes: 0 every photo examined; 1 some photo unreadable (its line says why); 2 bad usage or results.
 """
 
@@ -108,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(0-1); a run below it fails with QualityGateFailed and changes nothing published",
     )
     run.add_argument(
+        "--max-fpir",
+        type=float,
+        metavar="X",
+        help="quality gate: publish only if the data vouch for a false-positive identification rate of at "
+        "most X (0-1] at the published threshold: the FPIR's 95%% upper bound (no false positive in 72 "
+        "non-mated searches still bounds it at about 5%%); otherwise QualityGateFailed, nothing published "
+        "changes",
+    )
+    run.add_argument(
         "--template", type=Path, help="SAM template to deploy (default: the project's template.yaml)"
     )
     run.add_argument("--poll-seconds", type=int, default=1, help="first wait between training-job polls (1)")
@@ -139,7 +153,12 @@ def _add_identify(commands: argparse._SubParsersAction) -> None:
         required=True,
         help="folder of published results (rules.py, final_mean_embeddings.csv, saved_embeddings.pkl)",
     )
-    identify.add_argument("--top", type=int, default=3, help="candidates listed per photo (3)")
+    identify.add_argument("--top", type=int, default=3, help="candidates listed per face (3)")
+    identify.add_argument(
+        "--largest-face-only",
+        action="store_true",
+        help="examine only the largest face of each photo (the face face_selection=largest enrols)",
+    )
     identify.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="(auto)")
     identify.add_argument(
         "--weights-dir",
@@ -159,19 +178,27 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         from facetrain.identify import run_identify  # lazy: torch is slow to import
 
-        return run_identify(args.photos, args.results_dir, args.top, args.device, args.weights_dir)
+        return run_identify(
+            args.photos,
+            args.results_dir,
+            args.top,
+            args.device,
+            args.weights_dir,
+            largest_only=args.largest_face_only,
+        )
     from .bucket_state import StateInUse  # lazy: moto and boto3 are slow
     from .host_containers import ContainerEngineError
     from .local_aws import DEFAULT_TEMPLATE
     from .run_options import RunOptions
     from .runner import run
 
-    if args.min_accuracy is not None and args.trigger == "upload":
-        print(
-            "facetrain run: --min-accuracy is part of the console input; use it without --trigger upload",
-            file=sys.stderr,
-        )
-        return 2
+    for option, value in (("--min-accuracy", args.min_accuracy), ("--max-fpir", args.max_fpir)):
+        if value is not None and args.trigger == "upload":
+            print(
+                f"facetrain run: {option} is part of the console input; use it without --trigger upload",
+                file=sys.stderr,
+            )
+            return 2
     if not args.images_dir.is_dir():
         print(f"facetrain run: {args.images_dir} is not a folder of <person>/<photo> files", file=sys.stderr)
         return 2
@@ -189,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         settle_seconds=args.settle_seconds,
         force=args.force,
         min_accuracy=args.min_accuracy,
+        max_fpir=args.max_fpir,
         image=args.image,
     )
     screen = sys.stdout  # bound now: in-process Lambdas redirect sys.stdout to their log while they run

@@ -30,6 +30,7 @@ class RunOptions:
     settle_seconds: int = 2
     force: bool = False
     min_accuracy: float | None = None
+    max_fpir: float | None = None  # quality gate: the FPIR's 95 % upper bound the run must stay within
     image: str | None = None  # run the job in this local image (podman), not as a `train` process
 
 
@@ -44,8 +45,16 @@ def console_input(options: RunOptions, hyperparameters: dict[str, str]) -> dict[
         payload["run_id"] = options.run_id
     if options.force:
         payload["force"] = True
-    if options.min_accuracy is not None:
-        payload["quality_gate"] = {"min_identification_accuracy": options.min_accuracy}
+    gate = {
+        name: value
+        for name, value in (
+            ("min_identification_accuracy", options.min_accuracy),
+            ("max_fpir", options.max_fpir),
+        )
+        if value is not None
+    }
+    if gate:
+        payload["quality_gate"] = gate
     return payload
 
 

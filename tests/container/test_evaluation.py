@@ -58,6 +58,16 @@ def reference(embeddings, labels, k):
     return np.array(genuine), np.array(impostor), correct
 
 
+def nearest_other(embeddings, labels, k):
+    """Brute force non-mated searches: each photo's nearest mean of another identity."""
+    x, labels = embeddings.astype(np.float64), np.asarray(labels)
+    totals = np.stack([x[labels == j].sum(axis=0) for j in range(k)])
+    means = totals / np.linalg.norm(totals, axis=1, keepdims=True)
+    distances = np.linalg.norm(x[:, None, :] - means[None], axis=2)
+    distances[np.arange(len(x)), labels] = np.inf
+    return distances.min(axis=1)
+
+
 def run(embeddings, labels, k, target_far=0.01, default=1.1, **options):
     return evaluate(embeddings, labels, names(k), keys(labels), target_far, default, **options)
 
@@ -105,24 +115,26 @@ def test_matches_brute_force_and_chunking_changes_nothing():
     assert 0 < np.mean(correct) < 1  # the spread makes some photos land nearer another mean
 
 
-def test_threshold_calibrated_at_target_far_with_its_false_reject_rate():
+def test_threshold_calibrated_at_target_fpir_with_its_false_reject_rate():
+    # behaviour changed (issue 24): calibrated on non-mated searches at target_fpir, not pairs at target_far
     embeddings, labels = clusters([30] * 8, dim=32, spread=0.6, seed=1)
     genuine, impostor, _ = reference(embeddings, labels, 8)
+    non_mated = nearest_other(embeddings, labels, 8)
     target = 0.01
-    evaluation = run(embeddings, labels, 8, target_far=target)
+    evaluation = run(embeddings, labels, 8, target_fpir=target)
     summary = evaluation.summary
     assert summary["threshold_source"] == "calibrated"
-    allowed = math.floor(target * impostor.size)  # 240 photos x 7 other means = 1680 pairs: 16 allowed
-    assert allowed == 16
-    cut = np.sort(impostor)[allowed]
+    allowed = math.floor(target * non_mated.size)  # 240 non-mated searches: 2 allowed
+    assert allowed == 2
+    cut = np.sort(non_mated)[allowed]
     threshold = summary["threshold"]
-    assert threshold < cut <= threshold + 1e-4  # the largest 4-decimal value accepting ≤ 16 impostors
+    assert threshold < cut <= threshold + 1e-4  # the largest 4-decimal value accepting ≤ 2 searches
     assert round(threshold, 4) == threshold
-    accepted = int(np.count_nonzero(impostor <= threshold))
-    assert accepted <= allowed
+    assert np.count_nonzero(non_mated <= threshold) <= allowed
+    np.testing.assert_allclose(np.sort(evaluation.non_mated), np.sort(non_mated), atol=1e-9)
+    accepted = int(np.count_nonzero(impostor <= threshold))  # the per-pair figures, exact, beside
     assert summary["false_accepts"] == accepted
     assert summary["false_accept_rate"] == pytest.approx(accepted / impostor.size, abs=1e-6)
-    assert summary["false_accept_rate"] <= target
     assert summary["false_rejects"] == int(np.count_nonzero(genuine > threshold))
     assert summary["false_reject_rate"] == pytest.approx(np.mean(genuine > threshold), abs=1e-6)
     assert evaluation.threshold == threshold
@@ -130,32 +142,35 @@ def test_threshold_calibrated_at_target_far_with_its_false_reject_rate():
 
 def test_a_looser_target_gives_a_looser_threshold():
     embeddings, labels = clusters([30] * 8, dim=32, spread=0.6, seed=1)
-    strict = run(embeddings, labels, 8, target_far=0.001).summary
-    loose = run(embeddings, labels, 8, target_far=0.05).summary
+    strict = run(embeddings, labels, 8, target_fpir=0.005).summary
+    loose = run(embeddings, labels, 8, target_fpir=0.05).summary
     assert strict["threshold_source"] == loose["threshold_source"] == "calibrated"
     assert strict["threshold"] < loose["threshold"]
     assert strict["false_reject_rate"] >= loose["false_reject_rate"]
 
 
-def test_too_few_impostor_pairs_falls_back_to_the_default_and_says_why():
-    embeddings, labels = clusters([6, 6, 6, 6], seed=2)  # 24 photos x 3 = 72 impostor pairs
+def test_too_few_searches_give_a_data_bound_threshold_and_say_why():
+    # behaviour changed (issue 24): no longer the configured fallback, but below every non-mated search
+    embeddings, labels = clusters([6, 6, 6, 6], seed=2)  # 24 non-mated searches (72 impostor pairs)
     impostor = reference(embeddings, labels, 4)[1]
+    non_mated = nearest_other(embeddings, labels, 4)
     summary = run(embeddings, labels, 4, target_far=0.001, default=0.9).summary
-    assert summary["threshold"] == 0.9
-    assert summary["threshold_source"] == "default"
-    assert "72 impostor pairs, 1000 needed" in summary["threshold_note"]
-    assert "accept_threshold=0.9" in summary["threshold_note"]
-    assert summary["false_accept_rate"] == pytest.approx(np.mean(impostor <= 0.9), abs=1e-6)
+    assert summary["threshold_source"] == "data-bound"
+    assert summary["threshold"] < non_mated.min()
+    assert "24 non-mated searches, 1000 needed" in summary["threshold_note"]
+    assert summary["false_accepts"] == 0 == np.count_nonzero(impostor <= summary["threshold"])
+    assert summary["open_set"]["fpir"]["errors"] == 0 and summary["open_set"]["fpir"]["trials"] == 24
     assert summary["target_far"] == 0.001
 
 
 def test_too_few_genuine_distances_falls_back():
     # 2000 photos, but only 4 identities with 2 photos: 8 genuine distances < MIN_GENUINE
     embeddings, labels = clusters([2, 2, 2, 2] + [1] * 12, dim=24, seed=4)
-    summary = run(embeddings, labels, 16, target_far=0.1).summary
+    summary = run(embeddings, labels, 16, target_fpir=0.1).summary
     assert summary["genuine"]["count"] == 8 < MIN_GENUINE
     assert summary["impostor"]["count"] == 20 * 15
-    assert summary["threshold_source"] == "default"
+    assert summary["threshold_source"] == "data-bound"  # was "default" before issue 24
+    assert "8 mated, 10 needed" in summary["threshold_note"]
 
 
 def test_no_identity_with_two_photos_gives_null_accuracy():

@@ -177,13 +177,16 @@ def test_to_sagemaker_strings_round_trips():
 
 
 def test_embedder_defaults_its_weights_and_fallback_threshold():
+    # behaviour changed (issue 24): accept_threshold left out is None ("calibrate"), so an explicit value is
+    # told apart from the embedder's fallback, which is now `fallback_threshold` (re-derived: 0.96 / 0.34)
     facenet, dlib_resnet = settings(), settings(embedder="dlib-resnet")
-    assert (facenet.embedder, facenet.weights, facenet.accept_threshold) == ("facenet", "vggface2", 1.1)
+    assert (facenet.embedder, facenet.weights, facenet.accept_threshold) == ("facenet", "vggface2", None)
     assert (dlib_resnet.weights, dlib_resnet.accept_threshold, dlib_resnet.jitter) == (
         "dlib-resnet-v1",
-        0.39,
+        None,
         0,
     )
+    assert (facenet.fallback_threshold, dlib_resnet.fallback_threshold) == (0.96, 0.34)
     assert settings(embedder="dlib-resnet", accept_threshold="0.5", jitter="3").accept_threshold == 0.5
     # a dumped settings document reads back to the same settings (identify does this)
     assert settings(**dlib_resnet.model_dump(mode="json")) == dlib_resnet

@@ -1,4 +1,7 @@
-"""`facetrain identify` on real photos against a job's results (weights=none, so the job's seed matters)."""
+"""`facetrain identify` on real photos against a job's results (weights=none, so the job's seed matters).
+
+Each photo's line holds `faces`, one answer per face found; the face the job enrolled (face_selection=
+largest) is among them, embedded exactly as the job embedded it."""
 
 from __future__ import annotations
 
@@ -34,8 +37,11 @@ def test_identify_embeds_exactly_as_the_job_did(results, shared_data, capsys):
     means = {name: values.astype(np.float64) for name, _, values in results.enrollment()}
     threshold = results.rules()["accept_threshold"]
     assert [answer["photo"] for answer in answers] == [str(shared_data / p) for p in PHOTOS]
-    for photo, answer in zip(PHOTOS, answers, strict=True):
+    for photo, line in zip(PHOTOS, answers, strict=True):
         record = records[photo.removeprefix("faces-dev/")]
+        assert line["faces_found"] == record["faces_found"] == len(line["faces"])
+        # the face the job enrolled (the largest) is one of the faces answered, with the job's box
+        [answer] = [face for face in line["faces"] if face["box"] == record["box"]]
         expected = {name: float(np.linalg.norm(record["embedding"] - mean)) for name, mean in means.items()}
         assert len(answer["candidates"]) == 4
         for candidate in answer["candidates"]:
@@ -47,7 +53,21 @@ def test_identify_embeds_exactly_as_the_job_did(results, shared_data, capsys):
         assert answer["distance"] == answer["candidates"][0]["distance"]
         assert answer["accepted"] == answer["candidates"][0]["accepted"]
         assert answer["identity"] == (ranked[0] if answer["accepted"] else None)
-        assert answer["face"]["box"] == record["box"]
+        assert answer["margin"] == pytest.approx(expected[ranked[1]] - expected[ranked[0]], abs=1e-5)
+        assert answer["probability"] == record["probability"]
+
+
+def test_largest_face_only_answers_the_face_the_job_enrolled(results, shared_data, capsys):
+    code, answers, err = identify(
+        capsys, *(shared_data / p for p in PHOTOS), "--results", results.model, "--largest-face-only"
+    )
+    assert code == 0, err
+    records = results.records()
+    for photo, line in zip(PHOTOS, answers, strict=True):
+        record = records[photo.removeprefix("faces-dev/")]
+        [answer] = line["faces"]
+        assert answer["box"] == record["box"]
+        assert line["faces_found"] == record["faces_found"]
 
 
 def test_weights_none_results_warn_loudly(results, shared_data, capsys):
@@ -55,7 +75,7 @@ def test_weights_none_results_warn_loudly(results, shared_data, capsys):
     assert code == 0
     assert "NOT FOR PRODUCTION" in err
     assert "NOT FOR PRODUCTION" in answer["warning"]
-    assert len(answer["candidates"]) == 3  # --top default
+    assert answer["faces"] and all(len(face["candidates"]) == 3 for face in answer["faces"])  # --top default
 
 
 def test_photo_without_a_face_is_an_answer_not_a_traceback(results, shared_data, tmp_path, capsys):
@@ -64,10 +84,11 @@ def test_photo_without_a_face_is_an_answer_not_a_traceback(results, shared_data,
     code, answers, err = identify(capsys, blank, shared_data / PHOTOS[0], "--results", results.model)
     assert code == 0, err
     assert answers[0]["photo"] == str(blank)
-    assert answers[0]["identity"] is None and answers[0]["accepted"] is False
+    assert answers[0]["faces"] == [] and answers[0]["identities"] == []  # nobody, and nobody accepted
+    assert answers[0]["faces_found"] == 0 and answers[0]["faces_answered"] == 0
     assert answers[0]["reason"] == "no_face"
     assert answers[0]["error"].startswith("no face found")
-    assert answers[1]["candidates"]  # the next photo is still identified
+    assert answers[1]["faces"][0]["candidates"]  # the next photo is still identified
     assert "Traceback" not in err
 
 
@@ -78,7 +99,8 @@ def test_unreadable_photos_exit_1_with_their_reason(results, shared_data, tmp_pa
     code, answers, _ = identify(capsys, text, missing, shared_data / PHOTOS[0], "--results", results.model)
     assert code == 1
     assert [a.get("reason") for a in answers] == ["not_an_image", "unreadable", None]
-    assert answers[2]["candidates"]
+    assert [a["faces"] for a in answers[:2]] == [[], []]
+    assert answers[2]["faces"][0]["candidates"]
 
 
 def test_results_folder_without_results_exits_2(tmp_path, shared_data, capsys):

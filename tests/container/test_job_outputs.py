@@ -113,10 +113,16 @@ def test_rules_file(dev_run, shared_data):
     assert rules["not_for_production"] is True
     assert rules["weights"] == "none"
     assert rules["metric"] == "euclidean"
-    assert rules["accept_threshold"] == 1.1
     assert rules["image_size"] == 160
     assert rules["embedding_dim"] == 512
     metrics = dev_run.metrics()
+    # Behaviour changed (issue 24): the threshold was facenet's fallback 1.1 (too few pairs to calibrate);
+    # now the data bounds it: random weights put every photo near every other, so it lies below the
+    # nearest non-mated search and accepts no stranger.
+    evaluation = metrics["evaluation"]
+    assert evaluation["threshold_source"] == "data-bound"
+    assert rules["accept_threshold"] == evaluation["threshold"]
+    assert 0 < rules["accept_threshold"] < evaluation["open_set"]["nearest_non_mated_distance"]
     assert rules["dataset_fingerprint"] == metrics["dataset_fingerprint"]
     assert rules["created_at"] == metrics["created_at"]
 

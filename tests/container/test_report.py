@@ -54,13 +54,15 @@ def synthetic(sizes, names, seed=0, spread=0.5):
     return embeddings, labels, keys
 
 
-def render(names, sizes, warning=None, rejected=(), target_far=0.01, default=1.1):
+def render(names, sizes, warning=None, rejected=(), target_far=0.01, default=1.1, target_fpir=0.05):
     embeddings, labels, keys = synthetic(sizes, names)
     rejections: dict[str, dict[str, int]] = {}
     for row in rejected:
         rejections.setdefault(row.identity, {}).setdefault(row.reason, 0)
         rejections[row.identity][row.reason] += 1
-    evaluation = evaluate(embeddings, labels, names, keys, target_far, default, rejections)
+    evaluation = evaluate(
+        embeddings, labels, names, keys, target_far, default, rejections, target_fpir=target_fpir
+    )
     metrics = {
         "status": "succeeded",
         "created_at": "2026-01-02T03:04:05+00:00",
@@ -71,7 +73,7 @@ def render(names, sizes, warning=None, rejected=(), target_far=0.01, default=1.1
         "images_accepted": int(sum(sizes)),
         "images_rejected": len(rejected),
         "weights": "none",
-        "hyperparameters": {"weights": "none", "target_far": target_far},
+        "hyperparameters": {"weights": "none", "target_far": target_far, "target_fpir": target_fpir},
         "timings": {"total": 1.5},
         "versions": {"facetrain": "0.1.0"},
         "evaluation": evaluation.summary,
@@ -180,9 +182,170 @@ def test_degenerate_enrollments_still_render(sizes, what):
 def test_many_identities_render_quickly():
     names = [f"person {i:03d}" for i in range(60)]
     started = time.perf_counter()
-    text, page, evaluation = render(names, [60] * 60, target_far=0.001)
+    text, page, evaluation = render(names, [60] * 60, target_far=0.001, target_fpir=0.001)
     seconds = time.perf_counter() - started
     assert evaluation.summary["per_identity"][59]["identity"] == "person 059"
     assert "no legend for 60 identities" in text
     assert len(page.images) == 3
     assert seconds < 5, seconds
+
+
+# --- The 1:N search (open set): Evaluation objects built directly from their arrays -----------------------
+
+
+def open_set_evaluation(non_mated, mated, mated_hit, strangers=(), threshold=0.39, source="data-bound"):
+    """An Evaluation whose searches are these arrays, its open_set summary measured on them at `threshold`
+    (as the job writes it, checked against the contract); the tables come from a small synthetic run."""
+    from facetrain.contract.metrics import EvaluationSummary
+    from facetrain.evaluation import Evaluation
+    from facetrain.open_set import SearchOutcomes, open_set_summary
+
+    names = ["a", "b", "c", "d"]
+    embeddings, labels, keys = synthetic([6, 6, 6, 6], names)
+    base = evaluate(embeddings, labels, names, keys, 0.01, 1.1)
+    arrays = {
+        "non_mated": np.asarray(non_mated, float),
+        "stranger_non_mated": np.asarray(strangers, float),
+        "mated": np.asarray(mated, float),
+        "mated_hit": np.asarray(mated_hit, bool),
+    }
+    outcomes = SearchOutcomes(gallery_size=4, **arrays)
+    summary = {
+        **base.summary,
+        "threshold": threshold,
+        "threshold_source": source,
+        "threshold_note": f"set below the nearest non-mated distance ({source})",
+        "open_set": open_set_summary(outcomes, threshold, 0.001),
+    }
+    EvaluationSummary.model_validate(summary)
+    evaluation = Evaluation(summary, base.genuine, base.impostor_counts, **arrays)
+    page = Page()
+    page.feed(
+        render_report(
+            {"evaluation": summary, "identities_excluded": {}}, evaluation, embeddings, labels, names, []
+        )
+    )
+    return evaluation, page, " ".join(" ".join(page.text).split())
+
+
+def det_legend(evaluation):
+    from facetrain.report_figures import det_plot
+
+    ax = det_plot(evaluation).axes[0]
+    return ax, [text.get_text() for text in ax.get_legend().get_texts()]
+
+
+def test_summary_shows_fpir_and_fnir_with_counts_and_bounds():
+    rng = np.random.default_rng(1)
+    non_mated = rng.uniform(0.42, 0.64, 72)
+    mated = rng.uniform(0.16, 0.30, 24)
+    _, page, visible = open_set_evaluation(non_mated, mated, np.ones(24, bool))
+    assert "0 % — 0 of 72 non-mated searches returned someone (95 % upper bound 4.995 %)" in visible
+    assert "0 % — 0 of 24 mated searches missed their own identity (95 % upper bound 14.25 %)" in visible
+    assert "4 enrolled identities" in visible
+    assert "0.1 % (target_fpir)" in visible
+    assert "0.3900 (data-bound): set below the nearest non-mated distance (data-bound)" in visible
+    # The smallest FPIR 72 searches support: 1 - 0.025 ** (1 / 72) = 4.995 %, the upper bound of 0 in 72.
+    assert "4.995 %: 72 non-mated searches without a false positive vouch for nothing lower" in visible
+    assert "target_fpir 0.1 % needs more searches" in visible
+    assert "no known strangers: add photos under _strangers/ to test strangers explicitly" in visible
+    assert f"{non_mated.min():.4f} (the threshold is 0.3900)" in visible
+    # The cards: FPIR and FNIR, with their counts and upper bounds.
+    assert (
+        "FPIR: strangers accepted" in visible
+        and "0 of 72 non-mated searches; 95 % upper bound 4.995 %" in visible
+    )
+    assert (
+        "FNIR: own people missed" in visible and "0 of 24 mated searches; 95 % upper bound 14.25 %" in visible
+    )
+    # The DET caption names its floors: 1/(2 x 72) and 1/(2 x 24).
+    assert "FPIR at 0.0069 (n = 72 non-mated searches) and FNIR at 0.021 (n = 24 mated searches)" in visible
+    assert len(page.images) == 3
+
+
+def test_known_strangers_are_counted_with_the_errors_they_cause():
+    non_mated = np.linspace(0.45, 0.6, 20)
+    strangers = [0.30, 0.41, 0.47, 0.52, 0.55]  # the first within the threshold 0.39
+    mated, hit = np.linspace(0.15, 0.45, 12), np.array([True] * 11 + [False])
+    _, _, visible = open_set_evaluation(non_mated, mated, hit, strangers, source="calibrated")
+    assert (
+        "5 known stranger photo(s) searched, 1 accepted at the threshold (20 %; 95 % upper bound 71.64 %)"
+        in visible
+    )
+    # FPIR counts every non-mated search, strangers included: 1 of 25; FNIR: 1 missed + 2 beyond 0.39.
+    assert "4 % — 1 of 25 non-mated searches returned someone (95 % upper bound" in visible
+    assert "25 % — 3 of 12 mated searches missed their own identity" in visible and "lower bound" in visible
+
+
+def test_det_curve_is_fnir_against_fpir_with_zeros_on_a_floor():
+    from facetrain.report_figures import rate_floor
+
+    mated = np.linspace(0.16, 0.30, 24)
+    evaluation, _, _ = open_set_evaluation(np.linspace(0.42, 0.64, 72), mated, np.ones(24, bool))
+    ax, legend = det_legend(evaluation)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert "FPIR" in ax.get_xlabel() and "72 searches" in ax.get_xlabel() and "FNIR" in ax.get_ylabel()
+    x_floor, y_floor = rate_floor(72), rate_floor(24)
+    assert (x_floor, y_floor) == (1 / 144, 1 / 48)
+    (curve,) = [line for line in ax.get_lines() if line.get_label() == "all thresholds"]
+    xs, ys = curve.get_xdata(), curve.get_ydata()
+    assert xs.min() == pytest.approx(x_floor) and ys.min() == pytest.approx(y_floor)  # the zeros, clipped
+    assert xs.max() == 1.0 and ys.max() == 1.0  # nothing accepted / everything accepted
+    assert np.all(np.diff(xs) >= 0) and np.all(np.diff(ys) <= 0)
+    assert ax.get_xlim()[0] < 0.001  # target_fpir 0.1 % is on the chart
+    assert "threshold 0.39 (data-bound): FPIR 0 % (95 % ≤ 4.995 %), FNIR 0 % (95 % ≤ 14.25 %)" in legend
+    assert "target_fpir 0.1 %" in legend
+    assert "FPIR below 4.995 %: needs more than 72 non-mated searches to show" in legend
+    assert "a rate of 0 is drawn at 1/(2n): FPIR 0.0069, FNIR 0.021" in legend
+
+
+def test_det_curve_marks_the_operating_point_where_the_threshold_puts_it():
+    non_mated = np.linspace(0.30, 0.60, 40)  # 4 of them at or below 0.33
+    mated = np.linspace(0.10, 0.40, 16)
+    evaluation, _, _ = open_set_evaluation(non_mated, mated, np.ones(16, bool), threshold=0.33)
+    ax, legend = det_legend(evaluation)
+    (point,) = [bars for bars in ax.containers if bars.get_label().startswith("threshold 0.33")]
+    open_set = evaluation.summary["open_set"]
+    x, y = point.lines[0].get_xdata()[0], point.lines[0].get_ydata()[0]
+    assert x == pytest.approx(open_set["fpir"]["rate"]) == pytest.approx(4 / 40)
+    assert y == pytest.approx(open_set["fnir"]["rate"]) == pytest.approx(4 / 16)  # 0.34, 0.36, 0.38, 0.40
+    assert point.get_label() in legend
+    # The bars span the 95 % intervals.
+    (x_bar,) = [segments for segments in point.lines[2] if segments.get_segments()[0][0][1] == y]
+    (low, _), (high, _) = x_bar.get_segments()[0]
+    assert (low, high) == pytest.approx((open_set["fpir"]["lower_95"], open_set["fpir"]["upper_95"]))
+
+
+def test_det_curve_without_mated_searches_says_why():
+    from facetrain.report_figures import det_plot
+
+    evaluation, page, _ = open_set_evaluation([0.5, 0.6], [], [])
+
+    texts = [text.get_text() for text in det_plot(evaluation).axes[0].texts]
+    assert texts and "no curve" in texts[0]
+    assert len(page.images) == 3
+
+
+def test_a_summary_without_open_set_still_renders():
+    """metrics.json written before open-set evaluation has no open_set: the page says so and still draws."""
+    from facetrain.evaluation import Evaluation
+
+    evaluation, _, _ = open_set_evaluation(
+        np.linspace(0.42, 0.64, 8), np.linspace(0.1, 0.3, 8), np.ones(8, bool)
+    )
+    summary = {**evaluation.summary, "open_set": None}
+    old = Evaluation(
+        summary,
+        evaluation.genuine,
+        evaluation.impostor_counts,
+        evaluation.non_mated,
+        evaluation.stranger_non_mated,
+        evaluation.mated,
+        evaluation.mated_hit,
+    )
+    embeddings, labels, _ = synthetic([6, 6, 6, 6], ["a", "b", "c", "d"])
+    page = Page()
+    page.feed(render_report({"evaluation": summary}, old, embeddings, labels, ["a", "b", "c", "d"], []))
+    visible = " ".join(page.text)
+    assert "not measured: this evaluation predates open-set evaluation" in visible
+    assert len(page.images) == 3

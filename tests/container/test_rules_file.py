@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from facetrain.contract.decision import accepts, search
 from facetrain.contract.rules_file import FORMAT, RulesError, load_rules, render_rules
 
 HOSTILE_NAMES = [
@@ -158,3 +160,34 @@ def test_a_sound_threshold_at_the_edge_is_kept():
     assert load_rules(text)["accept_threshold"] == 2.0
     with pytest.raises(RulesError, match="outside"):
         render_rules({**rules(["alice"]), "accept_threshold": 3.0})
+
+
+def _shipped_accept(threshold: float):
+    """rules.py's own `accept`, as a consumer importing the file runs it (our own text: exec'd here)."""
+    namespace: dict[str, object] = {}
+    text = render_rules({**rules(["alice"]), "accept_threshold": threshold})
+    exec(compile(text, "rules.py", "exec"), namespace)
+    return namespace["accept"]
+
+
+@pytest.mark.parametrize("threshold", [0.3604, 0.39, 0.6, 1.1, 2.0**0.5, 2.0])
+def test_the_shipped_accept_is_the_decision_rule_at_its_boundary(threshold):
+    """rules.py's `accept(dist)`, contract/decision.py's `accepts` and `search` (identify, the evaluation)
+    are one rule: `dist <= threshold`, the threshold itself accepted, the next float above it refused."""
+    accept = _shipped_accept(threshold)
+    below, above = math.nextafter(threshold, 0.0), math.nextafter(threshold, math.inf)
+    cases = {
+        0.0: True,
+        threshold / 2: True,
+        below: True,
+        threshold: True,
+        above: False,
+        2.0: threshold == 2.0,
+    }
+    for distance, expected in cases.items():
+        assert accept(distance) is expected, (threshold, distance)
+        assert accepts(distance, threshold) is expected, (threshold, distance)
+        assert search([distance], threshold).accepted is expected, (threshold, distance)
+        found = search([distance + 0.25, distance], threshold)  # the nearest is the second identity
+        assert (found.nearest, found.accepted) == (1, expected)
+        assert found.margin == pytest.approx(0.25)

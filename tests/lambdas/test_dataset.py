@@ -39,7 +39,10 @@ def test_skipped_names_follow_the_container() -> None:
     )
     assert problems == []
     assert snapshot.keys == ["alice/1.jpg"] and snapshot.skipped == 3
-    why = " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them"
+    why = (
+        " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them "
+        "(all but _strangers/ at the top: the known strangers)"
+    )
     assert snapshot.warnings == [
         f"s3://b/face_imgs/{name}{why}" for name in ("alice/.DS_Store", "_drafts/ (1 object(s))", ".hidden")
     ]

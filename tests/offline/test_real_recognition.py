@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,9 +66,22 @@ def test_newcomer_run_publishes_a_dlib_enrollment_that_identifies_held_out_photo
     latest = json.loads((out / "latest.json").read_text())
     assert latest["identification_accuracy"] == 1.0
 
-    assert main(["identify", *map(str, held.values()), "--results", str(out)]) == 0
-    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(a["identity"], a["accepted"]) for a in answers] == [(name, True) for name in held]
+    # identify as its own command, as the newcomer runs it: in this process the in-process Lambdas'
+    # Powertools Logger (service "facetrain") still writes the facetrain logger's lines to stdout
+    command = ["identify", *map(str, held.values()), "--results", str(out)]
+    identified = subprocess.run(
+        [sys.executable, "-m", "facetrain_offline.cli", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert identified.returncode == 0, identified.stderr
+    answers = [json.loads(line) for line in identified.stdout.splitlines()]
+    assert [len(a["faces"]) for a in answers] == [1] * len(held)  # one face in each held-out portrait
+    assert [(a["faces"][0]["identity"], a["faces"][0]["accepted"]) for a in answers] == [
+        (name, True) for name in held
+    ]
+    assert [a["identities"] for a in answers] == [[name] for name in held]
 
 
 def test_a_misfiled_photo_lowers_accuracy_below_the_gate_and_the_published_run_stays(
@@ -99,6 +114,44 @@ def test_a_misfiled_photo_lowers_accuracy_below_the_gate_and_the_published_run_s
     assert [s["photo"] for s in evaluation["suspected_mislabels"]] == ["person_02/misfiled.jpg"]
     decision = json.loads((results / "runs" / "misfiled" / "quality_gate.json").read_text())
     assert decision["passed"] is False
+
+
+def test_a_max_fpir_the_searches_cannot_show_refuses_the_run_and_publishes_nothing(
+    shared_data, tmp_path, capsys
+):
+    images, state = tmp_path / "photos", tmp_path / "state"
+    _faces_dev(shared_data, images)
+    # faces-dev gives 24 non-mated searches (one per photo, its own identity left out): none returns anyone,
+    # a rate of 0, but their 95 % upper bound is 1 - 0.025 ** (1 / 24) = 14.2 %, above a 5 % limit.
+    gate = ["--max-fpir", "0.05"]
+    code, screen, summary = _run(
+        capsys,
+        str(images),
+        "--out",
+        str(tmp_path / "out"),
+        "--run-id",
+        "strict",
+        *gate,
+        "--state",
+        str(state),
+    )
+
+    assert code == 1, screen
+    assert summary.status == "FAILED"
+    assert "QualityGateFailed" in summary.model_dump_json()
+    results = state / "bucket" / "results"
+    published = sorted(p.relative_to(results).as_posix() for p in results.rglob("*") if p.is_file())
+    assert published and all(name.startswith("runs/strict/") for name in published), published
+    assert not (tmp_path / "out" / "latest.json").exists()
+    open_set = json.loads((results / "runs/strict/metrics.json").read_text())["evaluation"]["open_set"]
+    assert (open_set["fpir"]["errors"], open_set["fpir"]["trials"]) == (0, 24)
+    decision = json.loads((results / "runs/strict/quality_gate.json").read_text())
+    assert decision["passed"] is False and decision["gate"]["max_fpir"] == 0.05
+    assert decision["fpir_upper_95"] == open_set["fpir"]["upper_95"] == pytest.approx(0.1425, abs=1e-4)
+    (problem,) = decision["problems"]
+    assert "0 of 24 non-mated searches" in problem and "14.25% is above max_fpir 5.00%" in problem
+    assert "_strangers/" in problem and "raise max_fpir" in problem
+    assert problem in summary.model_dump_json()  # the execution's cause, as the console shows it
 
 
 def test_the_embedder_chosen_for_a_run_without_settings(tmp_path, monkeypatch):

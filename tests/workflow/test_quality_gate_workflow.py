@@ -83,3 +83,19 @@ def test_an_unknown_gate_field_is_refused_by_name(stack: WorkflowStack) -> None:
     result = stack.run({"quality_gate": {"min_accuracy": 0.9}}, name="exec-typo")
 
     assert result["error"] == "InvalidInput" and "quality_gate.min_accuracy" in result["cause"]
+
+
+def test_max_fpir_refuses_a_metrics_document_without_open_set(
+    stack: WorkflowStack, fake_sagemaker: FakeSageMaker
+) -> None:
+    """The fake job writes metrics.json as a training image older than max_fpir does: no open_set."""
+    upload_photos(stack.s3, stack.bucket, PHOTOS)
+
+    refused = stack.run({"run_id": "old-image", "quality_gate": {"max_fpir": 0.05}}, name="exec-old-image")
+
+    assert refused["error"] == "QualityGateFailed"
+    assert "no open-set evaluation" in refused["cause"] and "rebuild and redeploy" in refused["cause"]
+    decision = QualityGateDecision.model_validate_json(stack.read("results/runs/old-image/quality_gate.json"))
+    assert decision.passed is False and decision.gate.max_fpir == 0.05 and decision.fpir_upper_95 is None
+    keys = stack.s3.list_objects_v2(Bucket=stack.bucket, Prefix="results/").get("Contents", [])
+    assert not [item["Key"] for item in keys if not item["Key"].startswith("results/runs/")]

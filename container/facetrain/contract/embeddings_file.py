@@ -2,6 +2,12 @@
 
 The pickle holds only builtins and numpy arrays, so `load_embeddings` can refuse every other global and
 never runs code from a tampered file.
+
+`records` are the enrolled photos. `strangers` holds the known strangers' photos (face_imgs/_strangers/,
+contract.names.STRANGERS_FOLDER) in the same record form, identity `_strangers`: never part of the
+enrollment, kept only so that the next run reuses their embeddings (and they are biometric data of people
+who are not enrolled: a run without the folder writes none). A file without the key (written before known
+strangers) reads as having none.
 """
 
 from __future__ import annotations
@@ -93,14 +99,18 @@ def record_problem(record: object, dimension: int) -> str | None:
 
 
 def dump_embeddings(
-    metadata: Mapping[str, object], records: Sequence[Mapping[str, object]], out: IO[bytes]
+    metadata: Mapping[str, object],
+    records: Sequence[Mapping[str, object]],
+    out: IO[bytes],
+    strangers: Sequence[Mapping[str, object]] = (),
 ) -> None:
-    """Write the per-photo records and the run metadata."""
+    """Write the per-photo records, the known strangers' records and the run metadata."""
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "metadata": dict(metadata),
         "records": [dict(record) for record in records],
+        "strangers": [dict(record) for record in strangers],
     }
     pickle.dump(payload, out, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -121,10 +131,14 @@ def load_embeddings(source: bytes | Path) -> dict[str, Any]:
     records = payload.get("records")
     if not isinstance(records, list) or not isinstance(payload.get("metadata"), dict):
         raise EmbeddingsFileError("saved_embeddings.pkl lacks its records list or metadata")
-    for index, record in enumerate(records):
-        if not isinstance(record, dict) or any(key not in record for key in RECORD_KEYS):
-            raise EmbeddingsFileError(f"record {index} lacks one of {', '.join(RECORD_KEYS)}")
-        embedding = record["embedding"]
-        if not isinstance(embedding, np.ndarray) or embedding.dtype != np.float32 or embedding.ndim != 1:
-            raise EmbeddingsFileError(f"record {index}: embedding is not a 1-D float32 array")
+    strangers = payload.setdefault("strangers", [])
+    if not isinstance(strangers, list):
+        raise EmbeddingsFileError("saved_embeddings.pkl: strangers is not a list of records")
+    for what, entries in (("record", records), ("stranger record", strangers)):
+        for index, record in enumerate(entries):
+            if not isinstance(record, dict) or any(key not in record for key in RECORD_KEYS):
+                raise EmbeddingsFileError(f"{what} {index} lacks one of {', '.join(RECORD_KEYS)}")
+            embedding = record["embedding"]
+            if not isinstance(embedding, np.ndarray) or embedding.dtype != np.float32 or embedding.ndim != 1:
+                raise EmbeddingsFileError(f"{what} {index}: embedding is not a 1-D float32 array")
     return payload

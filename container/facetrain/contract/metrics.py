@@ -66,6 +66,37 @@ class SuspectedMislabel(_Document):
     distance_to_closest: float
 
 
+class ErrorRate(_Document):
+    """A rate measured on `trials` searches (or pairs), `errors` of them wrong, with its exact two-sided 95 %
+    confidence interval (Clopper-Pearson): with few trials, `upper_95` is what the data can vouch for."""
+
+    errors: int
+    trials: int
+    rate: float | None  # errors / trials; None without trials
+    lower_95: float | None
+    upper_95: float | None
+
+
+class OpenSetEvaluation(_Document):
+    """1:N search at the published threshold, in NIST FRVT's terms. A search compares one probe photo with
+    every enrolled identity's mean and returns the nearest within the threshold (facetrain.contract.decision).
+
+    Non-mated searches: each enrolled photo against every OTHER identity (its own left out), plus each known
+    stranger's photo against every identity; a non-mated search that returns anyone is a false positive
+    (FPIR). Mated searches: each photo of an identity with at least two photos, its own mean recomputed
+    without it (leave one out); one that does not return its own identity is a false negative (FNIR)."""
+
+    gallery_size: int  # enrolled identities a search compares with
+    target_fpir: float
+    fpir: ErrorRate  # all non-mated searches (enrolled photos with their identity left out, and strangers)
+    fnir: ErrorRate  # mated searches
+    known_strangers: ErrorRate | None  # the known strangers' searches alone; None when there were none
+    # The smallest FPIR these non-mated searches can show: the 95 % upper bound of zero false positives among
+    # n searches, two-sided as every upper_95 (1 - 0.025 ** (1 / n)); a target below it cannot be shown.
+    smallest_supported_fpir: float | None
+    nearest_non_mated_distance: float | None  # the closest any non-mated search came to a false positive
+
+
 class EvaluationSummary(_Document):
     """The leave-one-out evaluation and the accept threshold it gives (facetrain.evaluation)."""
 
@@ -74,7 +105,10 @@ class EvaluationSummary(_Document):
     identities_evaluated: int
     identification_accuracy: float | None
     threshold: float
-    threshold_source: Literal["calibrated", "default"]
+    # calibrated: set for target_fpir on enough non-mated searches; data-bound: too few searches to show
+    # target_fpir, set below the nearest non-mated distance (threshold_note gives the margin); configured: the
+    # operator's accept_threshold, published as given; default: no non-mated search at all (one identity).
+    threshold_source: Literal["calibrated", "data-bound", "configured", "default"]
     threshold_note: str
     target_far: float
     false_accept_rate: float | None
@@ -87,10 +121,28 @@ class EvaluationSummary(_Document):
     closest_pairs: list[ClosestPair]
     suspected_mislabels_total: int
     suspected_mislabels: list[SuspectedMislabel]
+    # Absent only in metrics.json written before open-set evaluation (the images of issue 23 and older).
+    open_set: OpenSetEvaluation | None = None
+
+
+class StrangerPhotos(_Document):
+    """The known strangers' photos (face_imgs/_strangers/): never enrolled, counted apart from images_*.
+    `used` are the non-mated searches they add to the evaluation (evaluation.open_set.known_strangers);
+    the `rejected` ones are in rejected.csv (identity empty, photo `_strangers/…`)."""
+
+    photos: int  # = used + rejected
+    used: int
+    rejected: int
+    rejections_by_reason: dict[str, int]
 
 
 class MetricsDocument(_Document):
-    """metrics.json. `evaluation` is absent when no identity could be enrolled (status failed)."""
+    """metrics.json. `evaluation` is absent when no identity could be enrolled (status failed).
+
+    images_total = images_accepted + images_rejected: the enrollment's files (identity folders and stray
+    top-level files); the known strangers are counted in `strangers`. rejected.csv holds images_rejected +
+    strangers.rejected rows. embeddings_computed, embeddings_reused and images_per_second count every
+    photo the job embedded, strangers' included."""
 
     format: Literal["facetrain.metrics"] = FORMAT
     version: Literal[1] = VERSION
@@ -118,6 +170,8 @@ class MetricsDocument(_Document):
     hyperparameters: dict[str, Any]  # the resolved settings (facetrain.contract.hyperparameters)
     created_at: str
     versions: dict[str, str]  # distribution -> version, of the libraries that made the embeddings
+    # Absent only in metrics.json written before known strangers (the images of issue 23 and older).
+    strangers: StrangerPhotos | None = None
     evaluation: EvaluationSummary | None = None
     timings: dict[str, float]
 

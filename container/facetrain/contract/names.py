@@ -37,7 +37,20 @@ REPORT_HTML = "report.html"
 
 SKIPPED_PREFIXES = ("_", ".")
 
+# Known strangers: photos of people who must never be accepted (visitors, public face sets), in this folder
+# at the top of the images prefix (face_imgs/_strangers/..., any depth below it). It is the one name starting
+# with `_` that is not skipped at the top of face_imgs: never an identity, its photos are extra non-mated
+# searches for the evaluation (validate lists them in the manifest; facetrain.photos.list_channel lists them
+# apart). Inside it, names starting with `_` or `.` are skipped as in an identity's folder.
+STRANGERS_FOLDER = "_strangers"
+
 
 def is_skipped(name: str) -> bool:
     """True for a folder or file name the job ignores in a channel: one starting with `_` or `.`."""
     return name.startswith(SKIPPED_PREFIXES)
+
+
+def is_strangers_key(relative: str) -> bool:
+    """True for a key of the images channel (relative to it) in the known strangers' folder:
+    `_strangers/<photo>` or `_strangers/<folder>/.../<photo>`."""
+    return relative.startswith(STRANGERS_FOLDER + "/")
