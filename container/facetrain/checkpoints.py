@@ -33,7 +33,6 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import numpy as np
 
 from .contract.embeddings_file import EmbeddingsFileError, dump_embeddings, load_embeddings, record_problem
 from .faces import DetectedFace
-from .photos import PhotoRef, Rejection, photo_sha256
+from .photos import PhotoRef, Rejection, photo_digests
 from .pipeline import Accepted, Rejected, Unforeseen
 
 log = logging.getLogger("facetrain")
@@ -164,8 +163,7 @@ def resume(
     """(the outcomes of photos the checkpoint holds, the photos still to examine), in the given order."""
     if not checkpointed:
         return [], list(photos)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
-        digests = list(pool.map(photo_sha256, (photo.path for photo in photos)))
+    digests = photo_digests(photos, workers)
     resumed: list[Outcome] = []
     to_examine: list[PhotoRef] = []
     for photo, digest in zip(photos, digests, strict=True):

@@ -14,6 +14,7 @@ import math
 import os
 import stat
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,6 +239,12 @@ def photo_sha256(path: Path) -> str | None:
         return hashlib.sha256(read_photo_bytes(path)).hexdigest()
     except PhotoRejected:
         return None
+
+
+def photo_digests(photos: list[PhotoRef], workers: int = 4) -> list[str | None]:
+    """photo_sha256 of each photo, in order; the files are read in `workers` threads (I/O-bound)."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
+        return list(pool.map(photo_sha256, (photo.path for photo in photos)))
 
 
 def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side: int) -> DecodedPhoto:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from .contract.hyperparameters import Hyperparameters
 from .contract.names import EMBEDDINGS_PKL
 from .contract.shorten import shorten
 from .faces import DetectedFace
-from .photos import PhotoRef, photo_sha256
+from .photos import PhotoRef, photo_digests
 from .pipeline import Accepted
 
 log = logging.getLogger("facetrain")
@@ -114,8 +113,7 @@ def split_reusable(
     """(photos whose embedding is reused, as outcomes; photos to examine). Hashing runs in threads."""
     if previous is None or not previous.by_sha256:
         return [], list(photos)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash") as pool:
-        digests = list(pool.map(photo_sha256, (photo.path for photo in photos)))
+    digests = photo_digests(photos, workers)
     reused: list[Accepted] = []
     to_compute: list[PhotoRef] = []
     for photo, digest in zip(photos, digests, strict=True):

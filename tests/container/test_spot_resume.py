@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
 import subprocess
 import time
 
 import numpy as np
 import pytest
 from facetrain.checkpoints import load_checkpoints
-from test_train_subprocess import TRAIN, train_env, wait_for
+from test_train_subprocess import TRAIN, sigterm_after, train_env
 
 pytestmark = pytest.mark.slow
 COPIES = 2  # faces-dev twice (48 photos); the second copy's bytes differ, so that its sha256 does too
@@ -47,24 +46,8 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(sagemaker_tree_class, sh
 
     log_path = tmp_path / "interrupted.log"
     started = time.monotonic()
-    with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            [str(TRAIN), "train"],
-            env=train_env(interrupted),
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for(log_path, f"progress: 25/{total} photos processed", process, timeout=300)
-            process.send_signal(signal.SIGTERM)
-            rc = process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    rc, output = sigterm_after(interrupted, log_path, f"progress: 25/{total} photos processed", 300)
     interrupted_seconds = time.monotonic() - started
-    output = log_path.read_text(encoding="utf-8")
     assert rc == 143, output
     assert f"progress: {total}/{total}" not in output
     segments = re.findall(r"checkpoint: (\d+) embedding\(s\) and (\d+) rejection\(s\) saved", output)

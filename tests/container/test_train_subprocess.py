@@ -84,6 +84,28 @@ def wait_for(path, text: str, process: subprocess.Popen, timeout: float) -> str:
     pytest.fail(f"train did not log {text!r} within {timeout} s:\n{path.read_text(encoding='utf-8')}")
 
 
+def sigterm_after(tree, log_path: Path, text: str, timeout: float) -> tuple[int, str]:
+    """Run `train train` on `tree` (output to `log_path`), SIGTERM it once its log shows `text`; return
+    its exit code and its whole log."""
+    with log_path.open("w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            [str(TRAIN), "train"],
+            env=train_env(tree),
+            cwd=log_path.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(log_path, text, process, timeout=timeout)
+            process.send_signal(signal.SIGTERM)
+            rc = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return rc, log_path.read_text(encoding="utf-8")
+
+
 def test_sigterm_stops_the_job_cleanly(sagemaker_tree, shared_data, tmp_path):
     copies = 4  # faces-dev 4 times over (96 photos) plus faces-small (4): 100 photos
     for copy in range(copies):
@@ -94,23 +116,7 @@ def test_sigterm_stops_the_job_cleanly(sagemaker_tree, shared_data, tmp_path):
     assert total == 100
 
     log_path = tmp_path / "train.log"
-    with log_path.open("w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            [str(TRAIN), "train"],
-            env=train_env(sagemaker_tree),
-            cwd=tmp_path,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for(log_path, f"progress: 25/{total} photos processed", process, timeout=240)
-            process.send_signal(signal.SIGTERM)
-            rc = process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    output = log_path.read_text(encoding="utf-8")
+    rc, output = sigterm_after(sagemaker_tree, log_path, f"progress: 25/{total} photos processed", 240)
     assert rc == 143, output
     assert f"progress: {total}/{total}" not in output  # it really was stopped mid-way
     assert "Stopped: the job received SIGTERM" in output
