@@ -13,7 +13,8 @@ face that is not answered has reason and error instead); a photo that could not 
 `faces`, reason and error.
 
 Exit codes: 0 every photo was examined (a photo without a usable face is an answer: no faces and an
-error); 1 some photo could not be read (missing, unreadable, not an image, too large), its line says why;
+error); 1 some photo could not be read (missing, unreadable, not an image, too large in pixels or bytes,
+a decode-time bomb: too many JPEG scans or past decode_budget_seconds), its line says why;
 2 bad usage or unusable results (a file missing or invalid, weights absent or different); nothing printed
 on stdout then.
 """
@@ -21,6 +22,8 @@ on stdout then.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from .contract.embeddings_file import EmbeddingsFileError, load_embeddings
 from .contract.enrollment_csv import EnrollmentCsvError, parse_csv
 from .contract.hyperparameters import Hyperparameters
 from .contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
+from .contract.result_files import result_file_cap
 from .contract.rules_file import RulesError, load_rules
 from .faces import DetectedFace, DeviceError, FaceEncoder, choose_device
 from .job_metrics import PREPROCESSING_VERSION
@@ -42,7 +46,9 @@ from .outputs import NOT_FOR_PRODUCTION
 from .photos import PhotoRef, Rejection
 from .pipeline import Accepted, Examined, FaceRejected, PhotoPipeline, Rejected
 
-UNREADABLE = ("unreadable", "not_an_image", "too_large")  # reasons for exit code 1
+# reasons for exit code 1: the photo could not be read or decoded (too_large: over its pixel or byte cap;
+# too_many_scans, decode_budget: a decode-time bomb, photos.py)
+UNREADABLE = ("unreadable", "not_an_image", "too_large", "too_many_scans", "decode_budget")
 EXIT_OK, EXIT_UNREADABLE, EXIT_USAGE = 0, 1, 2
 
 
@@ -68,23 +74,49 @@ class Results:
         return bool(self.rules.get("not_for_production")) or self.settings.not_for_production
 
 
+# The most identify reads of each results file: what the publish Lambda accepts (contract.result_files).
+RESULTS_FILE_CAPS = {name: result_file_cap(name) for name in (RULES_PY, ENROLLMENT_CSV, EMBEDDINGS_PKL)}
+
+
 def _read(folder: Path, name: str) -> bytes:
-    path = folder / name
+    """The bytes of one results file: a regular file (a FIFO, socket or device is refused without a
+    blocking open or read) of at most RESULTS_FILE_CAPS[name] bytes."""
+    path, cap = folder / name, RESULTS_FILE_CAPS[name]
+    fix = "--results must be a published results folder"
+    not_regular = ResultsError(f"{path} is not a regular file (a FIFO, socket, device or folder); {fix}")
+    too_large = ResultsError(
+        f"{path} is over identify's cap of {cap} bytes for {name}: a training job's {name} is far "
+        f"smaller; {fix}"
+    )
     try:
-        return path.read_bytes()
+        if not stat.S_ISREG(path.stat().st_mode):  # a clear word before opening; fstat below decides
+            raise not_regular
+        # O_NONBLOCK: were it swapped for a FIFO since, open returns at once instead of waiting for a writer
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as stream:
+            found = os.fstat(stream.fileno())
+            if not stat.S_ISREG(found.st_mode):
+                raise not_regular
+            if found.st_size > cap:
+                raise too_large
+            data = stream.read(cap + 1)  # + 1: a file that grew past the cap since is refused too
     except OSError as exc:
-        raise ResultsError(f"{path}: {exc.strerror}; --results must be a published results folder") from None
+        raise ResultsError(f"{path}: {exc.strerror}; {fix}") from None
+    if len(data) > cap:
+        raise too_large
+    return data
 
 
 def load_results(folder: Path, device: str = "auto") -> Results:
     """Read rules.py (never executed), the means CSV and the embeddings metadata; check they agree."""
     try:
-        rules = load_rules(_read(folder, RULES_PY).decode("utf-8"))
+        rules = load_rules(_read(folder, RULES_PY))  # bytes: checked to be ASCII, then byte for byte
         metadata = load_embeddings(_read(folder, EMBEDDINGS_PKL))["metadata"]
         rows = parse_csv(_read(folder, ENROLLMENT_CSV).decode("utf-8"), rules.get("embedding_dim"))  # type: ignore[arg-type]
         settings = Hyperparameters.model_validate({**metadata["hyperparameters"], "device": device})
     except (RulesError, EmbeddingsFileError, EnrollmentCsvError, UnicodeDecodeError, KeyError) as exc:
         raise ResultsError(f"{folder} does not hold usable results: {exc}") from None
+    except ResultsError:  # _read's own words: a ValueError too, but not the settings'
+        raise
     except ValueError as exc:  # pydantic's ValidationError
         raise ResultsError(f"{folder}: the settings in {EMBEDDINGS_PKL} are invalid: {exc}") from None
     used = {
@@ -236,5 +268,5 @@ def run_identify(
     for answer in identify(photos, results, encoder, top, largest_only):
         if answer.get("reason") in UNREADABLE:
             code = EXIT_UNREADABLE
-        print(json.dumps(answer, ensure_ascii=False), file=out, flush=True)
+        print(json.dumps(answer, ensure_ascii=False, allow_nan=False), file=out, flush=True)  # JSON: no NaN
     return code

@@ -13,8 +13,9 @@ from .channel_layout import channel_dir, manifest_prefix
 from .checkpoints import checkpointing, load_checkpoints, resume
 from .contract.config_files import read_config_dir
 from .contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters, parse_settings
+from .contract.identity_names import identity_name_problems
 from .contract.names import MANIFEST_PREFIX_HYPERPARAMETERS, PREVIOUS_CHANNEL, REPORT_HTML, STRANGERS_FOLDER
-from .distributed import Cluster, HostShare, gather_to_master
+from .distributed import Cluster, HostExchange, HostShare, joined_hosts
 from .enrollment import Enrollment, EnrollmentBuilder
 from .evaluation import evaluate
 from .faces import FaceEncoder, choose_device
@@ -48,6 +49,16 @@ def resolve_settings(env: TrainingEnvironment) -> Hyperparameters:
     return parse_settings(layers)
 
 
+def refuse_identity_names(identities: set[str], outcome: str = "nothing was embedded") -> None:
+    """JobFailure naming every identity folder whose name validate refuses too (contract.identity_names):
+    a formula, invisible characters, mixed scripts, names that read alike. The job may run without
+    validate (`make job`, the SDK launcher)."""
+    if problems := identity_name_problems(identities, lambda shown: f"{IMAGES_CHANNEL}/{shown}/"):
+        raise JobFailure(
+            f"{len(problems)} identity folder name problem(s), {outcome}: " + " | ".join(problems)
+        )
+
+
 def _failure_summary(enrollment: Enrollment) -> str:
     reasons = ", ".join(f"{reason}: {count}" for reason, count in enrollment.rejections_by_reason.items())
     examples = "; ".join(f"{row.photo}: {row.message}" for row in enrollment.rejected[:3])
@@ -76,6 +87,7 @@ class HostEmbeddings:
     reused: int
     fingerprint: str  # of what makes an embedding (settings, model files, preprocessing)
     loop_seconds: float
+    examined: int  # photos this host's pipeline examined now: neither reused nor resumed from a checkpoint
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,8 @@ class Enrolled:
 
     enrollment: Enrollment
     photos_total: int
-    slowest_loop: float
+    slowest_loop: float  # the slowest photo loop among the hosts that examined photos (0.0: none did)
+    examined: int  # photos examined now, on every host (images_per_second is over these)
     computed: int
     reused: int
 
@@ -102,7 +115,8 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
     cluster = Cluster(hosts=env.hosts, current_host=env.current_host)
     # With several hosts: this host's shard (ShardedByS3Key), in either layout (channel_layout.py).
     listing = list_channel(images_dir, manifest_prefix(env.hyperparameters))
-    if not listing.photos and cluster.size == 1:
+    refuse_identity_names({photo.identity for photo in listing.photos})
+    if not listing.photos and not listing.misnamed and cluster.size == 1:
         raise JobFailure(
             f"The '{IMAGES_CHANNEL}' channel holds no photo in <identity>/<photo> folders"
             + (
@@ -163,7 +177,9 @@ def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer)
     log.info(
         "embeddings: %d reused from the previous run, %d photos to examine", len(reused), len(to_compute)
     )
-    outcomes: list[Accepted | Rejected] = [*reused, *resumed]
+    # Files whose names are not UTF-8 are rejected unread (photos.list_channel), never checkpointed.
+    misnamed = [Rejected(photo, None, rejection) for photo, rejection in inputs.listing.misnamed]
+    outcomes: list[Accepted | Rejected] = [*reused, *resumed, *misnamed]
     setup_seconds, pipeline_times = 0.0, {}
     loop_started = time.perf_counter()
     if to_compute:
@@ -188,11 +204,20 @@ def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer)
     loop_seconds = time.perf_counter() - loop_started
     timer.record("model_setup", setup_seconds)
     timer.seconds.update(pipeline_times)
-    return HostEmbeddings(outcomes, len(reused) + resumed_embeddings, fingerprint, loop_seconds)
+    return HostEmbeddings(
+        outcomes, len(reused) + resumed_embeddings, fingerprint, loop_seconds, len(to_compute)
+    )
 
 
 def enroll(shares: list[HostShare], settings: Hyperparameters) -> Enrolled:
-    """Every host's outcomes in (identity, photo) order, enrolled."""
+    """Every host's outcomes in (identity, photo) order, enrolled; JobFailure when identity names from
+    several hosts' shards read alike (each host checked its own at its start)."""
+    if len(shares) > 1:
+        refuse_identity_names(
+            {o.photo.identity for part in shares for o in part.outcomes if isinstance(o, Accepted)}
+            - {STRANGERS_FOLDER},
+            outcome="across the hosts' shards; no output was written",
+        )
     builder = EnrollmentBuilder(stray_files=sorted(f for part in shares for f in part.stray_files))
     for outcome in sorted(
         (o for part in shares for o in part.outcomes), key=lambda o: (o.photo.identity, o.photo.key)
@@ -201,7 +226,8 @@ def enroll(shares: list[HostShare], settings: Hyperparameters) -> Enrolled:
     return Enrolled(
         enrollment=builder.finish(settings.min_images_per_identity),
         photos_total=sum(part.photos for part in shares),
-        slowest_loop=max(part.loop_seconds for part in shares),
+        slowest_loop=max((part.loop_seconds for part in shares if part.examined), default=0.0),
+        examined=sum(part.examined for part in shares),
         computed=sum(part.computed for part in shares),
         reused=sum(part.reused for part in shares),
     )
@@ -209,9 +235,16 @@ def enroll(shares: list[HostShare], settings: Hyperparameters) -> Enrolled:
 
 def run_job(env: TrainingEnvironment) -> dict[str, object]:
     """Run the whole job and return its metrics; raise JobFailure when no enrollment can be made.
-    Stages: inputs → embeddings (this host) → gather (master) → enroll → evaluate → files and report."""
-    timer = StageTimer()
+    Stages: inputs → hosts met (several hosts: GatherError within the rendezvous bound when one never
+    comes, distributed.py) → embeddings (this host) → gather (master) → enroll → evaluate → files, report."""
     inputs = prepare_inputs(env)
+    with joined_hosts(inputs.cluster) as hosts:
+        return _run_with_hosts(env, inputs, hosts)
+
+
+def _run_with_hosts(env: TrainingEnvironment, inputs: JobInputs, hosts: HostExchange) -> dict[str, object]:
+    """run_job once every host is there: embed this host's share, gather, and (master) the rest."""
+    timer = StageTimer()
     embedded = embed_photos(env, inputs, timer)
     computed = sum(isinstance(o, Accepted) for o in embedded.outcomes) - embedded.reused
     share = HostShare(
@@ -221,8 +254,9 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
         embedded.reused,
         len(inputs.listing.photos) + len(inputs.listing.strangers),
         embedded.loop_seconds,
+        embedded.examined,
     )
-    shares = gather_to_master(inputs.cluster, [share])
+    shares = hosts.gather_to_master([share])
     stopping.check()
     if shares is None:
         log.info(
@@ -268,10 +302,11 @@ def run_job(env: TrainingEnvironment) -> dict[str, object]:
     )
     summary = evaluation.summary
     log.info(
-        "enrolled %d identities from %d of %d photos (%s photos/s); %d rejected",
+        "enrolled %d identities from %d of %d photos (%d examined now, %s photos/s); %d rejected",
         len(enrollment.identities),
         enrollment.images_accepted,
         enrollment.images_total,
+        enrolled.examined,
         metrics["images_per_second"],
         len(enrollment.rejected),
     )

@@ -37,6 +37,15 @@ def library_versions(embedder: str) -> dict[str, str]:
     return found
 
 
+def images_per_second(examined: int, slowest_loop: float) -> float | None:
+    """Photos examined now (decoded, searched for a face, embedded or rejected) per second of the slowest
+    host's photo loop; None when no photo was examined (every embedding reused or resumed: a rate over
+    photos that were only hashed would be a number of nothing, 4.5e10 in issue 25)."""
+    if not examined or slowest_loop <= 0:
+        return None
+    return round(examined / slowest_loop, 3)
+
+
 def run_facts(inputs: JobInputs, fingerprint: str) -> dict[str, object]:
     """What made this enrollment (rules.py and the pickle's metadata carry it)."""
     model = inputs.model
@@ -83,9 +92,8 @@ def metrics_document(
         "embedding_dim": run["embedding_dim"],
         "device": run["device"],
         "torch_threads": torch.get_num_threads(),
-        "images_per_second": (
-            round(enrolled.photos_total / enrolled.slowest_loop, 3) if enrolled.slowest_loop else None
-        ),
+        "photos_examined": enrolled.examined,
+        "images_per_second": images_per_second(enrolled.examined, enrolled.slowest_loop),
         "embeddings_computed": enrolled.computed,
         "embeddings_reused": enrolled.reused,
         "hosts": inputs.cluster.size,

@@ -18,6 +18,7 @@ from .contract.hyperparameters import EMBEDDER_DESCRIPTIONS
 from .contract.metrics import MetricsDocument
 from .contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, METRICS_JSON, REJECTED_CSV, RULES_PY
 from .contract.rules_file import render_rules
+from .contract.spreadsheet_cells import neutralised
 from .enrollment import Enrollment
 from .stopping import signals_deferred
 
@@ -29,14 +30,15 @@ NOT_FOR_PRODUCTION = (
 
 def render_rejected(enrollment: Enrollment, warning: str | None) -> str:
     """rejected.csv: identity, photo, reason code, and what to do about it; the enrollment's rows, then the
-    known strangers' (identity empty, photo `_strangers/…`)."""
+    known strangers' (identity empty, photo `_strangers/…`). People open it in a spreadsheet: a cell that
+    starts like a formula gets a leading `'` (contract.spreadsheet_cells says why here and not a refusal)."""
     buffer = io.StringIO()
     if warning:
         buffer.write(f"# {warning}\n")
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")  # no row starts with '#'
     writer.writerow(["identity", "photo", "reason", "message"])
     for row in enrollment.rejected_rows:
-        writer.writerow([row.identity, row.photo, row.reason, row.message])
+        writer.writerow([neutralised(cell) for cell in (row.identity, row.photo, row.reason, row.message)])
     return buffer.getvalue()
 
 
@@ -103,7 +105,7 @@ def render_enrollment(
     )
     return {
         EMBEDDINGS_PKL: pickled.getvalue(),
-        RULES_PY: render_rules(rules_data(enrollment, settings, run, decision)).encode(),
+        RULES_PY: render_rules(rules_data(enrollment, settings, run, decision)).encode("ascii"),
         ENROLLMENT_CSV: table.encode(),
     }
 

@@ -1,15 +1,19 @@
 """Find the photos of the `face_imgs` channel and decode them safely.
 
 Photos are decoded by content (never by extension), EXIF orientation is applied, every mode is brought to
-RGB, and oversized images are refused before their pixels are decoded. JPEGs are decoded in draft mode
-(DCT scaling) at the smallest size the face detector needs; the crop is re-decoded, reduced only as far as
-keeps the face at its crop size, when the face would otherwise be too small.
+RGB, and oversized images are refused before their pixels are decoded. JPEGs (and MPO phone photos, whose
+primary image is a JPEG) are decoded in draft mode (DCT scaling) at the smallest size the face detector
+needs; the crop is re-decoded, reduced only as far as keeps the face at its crop size, when the face would
+otherwise be too small.
+
+Decoding has a budget: a file over MAX_PHOTO_BYTES is not read, a JPEG with more scans than a photo has
+is refused before decoding (jpeg_scans), and each decode is stopped past `decode_budget_seconds`
+(decode_budget).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import os
 import stat
@@ -19,12 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from .channel_layout import photos_root
-from .contract.names import STRANGERS_FOLDER
+from .contract.hyperparameters import DEFAULT_DECODE_BUDGET_SECONDS
+from .contract.identity_names import shown_bytes, undecodable
+from .contract.names import IMAGES_CHANNEL, STRANGERS_FOLDER
 from .contract.names import is_skipped as _skipped  # the rule the Lambdas apply too
+from .contract.photo_limits import MAX_PHOTO_BYTES
 from .contract.shorten import clip
+from .decode_budget import JPEG_READ_BYTES, BudgetedBytes, DecodeBudgetExceeded
+from .folder_walk import EntryKind, WalkEntry, walk
+from .jpeg_scans import MAX_JPEG_SCANS, count_scans
+from .sagemaker_env import ContractError
 
 # Pillow's own bomb guard is set per call from max_image_pixels; truncated files must fail, not pad.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -67,23 +78,64 @@ class PhotoRejected(Exception):
 @dataclass(frozen=True)
 class ChannelListing:
     """What the channel holds: photos per identity folder, stray files at its top level, and the known
-    strangers' photos (face_imgs/_strangers/, any depth), listed apart: they are never enrolled."""
+    strangers' photos (face_imgs/_strangers/, any depth), listed apart: they are never enrolled.
+    `misnamed`: what is rejected unread, each with its rejection: files whose path is not valid UTF-8, and
+    folders that cannot be listed (key `<folder>/`)."""
 
     photos: list[PhotoRef]
     stray_files: list[str]
     strangers: list[PhotoRef] = field(default_factory=list)
+    misnamed: list[tuple[PhotoRef, Rejection]] = field(default_factory=list)
 
 
-def _files_under(folder: Path, root: Path, identity: str) -> list[PhotoRef]:
-    """Every file under `folder` (any depth), keyed relative to `root`, skipping names `_*` or `.*` below
-    it. Anything but a folder is listed, so that a broken link or a FIFO gets its rejected.csv row
-    (read_photo_bytes refuses what is not a regular file) instead of vanishing."""
-    found: list[PhotoRef] = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(root)
-        if not path.is_dir() and not any(_skipped(part) for part in relative.parts[1:]):
-            found.append(PhotoRef(identity=identity, key=relative.as_posix(), path=path))
-    return found
+NAME_NOT_UTF8 = "name_not_utf8"
+
+
+def _name_rejection(parts: tuple[str, ...], identity: str) -> Rejection:
+    """Why a file whose path (relative to the channel) is not valid UTF-8 is not used: names the first
+    such part, its bytes that are not UTF-8 written `\\xNN`."""
+    index = next(i for i, part in enumerate(parts) if undecodable(part))
+    if index == 0 and identity != STRANGERS_FOLDER:
+        what = "the identity folder's name"
+    elif index == len(parts) - 1:
+        what = "the file's name"
+    else:
+        what = "the name of the folder"
+    return Rejection(
+        NAME_NOT_UTF8,
+        f"{what} '{shown_bytes(parts[index])}' is not valid UTF-8 (its other bytes shown as \\xNN), so "
+        "it cannot be written into the outputs: rename it in UTF-8 and upload it again",
+    )
+
+
+def _listed(path: Path, root: Path, identity: str) -> tuple[PhotoRef, Rejection | None]:
+    """The PhotoRef of a file, with a rejection when its path is not valid UTF-8: then its identity and
+    key are the names as `shown_bytes` writes them, never text that cannot be encoded."""
+    relative = path.relative_to(root)
+    key = relative.as_posix()
+    if not undecodable(key):
+        return PhotoRef(identity=identity, key=key, path=path), None
+    ref = PhotoRef(identity=shown_bytes(identity), key=shown_bytes(key), path=path)
+    return ref, _name_rejection(relative.parts, identity)
+
+
+def _skipped_by_job(entry: WalkEntry) -> bool:
+    """The job's rule for a channel: names `_*` or `.*` are not read, except the known strangers' folder
+    at the top (a file or a cycle named `_strangers` is skipped too)."""
+    if entry.parts == (STRANGERS_FOLDER,) and entry.kind is EntryKind.FOLDER:
+        return False
+    return _skipped(entry.name)
+
+
+def _unlisted(entry: WalkEntry, root: Path, identity: str) -> tuple[PhotoRef, Rejection]:
+    """The rejection of a folder that cannot be listed (key `<its path>/`): none of its photos is read."""
+    ref, _ = _listed(entry.path, root, identity)
+    reason = entry.error.strerror if entry.error is not None else "unknown error"
+    return PhotoRef(identity=ref.identity, key=f"{ref.key}/", path=ref.path), Rejection(
+        "unreadable",
+        f"the folder cannot be listed ({reason}), so none of the photos in it were read; make it a "
+        "readable folder and upload it again",
+    )
 
 
 def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelListing:
@@ -92,22 +144,46 @@ def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelLi
 
     With the manifest's key prefix, the photos are found whether SageMaker wrote each entry at its suffix
     or under its full key (channel_layout.photos_root; ContractError for a tree that mixes the two); keys
-    are `<identity>/<photo>` (and `_strangers/...`) either way."""
+    are `<identity>/<photo>` (and `_strangers/...`) either way.
+
+    The tree is walked by folder_walk, as `facetrain run` walks IMAGES_DIR to upload it: symbolic links to
+    folders are followed, a link to a folder that contains it (a cycle) is not (what it leads to is listed
+    already). Anything in a folder but a folder is listed, so that a broken link or a FIFO gets its
+    rejected.csv row (read_photo_bytes refuses what is not a regular file) instead of vanishing; at the
+    top it is a stray file. A folder that cannot be listed is rejected unread (`unreadable`, key
+    `<folder>/`); the channel itself, ContractError.
+
+    A name that is not valid UTF-8 (Linux hands its bytes over as surrogates) never reaches the outputs
+    as such: a stray file's name is listed as `shown_bytes` writes it, a photo under such a name is
+    rejected unread (`misnamed`; a whole identity folder's photos when the folder's name is the one)."""
     root = photos_root(channel, manifest_prefix)
     photos: list[PhotoRef] = []
     stray: list[str] = []
     strangers: list[PhotoRef] = []
-    for entry in sorted(root.iterdir(), key=lambda p: p.name):
-        if entry.name == STRANGERS_FOLDER and entry.is_dir():
-            strangers.extend(_files_under(entry, root, STRANGERS_FOLDER))
+    misnamed: list[tuple[PhotoRef, Rejection]] = []
+    for entry in walk(root, _skipped_by_job):
+        if not entry.parts:
+            reason = entry.error.strerror if entry.error is not None else "unknown error"
+            raise ContractError(
+                f"The '{IMAGES_CHANNEL}' channel ({shown_bytes(str(root))}) cannot be listed ({reason}); "
+                "the job reads it as SageMaker wrote it: check how the channel was downloaded"
+            )
+        identity = entry.parts[0]
+        if entry.kind is EntryKind.UNLISTABLE:
+            misnamed.append(_unlisted(entry, root, identity))
+        elif entry.kind in (EntryKind.FOLDER, EntryKind.CYCLE):
             continue
-        if _skipped(entry.name):
-            continue
-        if not entry.is_dir():  # a file, a broken link, a FIFO: reported, never enrolled
-            stray.append(entry.name)
-            continue
-        photos.extend(_files_under(entry, root, entry.name))
-    return ChannelListing(photos=photos, stray_files=stray, strangers=strangers)
+        elif len(entry.parts) == 1:  # a file, a broken link, a FIFO at the top: reported, never enrolled
+            stray.append(shown_bytes(entry.name))
+        else:
+            ref, rejection = _listed(entry.path, root, identity)
+            if rejection is not None:
+                misnamed.append((ref, rejection))
+            elif identity == STRANGERS_FOLDER:
+                strangers.append(ref)
+            else:
+                photos.append(ref)
+    return ChannelListing(photos=photos, stray_files=stray, strangers=strangers, misnamed=misnamed)
 
 
 @dataclass
@@ -119,6 +195,7 @@ class DecodedPhoto:
     detection_image: Image.Image  # longer side ≤ detection_max_side
     crop_image: Image.Image  # decoded image the crop is taken from (maybe draft-reduced)
     data: bytes  # the file's bytes, kept to re-decode at full resolution when needed
+    decode_budget_seconds: float = DEFAULT_DECODE_BUDGET_SECONDS  # for each re-decode too
 
     @property
     def detection_scale(self) -> float:
@@ -159,10 +236,11 @@ def configure_pillow(max_pixels: int) -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
-    """Open (header only) and refuse photos over the pixel budget before any decoding."""
+def _open_checked(source: BudgetedBytes, max_pixels: int) -> Image.Image:
+    """Open (header only) and refuse photos over the pixel budget, and JPEGs with more scans than
+    MAX_JPEG_SCANS, before any decoding."""
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(source)
     except Image.DecompressionBombError:
         raise PhotoRejected(
             "too_large",
@@ -185,30 +263,62 @@ def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
             f"{width}x{height} = {width * height} pixels is more than max_image_pixels={max_pixels}; "
             "resize the photo or raise max_image_pixels",
         )
+    if _is_jpeg(image):
+        scans = count_scans(source.getvalue(), stop_after=MAX_JPEG_SCANS)
+        if scans > MAX_JPEG_SCANS:
+            raise PhotoRejected(
+                "too_many_scans",
+                f"a JPEG with more than {MAX_JPEG_SCANS} scans (cameras and encoders write 1 to about 20): "
+                "each scan is decoded again over the whole image, a decode-time bomb; re-export it as a "
+                "plain JPEG",
+            )
     return image
 
 
-def _decode(image: Image.Image, draft_side: int | None) -> Image.Image:
-    """Decode (draft-reduced when asked and possible), apply EXIF orientation, convert to RGB."""
-    if draft_side is not None and image.format == "JPEG":
+def _is_jpeg(image: Image.Image) -> bool:
+    """A JPEG, or an MPO phone photo (Ultra HDR gain map, depth map): its primary image is a JPEG, read
+    and decoded as one (Pillow's MpoImageFile is a JpegImageFile), draft mode included."""
+    return isinstance(image, JpegImagePlugin.JpegImageFile)
+
+
+def _decode(
+    image: Image.Image, source: BudgetedBytes, draft_side: int | None, budget_seconds: float
+) -> tuple[Image.Image, bool]:
+    """Decode (draft-reduced when asked and possible) within `budget_seconds`, apply EXIF orientation,
+    convert to RGB. Also says whether the orientation applied here swapped the sides: a format whose
+    plugin applies the orientation itself on load (Pillow's TIFF: its header size is already upright)
+    leaves none to apply, so the one value decides both the transpose and the swap."""
+    jpeg = _is_jpeg(image)
+    if draft_side is not None and jpeg:
         width, height = image.size
         factor = max(width, height) / draft_side
         if factor >= 2:
             image.draft("RGB", (int(width / factor) + 1, int(height / factor) + 1))
+    source.start(budget_seconds, JPEG_READ_BYTES if jpeg else None)
     try:
         image.load()
+        source.check()  # the decoder's last steps, after its last read, count too
+        pending = image.getexif().get(_EXIF_ORIENTATION)
         oriented = ImageOps.exif_transpose(image) or image
-        return to_rgb(oriented)
+        return to_rgb(oriented), pending in _SIDES_SWAPPED
+    except DecodeBudgetExceeded as exc:
+        raise PhotoRejected(
+            "decode_budget",
+            f"decoding took longer than decode_budget_seconds={exc.budget_seconds:g} (stopped after "
+            f"{exc.elapsed_seconds:.1f} s); re-export the photo as a plain JPEG of at most a few thousand "
+            "pixels a side, or raise decode_budget_seconds",
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise PhotoRejected(
             "unreadable", f"the image data is truncated or corrupt ({exc}); re-export or re-upload the photo"
         ) from None
 
 
-def read_photo_bytes(path: Path) -> bytes:
+def read_photo_bytes(path: Path, max_bytes: int = MAX_PHOTO_BYTES) -> bytes:
     """The bytes of a photo file, or PhotoRejected: a broken symbolic link or an unreadable file is
     `unreadable`, anything but a regular file (a FIFO, a socket, a device) `not_an_image`, checked on the
-    opened file itself, so that nothing can block reading it.
+    opened file itself, so that nothing can block reading it; a file over `max_bytes` (validate's cap,
+    contract.photo_limits) is `too_large`, from its size before anything is read.
 
     Symbolic links to regular files are followed, wherever they point: S3 never puts links in a channel,
     so a link is the local user's own (`make job` and the tests link photos rather than copy them).
@@ -223,14 +333,28 @@ def read_photo_bytes(path: Path) -> bytes:
     except OSError as exc:
         raise PhotoRejected("unreadable", f"the file cannot be read ({exc.strerror})") from None
     with os.fdopen(handle, "rb") as opened:
-        if not stat.S_ISREG(os.fstat(opened.fileno()).st_mode):
+        status = os.fstat(opened.fileno())
+        if not stat.S_ISREG(status.st_mode):
             raise PhotoRejected(
                 "not_an_image", "not a regular file (a FIFO, socket or device): only photo files are read"
             )
+        if status.st_size > max_bytes:
+            raise _too_many_bytes(status.st_size, max_bytes)
         try:
-            return opened.read()
+            data = opened.read(max_bytes + 1)  # a file that grew since fstat is not read whole either
         except OSError as exc:
             raise PhotoRejected("unreadable", f"the file cannot be read ({exc.strerror})") from None
+        if len(data) > max_bytes:
+            raise _too_many_bytes(len(data), max_bytes, at_least=True)
+        return data
+
+
+def _too_many_bytes(size: int, max_bytes: int, at_least: bool = False) -> PhotoRejected:
+    return PhotoRejected(
+        "too_large",
+        f"the file is {'more than ' if at_least else ''}{size} bytes, over the {max_bytes} bytes "
+        f"({max_bytes / 2**20:g} MiB) a photo may have; export the photo smaller",
+    )
 
 
 def photo_sha256(path: Path) -> str | None:
@@ -247,14 +371,22 @@ def photo_digests(photos: list[PhotoRef], workers: int = 4) -> list[str | None]:
         return list(pool.map(photo_sha256, (photo.path for photo in photos)))
 
 
-def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side: int) -> DecodedPhoto:
-    """Read one photo and prepare its detection copy; raise PhotoRejected with the reason otherwise."""
+def decode_photo(
+    path: Path,
+    max_pixels: int,
+    detection_max_side: int,
+    min_side: int,
+    budget_seconds: float = DEFAULT_DECODE_BUDGET_SECONDS,
+) -> DecodedPhoto:
+    """Read one photo and prepare its detection copy; raise PhotoRejected with the reason otherwise.
+    `budget_seconds` bounds each decode of it (this one and a re-decode for the crop)."""
     data = read_photo_bytes(path)
-    image = _open_checked(data, max_pixels)
-    full_size = image.size
-    if image.getexif().get(_EXIF_ORIENTATION) in _SIDES_SWAPPED:
+    source = BudgetedBytes(data)
+    image = _open_checked(source, max_pixels)
+    full_size = image.size  # before draft mode reduces it
+    decoded, swapped = _decode(image, source, detection_max_side, budget_seconds)
+    if swapped:
         full_size = (full_size[1], full_size[0])
-    decoded = _decode(image, draft_side=detection_max_side)
     if min(full_size) < min_side:
         raise PhotoRejected(
             "too_small",
@@ -282,12 +414,13 @@ def decode_photo(path: Path, max_pixels: int, detection_max_side: int, min_side:
         detection_image=detection,
         crop_image=decoded,
         data=data,
+        decode_budget_seconds=budget_seconds,
     )
 
 
 def decode_full_resolution(photo: DecodedPhoto, max_pixels: int) -> Image.Image:
     """Decode the photo again without draft reduction (for a face too small in the reduced copy)."""
-    return _decode(_open_checked(photo.data, max_pixels), draft_side=None)
+    return _redecode(photo, max_pixels, draft_side=None)
 
 
 def decode_reduced(photo: DecodedPhoto, max_pixels: int, reduction: float) -> Image.Image:
@@ -296,4 +429,11 @@ def decode_reduced(photo: DecodedPhoto, max_pixels: int, reduction: float) -> Im
     times larger than a needed side stays larger than that side in the result."""
     if reduction < 2:
         return decode_full_resolution(photo, max_pixels)
-    return _decode(_open_checked(photo.data, max_pixels), draft_side=math.ceil(max(photo.size) / reduction))
+    return _redecode(photo, max_pixels, draft_side=math.ceil(max(photo.size) / reduction))
+
+
+def _redecode(photo: DecodedPhoto, max_pixels: int, draft_side: int | None) -> Image.Image:
+    """The photo decoded again from its bytes, within its decode budget, upright."""
+    source = BudgetedBytes(photo.data)
+    image = _open_checked(source, max_pixels)
+    return _decode(image, source, draft_side, photo.decode_budget_seconds)[0]

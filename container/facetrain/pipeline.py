@@ -155,6 +155,7 @@ class PhotoPipeline:
                 max_pixels=self.settings.max_image_pixels,
                 detection_max_side=self.settings.detection_max_side,
                 min_side=self.settings.min_face_size,
+                budget_seconds=self.settings.decode_budget_seconds,
             )
             return decoded, None, time.perf_counter() - started
         except PhotoRejected as exc:

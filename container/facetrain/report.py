@@ -166,7 +166,12 @@ def _run_facts(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> list[t
         ("embedder", f"{metrics.get('embedder', 'facenet')} ({metrics.get('embedding_dim', 512)}-D)"),
         ("weights", f"{metrics.get('weights')} (sha256 {metrics.get('weights_sha256') or '—'})"),
         ("device", metrics.get("device")),
-        ("photos/s", metrics.get("images_per_second")),
+        (
+            "photos/s",
+            metrics.get("images_per_second")
+            if metrics.get("images_per_second") is not None
+            else "— (no photo examined: every embedding reused)",
+        ),
         ("dataset fingerprint", metrics.get("dataset_fingerprint")),
         (
             "false accepts (per pair)",

@@ -7,6 +7,7 @@ root comes from `SAGEMAKER_BASE_DIR` (default `/opt/ml`), as in the SageMaker tr
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 
 # The channel names are shared with the Lambdas; re-exported here for the job's modules.
 from .contract.names import CONFIG_CHANNEL, IMAGES_CHANNEL, KNOWN_CHANNELS, WEIGHTS_CHANNEL
+from .contract.shorten import shorten
 
 __all__ = [
     "CONFIG_CHANNEL",
@@ -178,11 +180,59 @@ def _read_json(path: Path, default: object) -> object:
         raise ContractError(f"{path.name} is not valid JSON ({exc})") from None
 
 
+def _check_channel_names(names: Sequence[str], source: str, remedy: str) -> None:
+    """ContractError naming each channel the job does not know (with the closest known name). SageMaker
+    hands the container exactly the channels the CreateTrainingJob request names, so an unknown name is a
+    mistake in that request (or in a hand-made tree) and the channel it meant is missing: ignoring it would
+    train without the cfg settings, the weights or the previous run the user thought they gave."""
+    unknown = [name for name in names if name not in KNOWN_CHANNELS]
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:  # compared lower-cased: `CFG` means cfg as much as `cfgs` does
+        close = difflib.get_close_matches(name.lower(), KNOWN_CHANNELS, n=1, cutoff=0.6)
+        parts.append(shorten(name) + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise ContractError(
+        f"Unknown input channel {', '.join(parts)} in {source}: the job reads only the channels "
+        f"{', '.join(KNOWN_CHANNELS)}; {remedy}"
+    )
+
+
+def _hosts(resources: Mapping[str, object], path: Path) -> tuple[str, tuple[str, ...]]:
+    """resourceconfig.json's current_host and hosts, checked: SageMaker writes `hosts` as a non-empty list of
+    distinct names that holds `current_host`; anything else is a broken file (a hand-made tree, another
+    platform), named here rather than failing later as an internal error."""
+    current = resources.get("current_host", "algo-1")
+    hosts = resources.get("hosts", [current])
+    where = f"{path.name} ({path})"
+    if not isinstance(current, str) or not current:
+        raise ContractError(
+            f"{where}: current_host must be this host's name as a non-empty string (e.g. 'algo-1'), got "
+            f"{shorten(current)}"
+        )
+    if not isinstance(hosts, list) or not hosts or not all(isinstance(h, str) and h for h in hosts):
+        raise ContractError(
+            f"{where}: hosts must be a non-empty list of host names (e.g. ['algo-1', 'algo-2']), got "
+            f"{shorten(hosts)}"
+        )
+    if len(set(hosts)) != len(hosts):
+        raise ContractError(f"{where}: hosts names a host twice ({shorten(hosts)}); each name must be unique")
+    if current not in hosts:
+        raise ContractError(
+            f"{where}: current_host {shorten(current)} is not among hosts {shorten(hosts)}; "
+            "this host cannot find its place among the job's hosts. SageMaker writes this file: check the "
+            "tree the job was started with"
+        )
+    return current, tuple(hosts)
+
+
 def load_environment(base_dir: Path | None = None) -> TrainingEnvironment:
     """Read hyperparameters.json, inputdataconfig.json and resourceconfig.json under the base dir.
 
     Channels are those named in inputdataconfig.json; without that file (a hand-made local tree), the
-    folders present under input/data/ are the channels.
+    folders present under input/data/ are the channels. ContractError for a channel the job does not know
+    (KNOWN_CHANNELS; with the closest known name) and for a resourceconfig.json whose current_host is not
+    one of its hosts.
     """
     base = base_dir or base_dir_from_env()
     tree = OptMl(base)
@@ -191,10 +241,15 @@ def load_environment(base_dir: Path | None = None) -> TrainingEnvironment:
     if not isinstance(hyperparameters, dict):
         raise ContractError("hyperparameters.json must hold an object of string values")
     declared = _read_json(tree.inputdataconfig_file, None)
-    if declared is None:
-        names = sorted(p.name for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
+    if declared is None:  # hidden folders (.ipynb_checkpoints, …) are no channels
+        folders = data.iterdir() if data.is_dir() else ()
+        names = sorted(p.name for p in folders if p.is_dir() and not p.name.startswith("."))
+        where = f"{data}/ (without inputdataconfig.json its folders are the channels)"
+        _check_channel_names(names, where, "rename or remove the folder")
     elif isinstance(declared, dict):
         names = sorted(declared)
+        remedy = "rename the channel (ChannelName) in the training job's InputDataConfig"
+        _check_channel_names(names, tree.inputdataconfig_file.name, remedy)
     else:
         raise ContractError("inputdataconfig.json must hold an object keyed by channel name")
     channels = {name: tree.channel(name) for name in names}
@@ -204,8 +259,7 @@ def load_environment(base_dir: Path | None = None) -> TrainingEnvironment:
     resources = _read_json(tree.resourceconfig_file, {})
     if not isinstance(resources, dict):
         raise ContractError("resourceconfig.json must hold an object")
-    current_host = str(resources.get("current_host", "algo-1"))
-    hosts = tuple(str(h) for h in resources.get("hosts", [current_host])) or (current_host,)
+    current_host, hosts = _hosts(resources, tree.resourceconfig_file)
     instance_type = resources.get("current_instance_type")
     return TrainingEnvironment(
         base_dir=base,

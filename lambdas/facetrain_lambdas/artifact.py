@@ -1,8 +1,9 @@
 """Open and verify a training job's model.tar.gz without trusting it.
 
 Only regular files at the top of the archive are read (no links, no paths), sizes are bounded, and every
-file is checked with the container's own readers: CSV shape, rules.py parsed as data (never run), the
-pickle through the restricted unpickler, and metrics.json.
+file is checked with the container's own readers: CSV shape, rules.py parsed as data (never run) from its
+bytes and required to be exactly what the job writes for its values, the pickle through the restricted
+unpickler, and metrics.json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from facetrain.contract.names import (
     STRANGERS_FOLDER,
     is_strangers_key,
 )
+from facetrain.contract.result_files import READER_CAPS, result_file_cap
 from facetrain.contract.rules_file import RulesError, load_rules
 from facetrain.contract.shorten import shorten
 
@@ -32,7 +34,8 @@ from .errors import ResultsInvalid
 
 REQUIRED_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL, METRICS_JSON)
 OPTIONAL_FILES = (REJECTED_CSV, REPORT_HTML)
-MAX_FILE_BYTES = 2 * 1024**3
+# Each file is refused from its tar header over its cap (contract.result_files: identify reads the same).
+FILE_CAPS = READER_CAPS
 # All known files together, uncompressed: what this Lambda (3008 MB) holds in memory while it checks them.
 MAX_TOTAL_BYTES = 2 * 1024**3
 
@@ -59,10 +62,9 @@ def read_model_archive(archive: IO[bytes]) -> dict[str, bytes]:
                     continue
                 if not member.isfile():
                     raise ResultsInvalid(f"model.tar.gz: {shorten(member.name)} is not a regular file")
-                if member.size > MAX_FILE_BYTES:
-                    raise ResultsInvalid(
-                        f"model.tar.gz: {member.name} is {member.size} bytes, over {MAX_FILE_BYTES}"
-                    )
+                cap = result_file_cap(name)
+                if member.size > cap:
+                    raise ResultsInvalid(f"model.tar.gz: {member.name} is {member.size} bytes, over {cap}")
                 total += member.size
                 if total > MAX_TOTAL_BYTES:  # before reading it: the sizes are in the headers
                     raise ResultsInvalid(
@@ -93,7 +95,7 @@ def verify_results(files: dict[str, bytes]) -> VerifiedResults:
     """Check the files against each other; raise ResultsInvalid naming the first problem."""
     try:
         rows = parse_csv(_text(files, ENROLLMENT_CSV))
-        rules = load_rules(_text(files, RULES_PY))
+        rules = load_rules(files[RULES_PY])  # its bytes: ASCII, then compared byte for byte
         embeddings = load_embeddings(files[EMBEDDINGS_PKL])
     except (EnrollmentCsvError, RulesError, EmbeddingsFileError) as exc:
         raise ResultsInvalid(str(exc)) from None

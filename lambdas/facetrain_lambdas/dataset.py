@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from facetrain.contract.identity_names import identity_name_problems
 from facetrain.contract.names import STRANGERS_FOLDER, is_skipped, is_strangers_key
 
 from .layout import s3_uri
@@ -64,6 +65,13 @@ class PhotoSnapshot:
     skipped: int = 0  # objects left out without being a problem (see warnings)
     warnings: list[str] = field(default_factory=list)  # what was left out and why, one line per file/folder
     fingerprint: str = ""
+    # The identities the job will exclude for too few photos: listed, nothing left out (not in `warnings`).
+    too_few: TooFewPhotos | None = None
+
+    @property
+    def all_warnings(self) -> list[str]:
+        """Every warning for the person: what was left out, then the too-few identities (a count)."""
+        return [*self.warnings, *([self.too_few.warning] if self.too_few else [])]
 
 
 def list_objects(
@@ -101,6 +109,39 @@ def _megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
+@dataclass(frozen=True)
+class TooFewPhotos:
+    """The identities with fewer photos than min_images_per_identity. The job excludes each of them (and
+    names them in metrics.json's identities_excluded and rejected.csv) and enrolls the others, as the README
+    promises; validate warns with their number (names stay out of logs) and refuses only a run where no
+    identity is left."""
+
+    count: int
+    minimum: int
+    where: str
+
+    @property
+    def warning(self) -> str:
+        return (
+            f"{self.count} identit{'y has' if self.count == 1 else 'ies have'} fewer than "
+            f"min_images_per_identity={self.minimum} photo(s) under {self.where}: the training job excludes "
+            "them and enrolls the others (metrics.json identities_excluded and rejected.csv "
+            "identity_excluded name them); add photos or lower min_images_per_identity to enroll them"
+        )
+
+    @property
+    def refusal(self) -> str:
+        return (
+            f"every identity ({self.count}) has fewer than min_images_per_identity={self.minimum} photo(s) "
+            f"under {self.where}: none could be enrolled; add photos or lower min_images_per_identity"
+        )
+
+
+def too_few_photos(identities: Mapping[str, int], minimum: int, where: str) -> TooFewPhotos:
+    """How many identities have fewer than `minimum` photos (listed: the job may reject more of them)."""
+    return TooFewPhotos(sum(count < minimum for count in identities.values()), minimum, where)
+
+
 def check_photos(
     objects: Iterable[ListedObject],
     bucket: str,
@@ -110,7 +151,8 @@ def check_photos(
 ) -> tuple[PhotoSnapshot, list[str]]:
     """Snapshot the photos under prefix and list every problem a person must fix (empty when usable).
 
-    Files left out without being a problem are counted in `skipped` and described in `warnings`.
+    Files left out without being a problem are counted in `skipped` and described in `warnings`; the
+    identities with fewer than `min_per_identity` photos, when others have enough, in `too_few`.
     """
     snapshot = PhotoSnapshot(bucket=bucket, prefix=prefix)
     problems: list[str] = []
@@ -165,13 +207,11 @@ def check_photos(
             snapshot.identities[parts[0]] += 1
         snapshot.total_bytes += obj.size
         digest.update(f"{relative}\0{obj.size}\0{obj.etag}\n".encode())
-    for identity, count in sorted(snapshot.identities.items()):
-        if count < min_per_identity:
-            problems.append(
-                f"identity '{identity}' has {count} photo(s) in {where}{identity}/ "
-                f"but min_images_per_identity is "
-                f"{min_per_identity}: add photos or lower min_images_per_identity"
-            )
+    few = too_few_photos(snapshot.identities, min_per_identity, where)
+    if few.count and few.count == len(snapshot.identities):
+        problems.append(few.refusal)
+    elif few.count:
+        snapshot.too_few = few
     if (first := prefix.split("/")[0]) in snapshot.identities:
         # The job tells the two layouts of the channel apart by that folder (facetrain.channel_layout).
         problems.append(
@@ -179,6 +219,8 @@ def check_photos(
             f"'{prefix}': the training job could not tell its photos from photos SageMaker writes under "
             f"their full key ({prefix}<name>/<photo>); rename the folder"
         )
+    # Formulas, invisible characters, mixed scripts, names that read alike: refused as the job refuses them.
+    problems.extend(identity_name_problems(snapshot.identities, lambda shown: f"{where}{shown}/"))
     if not snapshot.identities and not problems:
         only = (
             f" (only {snapshot.strangers} known stranger photo(s) under {where}{STRANGERS_FOLDER}/, "

@@ -66,7 +66,6 @@ class StackDefaults(FunctionSettings):
     results_prefix: str = Field("results/", validation_alias="RESULTS_PREFIX")
     instance_type: str = Field("ml.g4dn.xlarge", validation_alias="TRAINING_INSTANCE_TYPE")
     instance_count: int = Field(1, validation_alias="TRAINING_INSTANCE_COUNT")
-    max_photo_bytes: int = Field(20 * 1024 * 1024, validation_alias="MAX_PHOTO_BYTES")
 
 
 class RunRequest(BaseModel):

@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from facetrain.contract.documents import DocumentError
 from facetrain.contract.names import EMBEDDINGS_PKL
+from facetrain.contract.photo_limits import MAX_PHOTO_BYTES
 from pydantic import BaseModel
 
 from .clients import client
@@ -72,7 +73,10 @@ def previous_embeddings_key(latest: LatestRecord | None, layout: RunLayout) -> s
 
 @tracer.capture_method
 def validate_run(
-    s3: Any, request: RunRequest, max_photo_bytes: int, page_size: int = DEFAULT_PAGE_SIZE
+    s3: Any,
+    request: RunRequest,
+    max_photo_bytes: int = MAX_PHOTO_BYTES,  # the job's cap (one source of truth: not a stack setting)
+    page_size: int = DEFAULT_PAGE_SIZE,
 ) -> RunPointer:
     """Validate a resolved request against the bucket; write manifests and run.json, or raise InvalidInput."""
     layout = RunLayout(bucket=request.bucket, results_prefix=request.results_prefix, run_id=request.run_id)
@@ -102,24 +106,25 @@ def validate_run(
         )
     problems.extend(photo_problems)
     metrics.add_metric(name="ValidationProblems", unit=MetricUnit.Count, value=len(problems))
-    metrics.add_metric(name="ValidationWarnings", unit=MetricUnit.Count, value=len(snapshot.warnings))
+    warnings = snapshot.all_warnings
+    metrics.add_metric(name="ValidationWarnings", unit=MetricUnit.Count, value=len(warnings))
     if snapshot.warnings:
         logger.warning(
             f"{len(snapshot.warnings)} file(s) or folder(s) under the images prefix are left out of the run",
             extra={"run_id": request.run_id, "warnings": snapshot.warnings[:MAX_RECORDED_WARNINGS]},
         )
+    if snapshot.too_few:  # a count, never the names
+        logger.warning(snapshot.too_few.warning, extra={"run_id": request.run_id})
     if problems:
         write_json(
             s3,
             request.bucket,
             layout.problems_key,
-            ValidationProblems(
-                run_id=request.run_id, problems=problems, warnings=snapshot.warnings
-            ).model_dump(mode="json"),
+            ValidationProblems(run_id=request.run_id, problems=problems, warnings=warnings).model_dump(
+                mode="json"
+            ),
         )
-        raise InvalidInput(
-            problems, where=s3_uri(request.bucket, layout.problems_key), warnings=snapshot.warnings
-        )
+        raise InvalidInput(problems, where=s3_uri(request.bucket, layout.problems_key), warnings=warnings)
 
     assert resolved.settings is not None
     write_json(
@@ -167,7 +172,7 @@ def validate_run(
         previous_manifest_key=previous_manifest_key,
         previous_run_id=latest.run_id if latest and previous_manifest_key else None,
         dataset=dataset,
-        warnings=_recorded(snapshot.warnings),
+        warnings=_recorded(warnings),
         no_change=no_change,
     )
     write_json(s3, request.bucket, layout.run_record_key, record.model_dump(mode="json"))
@@ -206,4 +211,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     defaults = StackDefaults.from_env()
     request = resolve_request(payload.input, payload.execution, defaults)
     logger.append_keys(run_id=request.run_id)
-    return validate_run(client("s3"), request, defaults.max_photo_bytes).model_dump()
+    return validate_run(client("s3"), request).model_dump()

@@ -123,3 +123,24 @@ def test_conflicting_values_across_files_name_both(tmp_path):
     assert "'image_size'" in message
     assert "cfg/constants.py" in message
     assert "cfg/settings.yaml" in message
+
+
+@pytest.mark.parametrize(
+    ("constants", "yaml_value"),
+    [
+        ("BATCH_SIZE = 1", "yes"),
+        ("BATCH_SIZE = 0", "off"),
+        ("BATCH_SIZE = True", "1"),
+        ("SEED = [1]", "[true]"),
+    ],
+)
+def test_a_boolean_and_a_number_in_two_files_are_a_conflict_not_the_same_value(
+    tmp_path, constants, yaml_value
+):
+    # Python's True == 1 would let the boolean pass unseen whichever file's value is used.
+    key = constants.split(" =")[0].lower()
+    (tmp_path / "constants.py").write_text(constants + "\n", encoding="utf-8")
+    (tmp_path / "settings.yaml").write_text(f"{key}: {yaml_value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as error:
+        read_config_dir(tmp_path)
+    assert f"'{key}' is set to different values in cfg/constants.py and cfg/settings.yaml" in str(error.value)

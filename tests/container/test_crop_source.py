@@ -65,3 +65,25 @@ def test_a_face_under_twice_the_needed_side_is_cropped_at_full_resolution(shared
     face_side = min(face.box[2] - face.box[0], face.box[3] - face.box[1])
     _, scale = crop_source(photo, face, round(face_side * 0.6), MAX_PIXELS)
     assert scale == 1.0
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_tiff_face_box_and_crop_are_in_the_upright_photo(shared_data, tmp_path, encoder, orientation):
+    """A TIFF stored turned, with the EXIF orientation that undoes it: the face box lands on the face of
+    the upright photo (the same box as the photo saved upright as PNG) and the crop is the same face
+    (issue 25: orientations 5-8 scaled the box by W/H)."""
+    from facetrain.photos import decode_photo
+    from support.oriented_photos import exif_oriented
+
+    with Image.open(shared_data / "faces-small" / "kate_siegel" / "1.jpg") as opened:
+        upright = opened.convert("RGB")  # 1125 x 1612: a box scaled by W/H lands 43 % off
+    png, tiff = tmp_path / "upright.png", tmp_path / f"o{orientation}.tif"
+    upright.save(png)
+    tiff.write_bytes(exif_oriented(upright, orientation, "TIFF", compression="tiff_deflate"))
+
+    reference = decode_photo(png, MAX_PIXELS, 512, 20)
+    turned = decode_photo(tiff, MAX_PIXELS, 512, 20)
+    expected, found = encoder.detect(reference), encoder.detect(turned)
+    assert found.box == pytest.approx(expected.box, abs=1.0)  # full-resolution pixels of the upright photo
+    crops = [encoder.crop(reference, expected), encoder.crop(turned, found)]
+    assert float((crops[0] - crops[1]).abs().mean()) < 0.01

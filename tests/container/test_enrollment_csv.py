@@ -62,7 +62,7 @@ def test_identity_with_newline_then_hash_round_trips():
         ('"name","num_images","e0"\n"a",1,0.5\n', "header must start"),
         ('"identity","num_images"\n', "header must start"),
         ('"identity","num_images","e0","e1"\n"a",1,0.5\n', "row 2 does not match"),
-        ('"identity","num_images","e0"\n"a",1,0.5\n"a",2,0.5\n', "lists 'a' twice"),
+        ('"identity","num_images","e0"\n"a",1,1.0\n"a",2,-1.0\n', "lists 'a' twice"),
         ('"identity","num_images","e0"\n"a",0,0.5\n', "bad photo count"),
         ('"identity","num_images","e0"\n"a",1.5,0.5\n', "bad photo count"),
         ('"identity","num_images","e0"\n"a",1,nan\n', "non-finite"),

@@ -6,6 +6,7 @@ exit 0 after SIGTERM, or unbounded time and memory. Inputs are derived from the 
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import signal
@@ -21,6 +22,7 @@ import pytest
 from PIL import Image
 from support.cli import identify
 from support.hostile import HOSTILE_CONFIG_FILES
+from support.jpeg_bombs import progressive_jpeg, repeat_last_scan, repeat_smallest_scan
 
 KATE = "faces-small/kate_siegel/1.jpg"
 TRAIN = Path(sys.executable).with_name("train")
@@ -46,12 +48,30 @@ def _thin(photo: Path, size: tuple[int, int]) -> bytes:
 
 
 BOMB = zlib.compress(b"\0" * (64 * 1024 * 1024), 9)  # 64 MiB of zeros in ~64 KiB
+# The hostile run's decode budget: real photos decode in milliseconds, the 64-scan 8000 x 8000 one in seconds.
+DECODE_BUDGET_SECONDS = 0.5
 
 
+def _smooth_progressive(photo: Path, side: int) -> bytes:
+    """A side x side progressive JPEG of a blurred face: tiny refinement scans, each over every pixel."""
+    blurred = Image.open(photo).convert("RGB").resize((400, 400))
+    image = blurred.resize((side, side), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=75, progressive=True)
+    return buffer.getvalue()
+
+
+@functools.cache  # made once per session: the fixture and both tests read them
 def hostile_photos(shared_data: Path) -> dict[str, tuple[bytes | None, str]]:
     """name → (content, expected reason); None content: made in place (FIFO, broken link)."""
     kate = shared_data / KATE
+    big = _smooth_progressive(kate, 8000)
     return {
+        # decode-time bombs: more scans than a photo has (counted before decoding), or past the budget
+        "repeated-last-scan.jpg": (repeat_last_scan(progressive_jpeg(kate), 200), "too_many_scans"),
+        "tiny-scans-8000px.jpg": (repeat_smallest_scan(big, 3000), "too_many_scans"),
+        "64-scans-8000px.jpg": (repeat_last_scan(big, 54), "decode_budget"),
+        "huge-2gib.jpg": (None, "too_large"),  # sparse: over the byte cap, never read
         "ztxt-bomb.png": (_png_with_chunk(kate, b"zTXt", b"Comment\0\0" + BOMB), "unreadable"),
         "itxt-bomb.png": (_png_with_chunk(kate, b"iTXt", b"Comment\0\1\0\0\0" + BOMB), "unreadable"),
         "iccp-bomb.png": (_png_with_chunk(kate, b"iCCP", b"icc\0\0" + BOMB), "unreadable"),
@@ -69,6 +89,9 @@ def _place(folder: Path, name: str, content: bytes | None) -> Path:
         target.write_bytes(content)
     elif name.startswith("fifo"):
         os.mkfifo(target)
+    elif name.startswith("huge"):
+        with target.open("wb") as handle:
+            handle.truncate(2 * 1024**3)
     else:
         target.symlink_to(folder / "no-such-photo.jpg")
     return target
@@ -78,6 +101,7 @@ def _place(folder: Path, name: str, content: bytes | None) -> Path:
 def hostile_run(sagemaker_tree_class, tmp_path_factory, shared_data, module_job):
     tree = sagemaker_tree_class(tmp_path_factory.mktemp("hostile") / "opt_ml")
     tree.add_photo("kate", "good.jpg", shared_data / KATE)
+    tree.update_hyperparameters(decode_budget_seconds=str(DECODE_BUDGET_SECONDS))
     for name, (content, _) in hostile_photos(shared_data).items():
         _place(tree.images / "kate", name, content)
     _place(tree.images, "top-level-broken-link.jpg", None)
@@ -97,6 +121,9 @@ def test_every_hostile_photo_is_a_rejection_and_the_job_succeeds(hostile_run, sh
     assert "symbolic link to a file that does not exist" in rows["kate/broken-link.jpg"]["message"]
     assert "not a regular file" in rows["kate/fifo.jpg"]["message"]
     assert "too thin" in rows["kate/thin-tall.png"]["message"]
+    assert "more than 64 scans" in rows["kate/tiny-scans-8000px.jpg"]["message"]
+    assert f"decode_budget_seconds={DECODE_BUDGET_SECONDS}" in rows["kate/64-scans-8000px.jpg"]["message"]
+    assert "over the 20971520 bytes" in rows["kate/huge-2gib.jpg"]["message"]
     assert tree.metrics()["images_accepted"] == 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pkgutil
 import subprocess
 import sys
@@ -214,3 +215,86 @@ def test_embedder_combinations_that_cannot_work_are_refused_with_the_fix(values,
         settings(**values)
     assert expected in str(error.value)
     assert "Valid keys: embedder, weights" in str(error.value)
+
+
+# ---- a boolean is no number, however it arrives ------------------------------------------------------
+
+
+def numeric_keys() -> list[str]:
+    """The settings that take numbers: those whose default is a number or a tuple of numbers, and
+    accept_threshold (a number or left out)."""
+    defaults = Hyperparameters().model_dump()
+    numeric = [
+        key
+        for key, value in defaults.items()
+        if not isinstance(value, (bool, str))
+        and (isinstance(value, (int, float)) or (isinstance(value, tuple) and value))
+    ]
+    return [*numeric, "accept_threshold"]
+
+
+def boolean_like(key: str, value: object) -> object:
+    """The boolean in the shape the key takes: a list for the thresholds, the value itself otherwise."""
+    default = Hyperparameters().model_dump()[key]
+    return [0.6, value, 0.7] if isinstance(default, tuple) else value
+
+
+# Every spelling that reaches the settings as a boolean: JSON, Python, and YAML 1.1's (PyYAML's SafeLoader).
+YAML_BOOLEANS = ["true", "True", "TRUE", "false", "False", "yes", "Yes", "no", "NO", "on", "On", "off", "OFF"]
+
+
+def boolean_routes(tmp_path, key: str) -> dict[str, list[tuple[str, dict[str, object]]]]:
+    """route → settings layers holding `key` as a boolean, written and read the way the job reads them."""
+    from facetrain.contract.config_files import read_config_dir
+
+    routes: dict[str, list[tuple[str, dict[str, object]]]] = {
+        "hyperparameter string true": [("hyperparameters", {key: json.dumps(boolean_like(key, True))})],
+        "hyperparameter string false": [("hyperparameters", {key: json.dumps(boolean_like(key, False))})],
+        "request JSON boolean": [("hyperparameters", {key: boolean_like(key, True)})],
+    }
+    files = {
+        "constants.py True": ("constants.py", f"{key.upper()} = {boolean_like(key, True)!r}\n"),
+        "constants.py False": ("constants.py", f"{key.upper()} = {boolean_like(key, False)!r}\n"),
+        "JSON file": ("settings.json", json.dumps({key: boolean_like(key, False)})),
+    }
+    for spelling in YAML_BOOLEANS:
+        text = f"{key}: {spelling}\n" if key != "detection_thresholds" else f"{key}: [0.6, {spelling}, 0.7]\n"
+        files[f"YAML {spelling}"] = ("settings.yaml", text)
+    for route, (name, text) in files.items():
+        folder = tmp_path / route.replace(" ", "_")
+        folder.mkdir()
+        (folder / name).write_text(text, encoding="utf-8")
+        routes[route] = read_config_dir(folder)
+    return routes
+
+
+@pytest.mark.parametrize("key", numeric_keys())
+def test_a_boolean_for_a_number_is_refused_naming_key_and_origin_by_every_route(tmp_path, key):
+    routes = boolean_routes(tmp_path, key)
+    assert len(routes) == 6 + len(YAML_BOOLEANS)
+    for route, layers in routes.items():
+        with pytest.raises(SettingsError) as error:
+            parse_settings(layers)
+        message = str(error.value)
+        origin = layers[0][0]
+        assert f"'{key}' (from {origin}): must be a number, not a boolean" in message, (route, message)
+        assert len(error.value.problems) == 1, (route, message)
+
+
+@pytest.mark.parametrize("key", ["batch_size", "seed", "target_fpir", "detection_thresholds"])
+def test_numbers_and_strings_that_only_look_boolean_are_not_taken_for_one(key, tmp_path):
+    # YAML's y/n are strings (PyYAML resolves y and n as plain strings): refused as not a number, not as 1/0
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    (folder / "settings.yaml").write_text(f"{key}: y\n", encoding="utf-8")
+    from facetrain.contract.config_files import read_config_dir
+
+    with pytest.raises(SettingsError) as error:
+        parse_settings(read_config_dir(folder))
+    assert f"'{key}' (from cfg/settings.yaml)" in str(error.value)
+    assert "(got 'y')" in str(error.value)
+    # and 1 / 0.5 / [0.6, 0.7, 0.8] as numbers still pass
+    good = {"batch_size": 1, "seed": 0, "target_fpir": 0.05, "detection_thresholds": [0.6, 0.7, 0.8]}[key]
+    assert parse_settings([("hyperparameters", {key: json.dumps(good)})]).model_dump()[key] == (
+        tuple(good) if isinstance(good, list) else good
+    )

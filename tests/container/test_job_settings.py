@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
+import time
 
 import numpy as np
 import pytest
@@ -163,18 +165,66 @@ def test_zero_usable_identities_fails_but_reports(sagemaker_tree, run_job, share
     }
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_a_host_whose_master_never_answers_fails_clearly(
     sagemaker_tree_class, tmp_path, run_job, shared_data, monkeypatch
 ):
-    # Two hosts declared, only algo-2 runs: it embeds its share, then cannot hand it to algo-1.
+    # Two hosts declared, only algo-2 runs: it cannot meet algo-1, and says so within the rendezvous bound,
+    # before it embeds anything (it used to embed its share, then wait up to the gather's 6 h).
     tree = sagemaker_tree_class(tmp_path / "opt_ml", hosts=("algo-1", "algo-2"), current_host="algo-2")
     tree.add_photo("kate", "1.jpg", shared_data / KATE)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", "9")  # nothing listens there
-    monkeypatch.setenv("FACETRAIN_GATHER_TIMEOUT", "3")
+    monkeypatch.setenv("FACETRAIN_RENDEZVOUS_TIMEOUT", "3")
+    monkeypatch.setenv("FACETRAIN_GATHER_TIMEOUT", "90")  # the meeting must not wait this long
+    started = time.monotonic()
     failure = assert_failed(tree, run_job(tree))
-    assert failure.startswith("host algo-2 could not exchange outcomes with the other hosts at 127.0.0.1:9")
+    assert time.monotonic() - started < 60
+    assert failure.startswith(
+        "host algo-2 could not reach the first host algo-1 at 127.0.0.1:9 within 3 s"
+    ), failure
+    assert "FACETRAIN_RENDEZVOUS_TIMEOUT" in failure and "MaxRuntime" in failure
     assert tree.model_files() == []  # only the master writes outputs
+
+
+@pytest.mark.parametrize(
+    ("hosts", "missing"),
+    [
+        (("algo-1", "algo-2"), "1 of the 2 hosts, which never arrived: algo-2;"),
+        (("algo-1", "algo-2", "algo-3"), "2 of the 3 hosts, which never arrived: algo-2, algo-3;"),
+    ],
+)
+def test_a_master_whose_hosts_never_come_names_them_within_the_rendezvous_bound(
+    sagemaker_tree_class, tmp_path, run_job, shared_data, monkeypatch, hosts, missing
+):
+    tree = sagemaker_tree_class(tmp_path / "opt_ml", hosts=hosts, current_host="algo-1")
+    tree.add_photo("kate", "1.jpg", shared_data / KATE)
+    port = _free_port()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    monkeypatch.setenv("FACETRAIN_RENDEZVOUS_TIMEOUT", "2")
+    monkeypatch.setenv("FACETRAIN_GATHER_TIMEOUT", "90")
+    started = time.monotonic()
+    failure = assert_failed(tree, run_job(tree))
+    assert time.monotonic() - started < 60
+    assert failure.startswith(f"host algo-1 waited 2 s at 127.0.0.1:{port} for {missing}"), failure
+    assert "This is a facetrain bug" not in failure
+    assert tree.model_files() == []
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf", "nan"])
+def test_a_wait_that_is_no_positive_number_of_seconds_is_named(
+    sagemaker_tree_class, tmp_path, run_job, shared_data, monkeypatch, value
+):
+    tree = sagemaker_tree_class(tmp_path / "opt_ml", hosts=("algo-1", "algo-2"), current_host="algo-1")
+    tree.add_photo("kate", "1.jpg", shared_data / KATE)
+    monkeypatch.setenv("FACETRAIN_RENDEZVOUS_TIMEOUT", value)
+    assert_failed(tree, run_job(tree), f"FACETRAIN_RENDEZVOUS_TIMEOUT={value!r} must be a positive number")
 
 
 def test_unexpected_exception_is_reported_as_internal_error(kate_tree, run_job, monkeypatch):
@@ -335,3 +385,54 @@ def test_missing_weights_file_fails(kate_tree, run_job):
     kate_tree.channel("weights")
     kate_tree.update_hyperparameters(weights="missing.pt")
     assert_failed(kate_tree, run_job(kate_tree), "missing.pt does not exist")
+
+
+# ---- request mistakes the job names (issue 25) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"), [("cfgs", "cfg"), ("face_img", "face_imgs"), ("weight", "weights")]
+)
+def test_a_misspelt_channel_fails_the_job_with_the_name_it_meant(kate_tree, run_job, typo, meant):
+    (kate_tree.channel(typo) / "constants.py").write_text("IMAGE_SIZE = 128\n", encoding="utf-8")
+    failure = assert_failed(kate_tree, run_job(kate_tree))
+    assert failure.startswith(f"Unknown input channel '{typo}' (did you mean '{meant}'?)"), failure
+    assert kate_tree.model_files() == []
+
+
+@pytest.mark.parametrize(
+    ("current", "hosts"),
+    [("algo-3", ["algo-1", "algo-2"]), ("ALGO-1", ["algo-1"]), ("algo-1", "algo-1"), ("algo-1", [])],
+)
+def test_a_resourceconfig_that_does_not_place_this_host_fails_as_bad_input(
+    kate_tree, run_job, current, hosts
+):
+    kate_tree.tree.resourceconfig_file.write_text(
+        json.dumps({"current_host": current, "hosts": hosts}), encoding="utf-8"
+    )
+    failure = assert_failed(kate_tree, run_job(kate_tree))
+    assert failure.startswith(f"resourceconfig.json ({kate_tree.tree.resourceconfig_file}): "), failure
+    assert "facetrain bug" not in failure
+    assert kate_tree.model_files() == []
+
+
+@pytest.mark.parametrize(
+    ("where", "text"),
+    [
+        ("hyperparameters", "true"),
+        ("settings.yaml", "batch_size: yes\n"),
+        ("settings.yaml", "batch_size: On\n"),
+        ("constants.py", "BATCH_SIZE = True\n"),
+        ("rules.json", '{"batch_size": false}'),
+    ],
+)
+def test_a_boolean_batch_size_fails_the_job_naming_key_and_origin(kate_tree, run_job, where, text):
+    if where == "hyperparameters":
+        kate_tree.update_hyperparameters(batch_size=text)
+    else:
+        (kate_tree.channel("cfg") / where).write_text(text, encoding="utf-8")
+    origin = where if where == "hyperparameters" else f"cfg/{where}"
+    assert_failed(
+        kate_tree, run_job(kate_tree), f"'batch_size' (from {origin}): must be a number, not a boolean"
+    )
+    assert kate_tree.model_files() == []

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from facetrain.photos import PhotoRejected, decode_full_resolution, decode_photo, list_channel, to_rgb
+from facetrain.sagemaker_env import ContractError
 from PIL import Image, ImageFile
+from support.unlistable import listing_refused
 
 MAX_PIXELS = 89_478_485
 
@@ -120,6 +123,116 @@ def test_list_channel_order_skips_and_strays(tmp_path):
     assert listing.stray_files == ["top.jpg"]
 
 
+@pytest.mark.parametrize("relative_link", [True, False])
+def test_list_channel_follows_links_to_folders_and_not_cycles(tmp_path, relative_link):
+    """What `facetrain run` uploads (photo_upload follows links): a linked sub-folder's photos are listed
+    (Path.rglob on Python 3.11 skipped them); a link back into the folder it is in is not followed."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "trip").mkdir(parents=True)
+    (elsewhere / "trip" / "5.jpg").write_bytes(b"x")
+    (elsewhere / "carol").mkdir()
+    (elsewhere / "carol" / "1.jpg").write_bytes(b"x")
+    channel = tmp_path / "channel"
+    (channel / "alice").mkdir(parents=True)
+    (channel / "alice" / "1.jpg").write_bytes(b"x")
+
+    def link(at: Path, to: Path) -> None:
+        at.symlink_to(Path("..", "..", *to.relative_to(tmp_path).parts) if relative_link else to)
+
+    link(channel / "alice" / "holiday", elsewhere / "trip")  # a sub-folder that is a link
+    link(channel / "alice" / "loop", channel / "alice")  # a cycle
+    (channel / "carol").symlink_to(elsewhere / "carol")  # a person's folder that is a link
+    listing = list_channel(channel)
+    assert [p.key for p in listing.photos] == ["alice/1.jpg", "alice/holiday/5.jpg", "carol/1.jpg"]
+
+
+# name → make(channel): links that lead back into a folder above them; never followed (what they lead to is
+# listed already), as the upload does not follow them (issue 25: a link to the channel in a person's folder
+# listed every person's photos again as that person's)
+CHANNEL_CYCLES = {
+    "to the channel, relative": lambda channel: (channel / "alice" / "all").symlink_to(".."),
+    "to the channel, absolute": lambda channel: (channel / "alice" / "all").symlink_to(channel),
+    "a person's folder that is the channel": lambda channel: (channel / "cy").symlink_to("."),
+    "to a folder above a sub-folder": lambda channel: (channel / "alice" / "sub" / "up").symlink_to("../.."),
+}
+
+
+@pytest.mark.parametrize("variant", CHANNEL_CYCLES)
+def test_list_channel_never_follows_a_link_back_into_the_channel(tmp_path, variant):
+    for relative in ["alice/1.jpg", "alice/sub/2.jpg", "bob/1.jpg"]:
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_bytes(b"x")
+    CHANNEL_CYCLES[variant](tmp_path)
+    listing = list_channel(tmp_path)
+    assert [p.key for p in listing.photos] == ["alice/1.jpg", "alice/sub/2.jpg", "bob/1.jpg"]
+    assert listing.stray_files == [] and listing.misnamed == []
+
+
+# name → make(path) puts at `path` an entry that cannot be examined (issue 25: a link to itself raised
+# OSError out of the listing, "a facetrain bug"); it is listed, and read_photo_bytes rejects it
+NOT_EXAMINED = {
+    "a link to itself": lambda path: path.symlink_to(path.name),
+    "two links to each other": lambda path: (
+        path.symlink_to(f"{path.name}-b"),
+        path.with_name(f"{path.name}-b").symlink_to(path.name),
+    ),
+    "a broken link": lambda path: path.symlink_to("nowhere.jpg"),
+}
+
+
+@pytest.mark.parametrize("variant", NOT_EXAMINED)
+@pytest.mark.parametrize("where", ["alice/x.jpg", "alice/sub/x.jpg", "_strangers/x.jpg"])
+def test_list_channel_lists_what_cannot_be_examined_for_its_rejection(tmp_path, variant, where):
+    (tmp_path / "alice" / "sub").mkdir(parents=True)
+    (tmp_path / "_strangers").mkdir()
+    (tmp_path / "alice" / "1.jpg").write_bytes(b"x")
+    NOT_EXAMINED[variant](tmp_path / where)
+    listing = list_channel(tmp_path)
+    keys = [p.key for p in (*listing.photos, *listing.strangers)]
+    assert "alice/1.jpg" in keys and where in keys
+    reason, message = rejection(tmp_path / where)
+    assert reason == "unreadable" and "cannot be read" in message
+
+
+# (folder made unlistable, its identity, the key of its rejection)
+UNLISTABLE = [
+    ("alice", "alice", "alice/"),
+    ("alice/sub", "alice", "alice/sub/"),
+    ("_strangers/night", "_strangers", "_strangers/night/"),
+    ("elsewhere", "carol", "carol/"),  # a person's folder that is a link to it
+]
+
+
+@pytest.mark.parametrize(("folder", "identity", "key"), UNLISTABLE)
+def test_a_folder_that_cannot_be_listed_is_rejected_unread(tmp_path, folder, identity, key):
+    """Not "a facetrain bug" (os.scandir's PermissionError ended the job): one `unreadable` row for the
+    folder, and every other photo listed."""
+    channel = tmp_path / "channel"
+    for relative in ["alice/sub/2.jpg", "bob/1.jpg", "_strangers/night/3.jpg"]:
+        (channel / relative).parent.mkdir(parents=True, exist_ok=True)
+        (channel / relative).write_bytes(b"x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "4.jpg").write_bytes(b"x")
+    (channel / "carol").symlink_to(tmp_path / "elsewhere")
+
+    with listing_refused(channel / folder if folder != "elsewhere" else tmp_path / folder):
+        listing = list_channel(channel)
+
+    ((ref, rejected),) = listing.misnamed
+    assert (ref.identity, ref.key, rejected.reason) == (identity, key, "unreadable")
+    assert "cannot be listed (Permission denied)" in rejected.message and "readable" in rejected.message
+    listed = {p.key for p in (*listing.photos, *listing.strangers)}
+    assert "bob/1.jpg" in listed and not [k for k in listed if k.startswith(key)]
+
+
+def test_a_channel_that_cannot_be_listed_is_a_contract_error(tmp_path):
+    (tmp_path / "alice").mkdir()
+    with listing_refused(tmp_path), pytest.raises(ContractError, match="cannot be listed"):
+        list_channel(tmp_path)
+    with pytest.raises(ContractError, match=r"cannot be listed \(No such file or directory\)"):
+        list_channel(tmp_path / "gone")
+
+
 # ---- decode_photo ---------------------------------------------------------------------------------------
 
 
@@ -222,3 +335,46 @@ def test_webp_named_jpg_is_decoded_by_content(shared_data, tmp_path, forge):
     path = tmp_path / "really_webp.jpg"
     path.write_bytes(forge.encode(upright, "WEBP", quality=90))
     assert decode(path).size == upright.size
+
+
+# ---- EXIF orientation 1-8 in TIFF and JPEG: one upright size for the detection copy, crop and box ------
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [
+        ("TIFF", {}),
+        ("TIFF", {"compression": "tiff_deflate"}),
+        ("TIFF", {"compression": "jpeg"}),
+        ("JPEG", {}),
+    ],
+    ids=["tiff-raw", "tiff-deflate", "tiff-jpeg", "jpeg"],
+)
+def test_every_exif_orientation_gives_the_upright_size_and_scales(
+    shared_data, tmp_path, fmt, options, orientation
+):
+    """Pillow's TIFF plugin reports the upright size and turns the pixels itself on load; the size the
+    face box is scaled by must be the upright one whichever does it (issue 25: orientations 5-8 in a TIFF
+    swapped W and H, so the box was scaled by W/H)."""
+    from support.oriented_photos import exif_oriented
+
+    upright = load_rgb(shared_data / "faces-small" / "kate_siegel" / "1.jpg")  # 1125 x 1612: not square
+    path = tmp_path / f"o{orientation}.{fmt.lower()}"
+    path.write_bytes(exif_oriented(upright, orientation, fmt, **options))
+    decoded = decode(path)
+    assert decoded.size == upright.size
+    for image, scale in (
+        (decoded.detection_image, decoded.detection_scale),
+        (decoded.crop_image, decoded.crop_scale),
+    ):
+        assert image.width / image.height == pytest.approx(upright.width / upright.height, rel=0.01)
+        assert decoded.size[1] / image.height == pytest.approx(scale, rel=0.01)  # one scale for x and y
+    full = np.asarray(decode_full_resolution(decoded, MAX_PIXELS), dtype=np.int16)
+    assert full.shape == (upright.height, upright.width, 3)
+    assert np.abs(full - np.asarray(upright, dtype=np.int16)).mean() < 4  # the same picture, upright
+
+
+def load_rgb(path):
+    with Image.open(path) as image:
+        return image.convert("RGB")

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 from facetrain.contract.decision import accepts, search
-from facetrain.contract.rules_file import FORMAT, RulesError, load_rules, render_rules
+from facetrain.contract.rules_file import FORMAT, VERSION, RulesError, load_rules, render_rules
 
 HOSTILE_NAMES = [
     'x"];import os;os.system("touch PWNED")#',
@@ -66,7 +66,7 @@ def test_render_load_round_trip(not_for_production):
     data = rules(["alice", "bob"], not_for_production)
     text = render_rules(data)
     loaded = load_rules(text)
-    assert loaded == {"format": FORMAT, "version": 1, **data}
+    assert loaded == {"format": FORMAT, "version": VERSION, **data}
     assert ("NOT FOR PRODUCTION" in text) is not_for_production
 
 
@@ -191,3 +191,12 @@ def test_the_shipped_accept_is_the_decision_rule_at_its_boundary(threshold):
         found = search([distance + 0.25, distance], threshold)  # the nearest is the second identity
         assert (found.nearest, found.accepted) == (1, expected)
         assert found.margin == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("version", [1, 3, "2"])
+def test_a_rules_py_of_another_version_is_refused_naming_it(version):
+    """Version 1 (pprint's layout) was written by an earlier facetrain: retrain; another is unknown."""
+    text = render_rules(rules(["alice"])).replace(f"'version': {VERSION},", f"'version': {version!r},")
+    with pytest.raises(RulesError, match="version") as refused:
+        load_rules(text)
+    assert ("earlier facetrain" in str(refused.value)) is (version == 1)

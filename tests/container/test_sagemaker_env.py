@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from facetrain.contract.names import KNOWN_CHANNELS
 from facetrain.sagemaker_env import ContractError, base_dir_from_env, load_environment
 
 
@@ -100,3 +101,86 @@ def test_write_tree_lays_out_what_load_environment_reads(tmp_path):
     assert env.channels == {"face_imgs": tmp_path / "input" / "data" / "face_imgs"}
     assert (env.current_host, env.hosts, env.is_master) == ("algo-2", ("algo-1", "algo-2"), False)
     assert env.model_dir == tree.model_dir and env.failure_file == tmp_path / "output" / "failure"
+
+
+# ---- unknown channels: a misspelled channel is refused, naming the closest known one -----------------
+
+
+def misspellings(channel: str) -> list[str]:
+    """Typos a person makes of a channel name: a plural, a letter dropped, capitals, '-' for '_'."""
+    variants = [channel + "s", channel[:-1], channel.upper(), channel.capitalize(), channel.replace("_", "-")]
+    return sorted({variant for variant in variants if variant != channel})
+
+
+MISSPELT = [(typo, channel) for channel in KNOWN_CHANNELS for typo in misspellings(channel)]
+
+
+@pytest.mark.parametrize(("typo", "meant"), MISSPELT)
+def test_a_misspelt_declared_channel_is_refused_with_the_name_it_meant(sagemaker_tree, typo, meant):
+    sagemaker_tree.channel(typo)
+    with pytest.raises(ContractError) as error:
+        load_environment(sagemaker_tree.base)
+    message = str(error.value)
+    assert message.startswith(
+        f"Unknown input channel '{typo}' (did you mean '{meant}'?) in inputdataconfig.json"
+    )
+    assert f"the job reads only the channels {', '.join(KNOWN_CHANNELS)}" in message
+    assert "InputDataConfig" in message
+
+
+@pytest.mark.parametrize(("typo", "meant"), MISSPELT[::3])
+def test_a_misspelt_channel_folder_of_a_tree_without_inputdataconfig_is_refused(sagemaker_tree, typo, meant):
+    sagemaker_tree.config.joinpath("inputdataconfig.json").unlink()
+    sagemaker_tree.channel(typo, declare=False)
+    (sagemaker_tree.data / ".ipynb_checkpoints").mkdir()  # hidden folders are no channels
+    with pytest.raises(ContractError) as error:
+        load_environment(sagemaker_tree.base)
+    assert f"Unknown input channel '{typo}' (did you mean '{meant}'?)" in str(error.value)
+    assert "rename or remove the folder" in str(error.value)
+
+
+def test_every_unknown_channel_is_named_and_an_unlike_name_gets_no_guess(sagemaker_tree):
+    for name in ("train", "cfgs", "validation"):
+        sagemaker_tree.channel(name)
+    with pytest.raises(ContractError) as error:
+        load_environment(sagemaker_tree.base)
+    assert "Unknown input channel 'cfgs' (did you mean 'cfg'?), 'train', 'validation' in" in str(error.value)
+
+
+def test_the_known_channels_are_accepted(sagemaker_tree):
+    for name in KNOWN_CHANNELS:
+        sagemaker_tree.channel(name)
+    assert sorted(load_environment(sagemaker_tree.base).channels) == sorted(KNOWN_CHANNELS)
+
+
+# ---- resourceconfig.json that does not place this host among the hosts ------------------------------
+
+
+def broken_resources(hosts: list[str]) -> dict[str, tuple[object, object, str]]:
+    """name → (current_host, hosts, words of the refusal), derived from a good host list."""
+    first, *_ = hosts
+    return {
+        "current host not among hosts": (f"algo-{len(hosts) + 1}", hosts, "is not among hosts"),
+        "current host in other case": (first.upper(), hosts, "is not among hosts"),
+        "current host with a space": (first + " ", hosts, "is not among hosts"),
+        "hosts a string": (first, first, "hosts must be a non-empty list of host names"),
+        "hosts empty": (first, [], "hosts must be a non-empty list of host names"),
+        "hosts with a number": (first, [*hosts, 3], "hosts must be a non-empty list of host names"),
+        "hosts twice": (first, [*hosts, first], "names a host twice"),
+        "current host a number": (1, hosts, "current_host must be this host's name"),
+        "current host empty": ("", hosts, "current_host must be this host's name"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(broken_resources(["algo-1", "algo-2"])))
+def test_a_resourceconfig_that_does_not_place_this_host_is_refused_naming_file_and_field(
+    sagemaker_tree, case
+):
+    current, hosts, words = broken_resources(["algo-1", "algo-2"])[case]
+    path = sagemaker_tree.config / "resourceconfig.json"
+    path.write_text(json.dumps({"current_host": current, "hosts": hosts}), encoding="utf-8")
+    with pytest.raises(ContractError) as error:
+        load_environment(sagemaker_tree.base)
+    message = str(error.value)
+    assert message.startswith(f"resourceconfig.json ({path}): ")
+    assert words in message

@@ -51,7 +51,6 @@ def function_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         "RESULTS_PREFIX": "results/",
         "TRAINING_INSTANCE_TYPE": "ml.g4dn.xlarge",
         "TRAINING_INSTANCE_COUNT": "1",
-        "MAX_PHOTO_BYTES": "20971520",
         "TRAINING_IMAGE_URI": IMAGE,
         "SAGEMAKER_ROLE_ARN": ROLE,
         "TRAINING_VOLUME_SIZE_GB": "50",

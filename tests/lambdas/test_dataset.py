@@ -112,8 +112,26 @@ def test_each_problem_names_the_photo_and_the_fix() -> None:
     assert "s3://b/face_imgs/bob/1 is not a photo file (no extension)" in text
     assert "alice/empty.jpg is empty (0 bytes): upload the photo again" in text
     assert "alice/huge.jpg is 30.0 MB, over the 20.0 MB limit" in text
-    assert "identity 'carol' has 1 photo(s)" in text and "min_images_per_identity is 2" in text
+    # carol is the only identity with a usable photo, and has fewer than 2: none could be enrolled (issue 25:
+    # with others enrolled, she would be a counted warning; test_validate's too-few tests)
+    assert "every identity (1) has fewer than min_images_per_identity=2 photo(s) under s3://b/face_imgs/" in (
+        text
+    )
     assert len(problems) == 6
+
+
+def test_too_few_photos_is_a_warning_apart_from_what_was_left_out() -> None:
+    """People with fewer than min_images_per_identity photos are listed (the job excludes them): counted in
+    `too_few`, never in `warnings` or `skipped`, which are about objects left out."""
+    for keys, minimum, few in [
+        (["alice/1.jpg", "alice/2.jpg", "bob/1.jpg"], 2, 1),
+        (["alice/1.jpg", "alice/2.jpg", "alice/3.jpg", "bob/1.jpg", "carol/1.jpg", "carol/2.jpg"], 3, 2),
+        (["alice/1.jpg", "bob/1.jpg"], 1, 0),
+    ]:
+        snapshot, problems = _check(_objects(*(f"face_imgs/{key}" for key in keys)), min_per_identity=minimum)
+        assert problems == [] and snapshot.warnings == [] and snapshot.skipped == 0
+        assert (snapshot.too_few.count if snapshot.too_few else 0) == few
+        assert snapshot.all_warnings == ([snapshot.too_few.warning] if few else [])
 
 
 def test_an_empty_prefix_is_a_problem() -> None:

@@ -54,9 +54,13 @@ def test_strangers_are_in_the_snapshot_counted_apart_and_never_an_identity() -> 
 
 def test_min_images_per_identity_does_not_apply_to_the_strangers() -> None:
     snapshot, problems = _check(_objects(*PEOPLE, STRANGERS[0]), min_per_identity=2)
-    assert problems == [
-        "identity 'bob' has 1 photo(s) in s3://b/face_imgs/bob/ but min_images_per_identity is "
-        "2: add photos or lower min_images_per_identity"
+    # behaviour changed (issue 25): bob, below the minimum, is a counted warning (the job excludes him); the
+    # one stranger photo counts for no identity; nothing is left out (snapshot.warnings), bob is warned apart
+    assert problems == [] and snapshot.warnings == [] and snapshot.too_few is not None
+    assert snapshot.all_warnings == [
+        "1 identity has fewer than min_images_per_identity=2 photo(s) under s3://b/face_imgs/: the training "
+        "job excludes them and enrolls the others (metrics.json identities_excluded and rejected.csv "
+        "identity_excluded name them); add photos or lower min_images_per_identity to enroll them"
     ]
     assert snapshot.strangers == 1
 

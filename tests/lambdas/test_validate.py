@@ -137,14 +137,101 @@ def test_bad_hyperparameters_list_valid_keys(s3, function_env) -> None:
     assert "valid setting keys: embedder, weights, image_size" in message
 
 
-def test_min_images_per_identity_comes_from_the_settings(s3, function_env) -> None:
-    upload_photos(s3, BUCKET, {"alice": 3, "bob": 2})
-    s3.put_object(Bucket=BUCKET, Key="config/constants.py", Body=b"MIN_IMAGES_PER_IDENTITY = 3\n")
-    with pytest.raises(InvalidInput, match="identity 'bob' has 2 photo"):
+@pytest.mark.parametrize(
+    ("photos", "minimum", "below"),
+    [({"alice": 3, "bob": 2}, 3, 1), ({"alice": 5, "bob": 1, "carol": 2, "dave": 4}, 3, 2)],
+)
+def test_people_with_too_few_photos_are_left_to_the_job_with_a_counted_warning(
+    s3, function_env, caplog, photos, minimum, below
+) -> None:
+    # behaviour changed (issue 25): the README promises such people are excluded and reported and the run
+    # goes on; validate used to refuse the whole run ("identity 'bob' has 2 photo(s) …").
+    upload_photos(s3, BUCKET, photos)
+    s3.put_object(
+        Bucket=BUCKET, Key="config/constants.py", Body=f"MIN_IMAGES_PER_IDENTITY = {minimum}\n".encode()
+    )
+    pointer = _run("exec-1", {})
+    assert pointer["identities"] == len(photos)  # all go to the job, which excludes the few
+    record = _read(s3, pointer["run_record_key"])
+    assert record["settings"]["min_images_per_identity"] == minimum
+    (warning,) = record["warnings"]
+    assert warning.startswith(f"{below} identit")
+    assert f"fewer than min_images_per_identity={minimum} photo(s) under s3://{BUCKET}/face_imgs/" in warning
+    assert "the training job excludes them and enrolls the others" in warning
+    logged = " ".join(str(entry.__dict__) for entry in caplog.records)  # messages and their extra keys
+    assert "fewer than min_images_per_identity" in logged  # the warning is logged (WARNING), …
+    for name in (name for name, count in photos.items() if count < minimum):
+        assert name not in warning and name not in logged  # … as a count, never names
+
+
+# (stray objects under the prefix, photos per person, min_images_per_identity): left out, then too few
+LEFT_OUT_AND_TOO_FEW = [
+    ([], {"alice": 3, "bob": 1}, 2),  # too few only: nothing is left out
+    (["stray.jpg", "alice/_draft.jpg"], {"alice": 3, "bob": 1}, 2),  # both
+    (["bob/.DS_Store"], {"alice": 3, "bob": 2}, 1),  # left out only
+    (["_archive/1.jpg", "_archive/2.jpg", "top.png"], {"alice": 2, "bob": 1, "carol": 1}, 2),
+]
+
+
+@pytest.mark.parametrize(("strays", "photos", "minimum"), LEFT_OUT_AND_TOO_FEW)
+def test_the_left_out_count_counts_only_what_was_left_out(
+    s3, function_env, caplog, strays, photos, minimum
+) -> None:
+    """The too-few warning leaves nothing out (the job excludes those people): it is a warning of its own,
+    never counted as a file or folder left out, in the log or in run.json's dataset.skipped."""
+    upload_photos(s3, BUCKET, photos)
+    for stray in strays:
+        s3.put_object(Bucket=BUCKET, Key=f"face_imgs/{stray}", Body=b"x")
+    s3.put_object(
+        Bucket=BUCKET, Key="config/constants.py", Body=f"MIN_IMAGES_PER_IDENTITY = {minimum}\n".encode()
+    )
+    too_few = sum(count < minimum for count in photos.values())
+    left_out_roots = {stray.split("/")[0] if stray.startswith("_") else stray for stray in strays}
+
+    record = _read(s3, _run("exec-1", {})["run_record_key"])
+
+    assert record["dataset"]["skipped"] == len(strays)
+    assert len(record["warnings"]) == len(left_out_roots) + (1 if too_few else 0)
+    messages = [entry.getMessage() for entry in caplog.records]
+    left_out = [message for message in messages if "left out of the run" in message]
+    if strays:
+        assert left_out == [
+            f"{len(left_out_roots)} file(s) or folder(s) under the images prefix are left out of the run"
+        ]
+    else:
+        assert left_out == []
+    fewer = [message for message in messages if "fewer than min_images_per_identity" in message]
+    assert len(fewer) == (1 if too_few else 0)
+    if too_few:
+        assert fewer[0].startswith(f"{too_few} identit")
+        for name in (name for name, count in photos.items() if count < minimum):
+            assert name not in fewer[0]
+
+
+@pytest.mark.parametrize(("photos", "minimum"), [({"alice": 3, "bob": 2}, 4), ({"alice": 1}, 2)])
+def test_a_run_where_no_identity_has_enough_photos_is_refused(s3, function_env, photos, minimum) -> None:
+    upload_photos(s3, BUCKET, photos)
+    s3.put_object(
+        Bucket=BUCKET, Key="config/constants.py", Body=f"MIN_IMAGES_PER_IDENTITY = {minimum}\n".encode()
+    )
+    with pytest.raises(InvalidInput, match=rf"every identity \({len(photos)}\) has fewer than "):
         _run("exec-1", {})
     problems = ValidationProblems.model_validate(_read(s3, "results/runs/exec-1/problems.json"))
     assert problems.run_id == "exec-1" and len(problems.problems) == 1
     assert (problems.format, problems.version) == ("facetrain.problems", 1)
+    assert f"min_images_per_identity={minimum}" in problems.problems[0]
+
+
+@pytest.mark.parametrize("value", ["true", "yes", "on", "True"])
+def test_a_boolean_for_a_number_is_refused_at_validation(s3, function_env, value) -> None:
+    upload_photos(s3, BUCKET, {"alice": 2})
+    s3.put_object(Bucket=BUCKET, Key="config/settings.yaml", Body=f"batch_size: {value}\n".encode())
+    with pytest.raises(InvalidInput) as raised:
+        _run("exec-1", {})
+    assert "'batch_size' (from cfg/settings.yaml): must be a number, not a boolean" in str(raised.value)
+    with pytest.raises(InvalidInput) as raised:
+        _run("exec-2", {"hyperparameters": {"seed": True}})
+    assert "'seed' (from hyperparameters): must be a number, not a boolean" in str(raised.value)
 
 
 def test_a_run_id_belongs_to_one_execution(s3, function_env) -> None:

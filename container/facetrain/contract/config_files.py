@@ -138,6 +138,17 @@ def is_config_file(relative: str) -> bool:
     return relative == CONSTANTS_FILE or PurePosixPath(relative).suffix.lower() in DATA_SUFFIXES
 
 
+def same_setting(first: object, second: object) -> bool:
+    """Whether two files give a key the same value. Python's == holds True equal to 1 (and False to 0): a
+    YAML `batch_size: yes` beside a constants.py `BATCH_SIZE = 1` would pass as the same value and leave
+    the boolean unseen by the settings' check, so a boolean equals only a boolean here."""
+    if isinstance(first, (list, tuple)) and isinstance(second, (list, tuple)):
+        return len(first) == len(second) and all(map(same_setting, first, second))
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(same_setting(first[k], second[k]) for k in first)
+    return isinstance(first, bool) == isinstance(second, bool) and first == second
+
+
 def config_layers(texts: Mapping[str, str]) -> list[tuple[str, dict[str, object]]]:
     """Settings layers from the channel's files (relative POSIX path → text), in a fixed order:
     constants.py, then data files by path. Other files are ignored.
@@ -156,7 +167,7 @@ def config_layers(texts: Mapping[str, str]) -> list[tuple[str, dict[str, object]
     seen: dict[str, tuple[str, object]] = {}
     for origin, values in layers:
         for key, value in values.items():
-            if key in seen and seen[key][1] != value:
+            if key in seen and not same_setting(seen[key][1], value):
                 raise ConfigError(f"'{key}' is set to different values in {seen[key][0]} and {origin}")
             seen[key] = (origin, value)
     return layers

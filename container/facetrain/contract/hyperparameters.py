@@ -10,9 +10,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .shorten import shorten
 
@@ -35,6 +44,10 @@ DEFAULT_WEIGHTS = {FACENET: "vggface2", DLIB_RESNET: DLIB_WEIGHTS}
 # the same factor as dlib-resnet's (0.34 / 0.39), provisional until re-derived the same way.
 DEFAULT_ACCEPT_THRESHOLD = {FACENET: 0.96, DLIB_RESNET: 0.34}
 DEFAULT_TARGET_FPIR = 0.001
+# Seconds one decode of one photo may take (decode_budget_seconds). Real photos decode in well under a
+# second (a 64-megapixel progressive JPEG in 0.5 s, full size, on the development machine's 2 shared
+# cores), so 10 s leaves room for a slow instance and busy decode threads, and stops a decode-time bomb.
+DEFAULT_DECODE_BUDGET_SECONDS = 10.0
 EMBEDDING_DIMS = {FACENET: 512, DLIB_RESNET: 128}
 EMBEDDER_DESCRIPTIONS = {
     FACENET: "L2-normalised InceptionResnetV1 embeddings (facenet-pytorch); identity means re-normalised",
@@ -43,6 +56,18 @@ EMBEDDER_DESCRIPTIONS = {
 }
 
 Probability = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+def _holds_numbers(annotation: object) -> bool:
+    """Whether a field's type is, or holds, an int or a float (bool is neither here)."""
+    return annotation in (int, float) or any(_holds_numbers(arg) for arg in get_args(annotation))
+
+
+def _holds_boolean(value: object) -> bool:
+    """Whether a value is a bool, or a list/tuple holding one."""
+    if isinstance(value, (list, tuple)):
+        return any(_holds_boolean(item) for item in value)
+    return isinstance(value, bool)
 
 
 class Hyperparameters(BaseModel):
@@ -101,6 +126,14 @@ class Hyperparameters(BaseModel):
         le=1_000_000_000,
         description="Photos with more pixels are rejected before decoding (decompression-bomb guard).",
     )
+    decode_budget_seconds: float = Field(
+        DEFAULT_DECODE_BUDGET_SECONDS,
+        gt=0.0,
+        le=600.0,
+        description="Seconds one decode of a photo may take; a photo whose decoding runs longer is "
+        "rejected (decode_budget): a guard against decode-time bombs such as a progressive JPEG whose "
+        "scans are repeated.",
+    )
     min_images_per_identity: int = Field(
         1, ge=1, le=10_000, description="Identities with fewer usable photos are excluded and reported."
     )
@@ -138,6 +171,21 @@ class Hyperparameters(BaseModel):
             if embedder in DEFAULT_WEIGHTS:
                 data = {"weights": DEFAULT_WEIGHTS[embedder], **data}
         return data
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: object, info: ValidationInfo) -> object:
+        """A boolean is no number: pydantic's lax mode takes true as 1 (batch_size=true would embed one face
+        per pass), and YAML 1.1 reads yes/no/on/off as booleans too. Every numeric setting refuses one, from
+        whichever layer it comes (hyperparameters, constants.py, JSON, YAML)."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and _holds_numbers(field.annotation) and _holds_boolean(value):
+            raise PydanticCustomError(
+                "boolean_for_number",
+                "must be a number, not a boolean (true/false, True/False; YAML also reads yes/no/on/off "
+                "as booleans)",
+            )
+        return value
 
     @field_validator("weights")
     @classmethod

@@ -141,8 +141,11 @@ class MetricsDocument(_Document):
 
     images_total = images_accepted + images_rejected: the enrollment's files (identity folders and stray
     top-level files); the known strangers are counted in `strangers`. rejected.csv holds images_rejected +
-    strangers.rejected rows. embeddings_computed, embeddings_reused and images_per_second count every
-    photo the job embedded, strangers' included."""
+    strangers.rejected rows. embeddings_computed, embeddings_reused, photos_examined and images_per_second
+    count the strangers' photos too. photos_examined: the photos this run decoded and searched for a face
+    (embedded or rejected), neither reused from the previous run nor resumed from a checkpoint;
+    images_per_second is photos_examined per second of the slowest host's photo loop, None when no photo
+    was examined."""
 
     format: Literal["facetrain.metrics"] = FORMAT
     version: Literal[1] = VERSION
@@ -162,7 +165,7 @@ class MetricsDocument(_Document):
     embedding_dim: int
     device: str
     torch_threads: int
-    images_per_second: float | None
+    images_per_second: float | None  # photos_examined / the slowest host's loop; None: none examined
     embeddings_computed: int
     embeddings_reused: int
     hosts: int
@@ -172,6 +175,8 @@ class MetricsDocument(_Document):
     versions: dict[str, str]  # distribution -> version, of the libraries that made the embeddings
     # Absent only in metrics.json written before known strangers (the images of issue 23 and older).
     strangers: StrangerPhotos | None = None
+    # Absent only in metrics.json written before issue 25 (their images_per_second counted reused photos).
+    photos_examined: int | None = None
     evaluation: EvaluationSummary | None = None
     timings: dict[str, float]
 
