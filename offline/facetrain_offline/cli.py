@@ -21,9 +21,12 @@ run by podman as SageMaker runs it). The published results (the files that land 
 the results prefix) and run.json (status, counts, failure reason, state-by-state history) are written to
 OUT_DIR; the Lambdas' logs go to OUT_DIR/lambdas.log. Exit code 0 only when the run succeeded.
 
-Ctrl-C stops the execution as the console's "Stop execution" does; the stack then stops the training
-job (SIGTERM, as SageMaker does), the command waits for it (a second Ctrl-C exits at once), writes
-run.json with status ABORTED and the job's final status, publishes nothing and exits 130.
+Ctrl-C (or SIGTERM) before the execution publishes stops it as the console's "Stop execution" does;
+the stack then stops the training job (SIGTERM, as SageMaker does), the command waits until nothing can
+change the bucket (a second Ctrl-C ends the wait at once), writes run.json with status ABORTED, publishes
+nothing, leaves --state as it was and exits 130. An execution already publishing is let finish and
+reported as finished; once the executions have ended, Ctrl-C waits for the results and the state to be
+saved (seconds). The state's save is crash-safe.
 """
 
 IDENTIFY_HELP = """\
@@ -189,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     from .bucket_state import StateInUse  # lazy: moto and boto3 are slow
     from .host_containers import ContainerEngineError
     from .local_aws import DEFAULT_TEMPLATE
+    from .photo_upload import PhotoFolderError, scan_photo_folder
+    from .run_arguments import create_output_folders, option_problems
     from .run_options import RunOptions
     from .runner import run
 
@@ -224,12 +229,24 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, file=screen, flush=True)
 
+    try:  # before anything starts: options, the photos' names, the output folders
+        problems = option_problems(options)
+        skipped = [] if problems else scan_photo_folder(options.images_dir).skipped
+        problems = problems or create_output_folders(options)
+    except PhotoFolderError as exc:
+        problems, skipped = [str(exc)], []
+    for problem in problems:
+        print(f"facetrain run: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    for line in skipped:
+        say(f"skip   {line}")
     try:
         summary = run(options, say=say)
     except (StateInUse, ContainerEngineError) as exc:
         print(f"facetrain run: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # a second Ctrl-C while the training job was being stopped
+    except KeyboardInterrupt:  # Ctrl-C in the moments before the local AWS is up or after it is down
         print("facetrain run: interrupted; no run.json written", file=sys.stderr)
         return EXIT_INTERRUPTED
     say(f"run.json: {args.out_dir / 'run.json'}")

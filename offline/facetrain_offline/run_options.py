@@ -37,11 +37,11 @@ class RunOptions:
 def console_input(options: RunOptions, hyperparameters: dict[str, str]) -> dict[str, Any]:
     """The documented console input for this run (stack defaults fill the rest)."""
     payload: dict[str, Any] = {"hyperparameters": hyperparameters}
-    if options.instance_type:
+    if options.instance_type is not None:
         payload["instance_type"] = options.instance_type
-    if options.instance_count:
+    if options.instance_count is not None:
         payload["instance_count"] = options.instance_count
-    if options.run_id:
+    if options.run_id is not None:
         payload["run_id"] = options.run_id
     if options.force:
         payload["force"] = True

@@ -29,3 +29,14 @@ def test_max_fpir_is_refused_with_the_upload_trigger(tmp_path, capsys) -> None:
     )
     assert code == 2
     assert "--max-fpir is part of the console input" in capsys.readouterr().err
+
+
+def test_options_given_reach_the_console_input_even_when_falsy() -> None:
+    """0 and '' are values to check, not "not given": validate refuses them instead of using defaults."""
+    payload = console_input(RunOptions(images_dir=Path("p"), out_dir=Path("o"), instance_count=0), {})
+    assert payload["instance_count"] == 0
+    assert ConsoleInput.model_json_schema()["properties"]["instance_count"]["anyOf"][0]["minimum"] == 1
+    blank = RunOptions(images_dir=Path("p"), out_dir=Path("o"), run_id="", instance_type="")
+    empty = console_input(blank, {})
+    assert empty["run_id"] == "" and empty["instance_type"] == ""
+    assert "instance_count" not in console_input(_options(), {})

@@ -315,7 +315,7 @@ def operator_day(offline: Offline) -> bool:
         (folder / person).mkdir(parents=True)
         for i in range(count):
             (folder / person / f"{i:03d}.jpg").write_bytes(f"{person} {i}".encode())
-    from facetrain_offline.bucket_state import sync_images
+    from facetrain_offline.photo_upload import sync_images
 
     sync_images(s3, stack.bucket, "face_imgs/", folder)
     s3.put_object(Bucket=stack.bucket, Key="config/settings.json", Body=b"{}")
