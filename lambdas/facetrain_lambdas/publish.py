@@ -2,8 +2,14 @@
 current results.
 
 Order matters: nothing at the results prefix root changes until the archive is verified, the run's own
-copy is stored and the quality gate passed; latest.json is written last and is the pointer consumers
-should follow. Every published run also keeps its record as runs/<run_id>/published.json.
+copy is stored, the quality gate passed and the execution found still RUNNING; latest.json is written last
+and is the pointer consumers should follow. Every published run also keeps its record as
+runs/<run_id>/published.json.
+
+The stop check: StopExecution and the state machine's timeout do not cancel a Lambda invocation under way,
+so an execution stopped (ABORTED), timed out or failed while Publish ran would still publish. Publish asks
+Step Functions for its own execution's status just before the first write that changes what is current,
+and publishes nothing once it is no longer RUNNING (ExecutionStopped).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from facetrain.contract.metrics import MetricsDocument
 from facetrain.contract.names import REJECTED_CSV, REPORT_HTML
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, model_validator
 
 from .artifact import VerifiedResults, read_model_archive, verify_results
 from .clients import client
@@ -47,11 +53,25 @@ class JobState(BaseModel):
 
 
 class PublishEvent(BaseModel):
-    """Payload from the state machine."""
+    """Payload from the state machine: the execution's name ($$.Execution.Name) and ARN
+    ($$.Execution.Id), the run pointer and the polled job."""
 
     execution: str
+    execution_arn: str = Field(pattern=r"^arn:[\w-]+:states:[\w-]+:\d{12}:execution:[^:]+:[^:]+$")
     run: RunPointer
     job: JobState
+
+    @model_validator(mode="after")
+    def _arn_names_the_execution(self) -> PublishEvent:
+        """The stop check asks about execution_arn: it must be the execution the event names."""
+        if self.execution_arn.rsplit(":", 1)[-1] != self.execution:
+            raise ValueError(f"execution_arn {self.execution_arn!r} is not execution {self.execution!r}")
+        return self
+
+
+class ExecutionStopped(Exception):
+    """The execution was no longer RUNNING at Publish's commit point: nothing was published (the run's
+    own files are stored under runs/<run_id>/; the current files and latest.json are unchanged)."""
 
 
 class PublishResult(BaseModel):
@@ -115,7 +135,7 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
     ]
     if line := _strangers_line(metrics_):
         lines.insert(3, line)
-    if record.warnings:
+    if record.dataset.skipped:
         lines.insert(
             3,
             f"Left out at validation: {record.dataset.skipped} object(s) under the images prefix "
@@ -156,9 +176,25 @@ def check_quality_gate(
     return decision
 
 
+def ensure_still_running(sfn: Any, event: PublishEvent, layout: RunLayout) -> None:
+    """The commit point: raise ExecutionStopped unless the execution is still RUNNING (Step Functions'
+    DescribeExecution). A stop that takes effect after this check finds Publish writing for a moment more:
+    the current files and latest.json, which it then completes."""
+    with transient_aws_errors(f"describing execution {event.execution_arn}"):
+        status = sfn.describe_execution(executionArn=event.execution_arn)["status"]
+    if status != "RUNNING":
+        metrics.add_metric(name="PublishesStopped", unit=MetricUnit.Count, value=1)
+        raise ExecutionStopped(
+            f"execution {event.execution} is {status}: it was stopped before run {layout.run_id}'s results "
+            "became current: nothing published. The current results and latest.json are unchanged; the "
+            f"run's own files are under {s3_uri(layout.bucket, layout.run_prefix)}."
+        )
+
+
 @tracer.capture_method
-def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> PublishResult:
-    """Verify, store the run's files, pass the quality gate, then update the current files and latest.json."""
+def publish_run(s3: Any, sfn: Any, event: PublishEvent, now: datetime | None = None) -> PublishResult:
+    """Verify, store the run's files, pass the quality gate, check the execution still runs, then update
+    the current files and latest.json (ExecutionStopped: nothing current changed)."""
     record = load_run_record(s3, event.run)
     layout = record.layout
     results = fetch_and_verify(s3, layout, event.job.model_artifacts)
@@ -172,7 +208,8 @@ def publish_run(s3: Any, event: PublishEvent, now: datetime | None = None) -> Pu
             )
     latest_before = read_published(s3, layout)
     gate = check_quality_gate(s3, record, results, latest_before)
-    # Verified, stored and through the gate: from here on the current results change.
+    ensure_still_running(sfn, event, layout)
+    # Verified, stored, through the gate and not stopped: from here on the current results change.
     current = [name for name in (*CURRENT_FILES, REPORT_HTML) if name in results.files]
     for name in current:
         with transient_aws_errors(f"updating the current {name}"):
@@ -223,4 +260,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Lambda entry point (no environment of its own)."""
     payload = parse(event=event, model=PublishEvent)
     logger.append_keys(run_id=payload.run.run_id)
-    return publish_run(client("s3"), payload).model_dump()
+    return publish_run(client("s3"), client("stepfunctions"), payload).model_dump()

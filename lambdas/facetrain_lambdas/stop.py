@@ -13,7 +13,11 @@ function, which works out the job as the workflow itself did:
 3. The job `job_name(run_id)`: absent, never started; InProgress, StopTrainingJob (SageMaker sends the
    container SIGTERM, then SIGKILL after its grace period; the status goes Stopping → Stopped); any other
    status (Stopping, Stopped, Completed, Failed), left alone.
-4. The notification: an aborted or timed-out execution ends without the state machine's own failure
+4. Published or not: latest.json, read after the stop request (a failing read must not keep a running
+   job from being stopped). A Lambda invocation under way is not cancelled by StopExecution; Publish asks
+   for its execution's status before it changes the current results and publishes nothing once the
+   execution has stopped, but one that asked a moment before the stop took effect finishes.
+5. The notification: an aborted or timed-out execution ends without the state machine's own failure
    notification, so one is sent here, always; a FAILED execution has sent one, so a second only says that
    its still-running job was stopped.
 
@@ -34,10 +38,11 @@ from facetrain.contract.documents import DocumentError
 from pydantic import BaseModel, ConfigDict, Field
 
 from .clients import client
-from .errors import InvalidInput, transient_aws_errors
+from .errors import InvalidInput, TransientError, transient_aws_errors
 from .function_settings import FunctionSettings
 from .layout import RunLayout
 from .observability import logger, metrics, tracer
+from .published import read_published
 from .run_record import read_run_record_if_present
 from .run_request import StackDefaults, resolve_request
 from .training_job import describe_job, job_name
@@ -67,11 +72,15 @@ class StopOutcome(BaseModel):
     training_job_name: str | None = None
     job_status: str | None = None  # before the stop request, when a job was found
     stopped: bool = False
+    # The run's results are the current ones (its Publish ran before the stop took effect); None when
+    # latest.json could not be read.
+    published: bool | None = False
     reason: str
 
 
 def stop_job_of(s3: Any, sagemaker: Any, ended: ExecutionEnded, defaults: StackDefaults) -> StopOutcome:
-    """Find the training job of an ended execution's run and stop it if it still runs (steps 1-3)."""
+    """Find the training job of an ended execution's run, stop it if it still runs, then say whether the
+    run published (steps 1-4)."""
     outcome = {"execution": ended.name, "status": ended.status}
     try:
         raw = json.loads(ended.input or "{}")
@@ -93,21 +102,46 @@ def stop_job_of(s3: Any, sagemaker: Any, ended: ExecutionEnded, defaults: StackD
             "its job is not this one's",
         )
     name = job_name(record.request.run_id)
-    found = {**outcome, "run_id": record.request.run_id, "training_job_name": name}
+    job = _stop_if_running(sagemaker, name)
+    # Step 4 after the stop request: an S3 error here must neither keep a running job from being stopped
+    # nor the notification from going out (it says the answer is unknown).
+    published = _is_published(s3, layout)
+    return StopOutcome(
+        **outcome, run_id=record.request.run_id, training_job_name=name, published=published, **job
+    )
+
+
+def _stop_if_running(sagemaker: Any, name: str) -> dict[str, Any]:
+    """Step 3: StopTrainingJob when the job is InProgress; the outcome's job fields (job_status, stopped,
+    reason)."""
     description = describe_job(sagemaker, name)
     if description is None:
-        return StopOutcome(**found, reason="no training job was started")
+        return {"reason": "no training job was started"}
     job_status = str(description.get("TrainingJobStatus"))
     if job_status != "InProgress":
-        return StopOutcome(**found, job_status=job_status, reason=f"the job is {job_status}: left alone")
+        return {"job_status": job_status, "reason": f"the job is {job_status}: left alone"}
     try:
         with transient_aws_errors(f"stopping training job {name}"):
             sagemaker.stop_training_job(TrainingJobName=name)
     except ClientError as error:  # it ended between the describe and the stop request
         if error.response.get("Error", {}).get("Code") != "ValidationException":
             raise
-        return StopOutcome(**found, job_status=job_status, reason=f"the job had ended: {error}")
-    return StopOutcome(**found, job_status=job_status, stopped=True, reason="stop requested")
+        return {"job_status": job_status, "reason": f"the job had ended: {error}"}
+    return {"job_status": job_status, "stopped": True, "reason": "stop requested"}
+
+
+def _is_published(s3: Any, layout: RunLayout) -> bool | None:
+    """True when latest.json names this run: a Lambda invocation under way runs to its end whatever
+    StopExecution says, so an execution stopped while Publish ran may have published all the same. None
+    when latest.json cannot be read (access, throttling): unknown, never "nothing published"."""
+    try:
+        published = read_published(s3, layout)
+    except InvalidInput:  # another format: not written by this stack's publish
+        return False
+    except (ClientError, TransientError) as error:
+        logger.warning("latest.json could not be read", extra={"key": layout.latest_key, "error": str(error)})
+        return None
+    return published is not None and published.run_id == layout.run_id
 
 
 def notification(outcome: StopOutcome) -> str | None:
@@ -118,7 +152,7 @@ def notification(outcome: StopOutcome) -> str | None:
         if outcome.stopped
         else f"Training job: {outcome.training_job_name or 'none'} ({outcome.reason})."
     )
-    nothing = "Nothing was published; the current results are unchanged."
+    nothing = _published_line(outcome)
     if outcome.status == "ABORTED":
         return f"facetrain execution {outcome.execution} was stopped (ABORTED). {job} {nothing}"
     if outcome.status == "TIMED_OUT":
@@ -128,6 +162,26 @@ def notification(outcome: StopOutcome) -> str | None:
     if outcome.stopped:
         return f"facetrain execution {outcome.execution} failed (FAILED). {job}"
     return None
+
+
+def _published_line(outcome: StopOutcome) -> str:
+    """Whether the run published, as latest.json said after the stop request. Only a Completed job reaches
+    Publish, and a Publish that saw the execution RUNNING just before the stop took effect finishes: for
+    such a run "not yet" is all that can be said."""
+    if outcome.published:
+        return f"Its results had been published before the stop took effect: run {outcome.run_id} is current."
+    if outcome.published is None:
+        return (
+            f"Whether run {outcome.run_id} published is unknown: latest.json could not be read; check which "
+            "run it names."
+        )
+    if outcome.job_status != "Completed":
+        return "Nothing was published; the current results are unchanged."
+    return (
+        f"Nothing was published when this was checked (latest.json does not name run {outcome.run_id}): "
+        "Publish changes nothing once it sees the execution stopped, unless it had checked a moment before "
+        f"the stop took effect, in which case latest.json names run {outcome.run_id} shortly."
+    )
 
 
 class NotificationSettings(FunctionSettings):

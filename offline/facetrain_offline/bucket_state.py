@@ -29,9 +29,51 @@ def all_keys(s3: Any, bucket: str, prefix: str = "") -> list[str]:
     ]
 
 
+# The saved copy, and the two folders a save passes through. A save is crash-safe: whatever moment kills
+# it (Ctrl-C held off, a SIGKILL, a power-less disk aside), STATE_DIR holds either the copy from before the
+# save or the new one whole, and `recover_state` (run first, under the state lock) finishes or undoes what
+# a killed save left.
+SAVED = "bucket"
+STAGING = ".bucket-new"  # the new copy while it is downloaded; COMPLETE inside it once it is whole
+RETIRED = ".bucket-old"  # the old copy between the two renames that swap the new one in
+COMPLETE = ".complete"  # hidden: never restored as an object
+
+
+def recover_state(state_dir: Path) -> str | None:
+    """Finish or undo a save that was killed part-way; a sentence saying which, or None when there was
+    nothing to do.
+
+    The save's steps: (1) download into STAGING, (2) write STAGING/COMPLETE, (3) rename SAVED → RETIRED,
+    (4) rename STAGING → SAVED, (5) delete RETIRED. Killed in (1)-(2): STAGING is incomplete and is
+    deleted, SAVED is untouched. Killed in (3)-(4): STAGING is complete and becomes SAVED. Killed in (5):
+    RETIRED is deleted. Never is a complete copy deleted before another complete copy is SAVED.
+    """
+    saved, staging, retired = state_dir / SAVED, state_dir / STAGING, state_dir / RETIRED
+    said = None
+    if staging.is_dir() and (staging / COMPLETE).is_file():
+        if saved.exists():
+            shutil.rmtree(retired, ignore_errors=True)
+            saved.rename(retired)
+        staging.rename(saved)
+        said = f"state  finished a save that was interrupted after its copy was complete ({saved})"
+    elif staging.exists():
+        shutil.rmtree(staging)
+        said = (
+            f"state  discarded an incomplete copy left by an interrupted save ({staging}); "
+            f"{saved} is the state from before it"
+        )
+    if retired.exists():
+        if saved.exists():
+            shutil.rmtree(retired)
+        else:  # killed between (3) and (4) with no complete new copy: cannot happen in order, but safe
+            retired.rename(saved)
+            said = f"state  restored the copy from before an interrupted save ({saved})"
+    return said
+
+
 def restore_state(s3: Any, bucket: str, state_dir: Path) -> int:
-    """Load the bucket's objects saved by an earlier run."""
-    objects = state_dir / "bucket"
+    """Load the bucket's objects saved by an earlier run (recover_state first)."""
+    objects = state_dir / SAVED
     if not objects.is_dir():
         return 0
     files = local_files(objects)
@@ -41,31 +83,24 @@ def restore_state(s3: Any, bucket: str, state_dir: Path) -> int:
 
 
 def save_state(s3: Any, bucket: str, state_dir: Path) -> int:
-    """Write every object of the bucket under state_dir/bucket (replacing what was there)."""
-    objects = state_dir / "bucket"
-    staging = state_dir / ".bucket-new"
+    """Write every object of the bucket under STATE_DIR/bucket, replacing what was there, crash-safely
+    (recover_state's steps); the number of objects. The bucket must not change meanwhile: the caller
+    saves once no Lambda, execution or job can still write to it."""
+    saved, staging, retired = state_dir / SAVED, state_dir / STAGING, state_dir / RETIRED
     shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
     keys = all_keys(s3, bucket)
     for key in keys:
         target = staging / key
         target.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(target))
-    shutil.rmtree(objects, ignore_errors=True)
-    staging.mkdir(parents=True, exist_ok=True)
-    staging.rename(objects)
+    (staging / COMPLETE).write_text(f"{len(keys)} objects\n")
+    if saved.exists():
+        shutil.rmtree(retired, ignore_errors=True)
+        saved.rename(retired)
+    staging.rename(saved)
+    shutil.rmtree(retired, ignore_errors=True)
     return len(keys)
-
-
-def sync_images(s3: Any, bucket: str, prefix: str, images_dir: Path) -> tuple[int, int]:
-    """Make the images prefix hold exactly the folder's files (uploads all, deletes what is gone)."""
-    files = local_files(images_dir)
-    wanted = {f"{prefix}{relative}" for relative in files}
-    stale = [key for key in all_keys(s3, bucket, prefix) if key not in wanted]
-    for key in stale:
-        s3.delete_object(Bucket=bucket, Key=key)
-    for relative, path in files.items():
-        s3.upload_file(str(path), bucket, f"{prefix}{relative}")
-    return len(files), len(stale)
 
 
 class StateInUse(RuntimeError):

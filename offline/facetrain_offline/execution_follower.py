@@ -12,6 +12,8 @@ from .run_summary import ExecutionOutcome, StateVisitRecord
 
 Printer = Callable[[str], None]
 FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")  # an execution in one has ended
+PUBLISH_STATE = "Publish"  # the state machine's commit point: its Lambda makes a run's results current
+NO_CHANGE_STATE = "NoChange"  # the state an execution passes when there is nothing to train
 
 
 @dataclass
@@ -61,6 +63,10 @@ class HistoryFollower:
                         break
         self.seen = len(events)
 
+    def entered(self, state: str) -> bool:
+        """True when the execution has entered `state` (as far as the history read so far shows)."""
+        return any(visit.state == state for visit in self.visits)
+
 
 def execution_failure(
     sfn: Any, execution: dict[str, Any], follower: HistoryFollower
@@ -86,7 +92,7 @@ def overall_status(executions: list[dict[str, Any]]) -> str:
 def execution_outcome(execution: dict[str, Any], follower: HistoryFollower) -> ExecutionOutcome:
     """Where an execution (DescribeExecution) ended: published, no change, or before publishing."""
     states = [visit.state for visit in follower.visits]
-    outcome = "no_change" if "NoChange" in states else "published" if "Publish" in states else None
+    outcome = "no_change" if NO_CHANGE_STATE in states else "published" if PUBLISH_STATE in states else None
     return ExecutionOutcome(
         name=execution["name"], status=execution["status"], outcome=outcome, states=len(states)
     )

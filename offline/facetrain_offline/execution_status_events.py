@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import boto3
@@ -85,6 +85,11 @@ class ExecutionStatusEvents:
                 self.sent.add(arn)
                 sent += 1
         return sent
+
+    def has_sent(self, arns: Iterable[str]) -> bool:
+        """True when the event of each of these executions has been sent (and so delivered: a rule's
+        Lambda target runs within put_events here)."""
+        return all(arn in self.sent for arn in arns)
 
     @contextlib.contextmanager
     def running(self, interval: float = 0.2) -> Iterator[ExecutionStatusEvents]:

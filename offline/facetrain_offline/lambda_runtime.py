@@ -41,7 +41,8 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import Ama
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core import DEFAULT_ACCOUNT_ID
 
-InvokeHook = Callable[[str, dict[str, Any]], None]  # (function name, event) before each invocation
+# (logical id, or the function name without one; event) at the start of each invocation
+InvokeHook = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,8 @@ class InProcessLambdas:
         # (logical id, or the function name without one; error type or None), in invocation order
         self.invocations: list[tuple[str, str | None]] = []
         self.hooks: list[InvokeHook] = []
+        self._running = 0  # invocations under way, all threads together
+        self._idle = threading.Condition()
 
     def register(self, spec: FunctionSpec) -> None:
         self.functions[spec.name] = spec
@@ -170,9 +173,9 @@ class InProcessLambdas:
         """
         spec = self._spec(function_name)
         module_name, _, attribute = spec.handler.rpartition(".")
-        for hook in self.hooks:
-            hook(spec.name, event)
-        with invocation_environment(spec.environment), _OUTPUT.routing(self.log_stream):
+        with self._counted(), invocation_environment(spec.environment), _OUTPUT.routing(self.log_stream):
+            for hook in self.hooks:  # part of the invocation: it is under way while they run
+                hook(spec.logical_id or spec.name, event)
             handler = getattr(importlib.import_module(module_name), attribute)
             context = LambdaContext(spec.name, spec.arn, spec.memory_mb)
             try:
@@ -188,6 +191,23 @@ class InProcessLambdas:
                     payload = _error_document(f"Unable to marshal response: {exc}", error_type, [])
         self.invocations.append((spec.logical_id or spec.name, error_type))
         return payload, error_type
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        with self._idle:
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no invocation is under way (Lambda runs an invocation to its end whatever happens
+        to the execution that made it: StopExecution does not cancel it); False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._running == 0, timeout=timeout)
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[InProcessLambdas]:

@@ -87,7 +87,7 @@ def prepare(s3: Any, options: LaunchOptions, image_uri: str) -> tuple[Any, dict[
     defaults = StackDefaults(bucket=options.bucket)
     try:
         request = resolve_request(console, execution=options.run_id, defaults=defaults)
-        pointer = validate_run(s3, request, defaults.max_photo_bytes)
+        pointer = validate_run(s3, request)
         record = load_run_record(s3, pointer)
         training = TrainingSettings(
             training_image=image_uri,

@@ -59,8 +59,8 @@ class RunSummary(_Record):
     training_job_status: str | None  # its DescribeTrainingJob status
     training_job_exit_code: int | None  # its container's exit code (143: stopped by SIGTERM)
     input: dict[str, Any]  # the console input, or {"trigger": "upload", "settings": …}
-    bucket: str
-    results_prefix: str
+    bucket: str | None  # None: the run was stopped before its local stack existed
+    results_prefix: str | None
     executions: list[ExecutionOutcome]
     history: list[StateVisitRecord]  # of the last execution
     lambda_invocations: int
@@ -69,12 +69,15 @@ class RunSummary(_Record):
     error: str | None = None  # set when status is not SUCCEEDED
     failure_reason: str | None = None
     wall_seconds: float | None = None
+    interrupted: bool = False  # Ctrl-C or SIGTERM came during the run (status says how it ended)
 
 
 def write_run_summary(summary: RunSummary, out_dir: Path) -> Path:
     """Write OUT_DIR/run.json; its path."""
     path = out_dir / RUN_SUMMARY_FILE
-    path.write_text(summary.model_dump_json(indent=2) + "\n")
+    partial = path.with_name(f".{RUN_SUMMARY_FILE}.partial")
+    partial.write_text(summary.model_dump_json(indent=2) + "\n")
+    partial.replace(path)  # whole or not at all, however the process ends
     return path
 
 

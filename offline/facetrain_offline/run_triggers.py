@@ -14,9 +14,11 @@ from typing import Any
 
 import boto3
 
-from .bucket_state import sync_images
-from .execution_follower import FINAL_STATUSES, HistoryFollower
+from .execution_follower import FINAL_STATUSES, PUBLISH_STATE, HistoryFollower
+from .execution_status_events import ExecutionStatusEvents
+from .lambda_runtime import InProcessLambdas
 from .local_stack import LocalStack
+from .photo_upload import sync_images
 from .run_options import RunOptions, console_input
 from .sqs_event_source import SqsEventPoller
 from .training_backend import LocalTrainingBackend
@@ -24,6 +26,7 @@ from .training_backend import LocalTrainingBackend
 OFFLINE_SETTINGS_FILE = "facetrain-run.json"  # where --trigger upload puts -p settings (config prefix)
 QUIET_SECONDS = 3.0  # upload mode ends when nothing was queued or running for this long
 STOP_WAIT_SECONDS = 300.0  # after Ctrl-C: how long to wait for the training jobs to stop
+SETTLE_SECONDS = 120.0  # after Ctrl-C: how long to wait for the executions to end (a Lambda under way)
 
 Printer = Callable[[str], None]
 
@@ -123,25 +126,79 @@ def run_by_uploads(
 
 
 def stop_on_interrupt(
-    sfn: Any, machine_arn: str, backend: LocalTrainingBackend, say: Printer
-) -> list[HistoryFollower]:
-    """Ctrl-C: stop the running executions as the console's "Stop execution" does. The stack's own stop
-    path (status event, StopFunction, StopTrainingJob) then stops their training jobs: wait until the jobs
-    have ended (a second Ctrl-C ends the wait at once). Returns a follower of every execution."""
+    sfn: Any,
+    machine_arn: str,
+    lambdas: InProcessLambdas,
+    status_events: ExecutionStatusEvents,
+    backend: LocalTrainingBackend,
+    say: Printer,
+) -> tuple[list[HistoryFollower], bool]:
+    """Ctrl-C: stop the running executions as the console's "Stop execution" does, then wait until nothing
+    can change the bucket any more; a follower of every execution (oldest first), and whether that wait
+    ended in time (False: something may still write to the bucket).
+
+    An execution that has entered Publish is let finish: Step Functions does not cancel a Lambda
+    invocation under way, so a publish past its own check of the execution's status (publish.py) would go
+    on whatever StopExecution said, and the run would be reported as stopped while its results became
+    current. The wait: every execution ended (moto's
+    reports RUNNING until its invocation under way has returned), no Lambda invocation under way, each
+    ended execution's status event sent (the stack's own stop path: the rule, StopFunction,
+    StopTrainingJob) and the training jobs ended. A second Ctrl-C ends the wait at once (KeyboardInterrupt).
+    """
     followers = []
-    for execution in sfn.list_executions(stateMachineArn=machine_arn)["executions"]:
-        if execution["status"] == "RUNNING":
-            sfn.stop_execution(
-                executionArn=execution["executionArn"], error="Interrupted", cause="Ctrl-C on facetrain run"
-            )
-            say(f"stop   execution {execution['name']} (Ctrl-C: as the console's Stop execution)")
+    executions = sfn.list_executions(stateMachineArn=machine_arn)["executions"]
+    for execution in sorted(executions, key=lambda e: e["startDate"]):
         follower = HistoryFollower(sfn, execution["executionArn"], lambda line: None)  # states shown
         follower.poll()
+        if execution["status"] == "RUNNING":
+            _wait_until_started(follower)
+            if follower.entered(PUBLISH_STATE):
+                say(f"stop   execution {execution['name']} is publishing: it is let finish")
+            else:
+                sfn.stop_execution(
+                    executionArn=execution["executionArn"],
+                    error="Interrupted",
+                    cause="Ctrl-C on facetrain run",
+                )
+                say(f"stop   execution {execution['name']} (Ctrl-C: as the console's Stop execution)")
         followers.append(follower)
+    if followers:
+        say("stop   waiting for the executions and their training job to end (Ctrl-C again to exit at once)")
+    settled = _wait_settled(sfn, followers, lambdas, status_events)
+    if not settled:
+        say(f"stop   the executions did not end within {SETTLE_SECONDS:.0f} s: not waiting longer")
     if backend.busy:
-        say("stop   waiting for the training job to stop (Ctrl-C again to exit at once)")
         backend.wait_all(timeout=STOP_WAIT_SECONDS)
-    return followers
+    for follower in followers:
+        follower.poll()
+    return followers, settled
+
+
+def _wait_until_started(follower: HistoryFollower, timeout: float = 10.0) -> None:
+    """Until the execution's history has its first event. moto's StopExecution fails with an
+    AttributeError on an execution whose interpreter thread has not yet set up (it just started): its
+    ExecutionStarted event is recorded once it has. Step Functions itself accepts a stop at any time."""
+    deadline = time.monotonic() + timeout
+    while not follower.events and time.monotonic() < deadline:
+        time.sleep(0.05)
+        follower.poll()
+
+
+def _wait_settled(
+    sfn: Any,
+    followers: list[HistoryFollower],
+    lambdas: InProcessLambdas,
+    status_events: ExecutionStatusEvents,
+) -> bool:
+    """Until every execution has ended, its status event has been sent and no invocation is under way:
+    True; False when SETTLE_SECONDS passed first."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        ended = all(sfn.describe_execution(executionArn=f.arn)["status"] in FINAL_STATUSES for f in followers)
+        if ended and status_events.has_sent(f.arn for f in followers) and lambdas.wait_idle(timeout=0):
+            return True
+        time.sleep(0.1)
+    return False
 
 
 @contextlib.contextmanager

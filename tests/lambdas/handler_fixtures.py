@@ -42,3 +42,35 @@ def run_record(**changes: object) -> RunRecord:
     for name, value in changes.items():
         (request if name in RunRequest.model_fields else values)[name] = value
     return RunRecord.model_validate({**values, "request": RunRequest.model_validate(request)})
+
+
+def latest_document(**changes: object) -> dict:
+    """A latest.json document publishing run r1 (execution exec-1), with changes."""
+    from facetrain_lambdas.published import LatestRecord
+    from facetrain_lambdas.quality_gate import QualityGate, QualityGateDecision
+
+    values = {
+        "run_id": "r1",
+        "previous_run_id": None,
+        "execution": "exec-1",
+        "published_at": "2026-12-03T10:00:00+00:00",
+        "training_job_name": "facetrain-r1",
+        "dataset_fingerprint": "abc",
+        "identities": 2,
+        "images_accepted": 9,
+        "images_rejected": 1,
+        "identification_accuracy": 0.9,
+        "accept_threshold": 0.39,
+        "quality_gate": QualityGateDecision(
+            run_id="r1",
+            gate=QualityGate(),
+            identification_accuracy=0.9,
+            published_identification_accuracy=None,
+            passed=True,
+            problems=[],
+        ),
+        "not_for_production": False,
+        "run_files": {"saved_embeddings.pkl": "results/runs/r1/saved_embeddings.pkl"},
+        "current_files": {"rules.py": "results/rules.py"},
+    }
+    return {**LatestRecord(**values).model_dump(mode="json"), **changes}

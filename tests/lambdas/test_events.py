@@ -64,10 +64,22 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
         assert polled["model_artifacts"] == _load("publish.json")["job"]["model_artifacts"]
         handled.add("poll.json")
 
+        # Publish asks for its execution's status (the stop check): the execution publish.json names runs.
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        machine = sfn.create_state_machine(
+            name="facetrain-retraining",
+            definition=json.dumps(
+                {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 60, "End": True}}}
+            ),
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+        )["stateMachineArn"]
+        example = sfn.start_execution(stateMachineArn=machine, name=_load("publish.json")["execution"])
+        assert example["executionArn"] == _load("publish.json")["execution_arn"]
         _environment(monkeypatch, "PublishFunction")
         published = publish.handler(_load("publish.json"), LambdaContext("publish"))
         assert published["latest_key"] == "results/latest.json"
         handled.add("publish.json")
+        sfn.stop_execution(executionArn=example["executionArn"])  # as stop.json says: ABORTED
 
         # The execution is aborted after its job completed: the job is left alone, the abort notified.
         _environment(monkeypatch, "StopFunction")
@@ -94,20 +106,12 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
-        sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        sfn.create_state_machine(
-            name="facetrain-retraining",
-            definition=json.dumps(
-                {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 60, "End": True}}}
-            ),
-            roleArn="arn:aws:iam::123456789012:role/sfn",
-        )
         _environment(monkeypatch, "TriggerFunction")
         response = trigger.handler(_load("trigger.json"), LambdaContext("trigger"))
         assert response == {"batchItemFailures": []}
-        (execution,) = sfn.list_executions(stateMachineArn=ENV["TriggerFunction"]["STATE_MACHINE_ARN"])[
-            "executions"
-        ]
+        (execution,) = sfn.list_executions(
+            stateMachineArn=ENV["TriggerFunction"]["STATE_MACHINE_ARN"], statusFilter="RUNNING"
+        )["executions"]
         assert execution["name"].endswith("-g2")
         handled.add("trigger.json")
 

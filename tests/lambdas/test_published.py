@@ -7,39 +7,11 @@ import json
 import pytest
 from facetrain_lambdas.errors import InvalidInput
 from facetrain_lambdas.layout import RunLayout
-from facetrain_lambdas.published import LatestRecord, parse_latest, read_published
-from facetrain_lambdas.quality_gate import QualityGate, QualityGateDecision
+from facetrain_lambdas.published import parse_latest, read_published
 from handler_fixtures import BUCKET
+from handler_fixtures import latest_document as _latest
 
 LAYOUT = RunLayout(bucket=BUCKET, results_prefix="results/", run_id="r2")
-
-
-def _latest(**changes: object) -> dict:
-    values = {
-        "run_id": "r1",
-        "previous_run_id": None,
-        "execution": "exec-1",
-        "published_at": "2026-12-03T10:00:00+00:00",
-        "training_job_name": "facetrain-r1",
-        "dataset_fingerprint": "abc",
-        "identities": 2,
-        "images_accepted": 9,
-        "images_rejected": 1,
-        "identification_accuracy": 0.9,
-        "accept_threshold": 0.39,
-        "quality_gate": QualityGateDecision(
-            run_id="r1",
-            gate=QualityGate(),
-            identification_accuracy=0.9,
-            published_identification_accuracy=None,
-            passed=True,
-            problems=[],
-        ),
-        "not_for_production": False,
-        "run_files": {"saved_embeddings.pkl": "results/runs/r1/saved_embeddings.pkl"},
-        "current_files": {"rules.py": "results/rules.py"},
-    }
-    return {**LatestRecord(**values).model_dump(mode="json"), **changes}
 
 
 def _put(s3, body: bytes) -> None:

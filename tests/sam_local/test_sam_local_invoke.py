@@ -72,10 +72,19 @@ def test_every_sample_event_runs_in_the_python313_stand_in(
     # What the training job would have written (moto's SageMaker runs nothing).
     artifact_key = polled["model_artifacts"].split(f"s3://{BUCKET}/", 1)[1]
     s3.put_object(Bucket=BUCKET, Key=artifact_key, Body=model_tar(model_files({"alice": 2, "bob": 2})))
+    # Publish asks for its execution's status (the stop check): the execution publish.json names runs.
+    sfn = boto3.client(
+        "stepfunctions", endpoint_url=aws.endpoint_url, region_name=local_invoke.REGION, **_credentials()
+    )
+    example = sfn.start_execution(
+        stateMachineArn=ENV["TriggerFunction"]["STATE_MACHINE_ARN"], name=_event("publish.json")["execution"]
+    )["executionArn"]
+    assert example == _event("publish.json")["execution_arn"]
     published = _invoke(aws, "PublishFunction", EVENTS / "publish.json")
     assert published["latest_key"] == "results/latest.json"
     latest = json.loads(s3.get_object(Bucket=BUCKET, Key="results/latest.json")["Body"].read())
     assert latest["run_id"] == "example-run"
+    sfn.stop_execution(executionArn=example)  # as stop.json says: ABORTED
 
     outcome = _invoke(aws, "StopFunction", EVENTS / "stop.json")
     assert outcome["training_job_name"] == "facetrain-example-run"
@@ -83,12 +92,9 @@ def test_every_sample_event_runs_in_the_python313_stand_in(
 
     batch = _invoke(aws, "TriggerFunction", EVENTS / "trigger.json")
     assert batch == {"batchItemFailures": []}
-    sfn = boto3.client(
-        "stepfunctions", endpoint_url=aws.endpoint_url, region_name=local_invoke.REGION, **_credentials()
-    )
-    (execution,) = sfn.list_executions(stateMachineArn=ENV["TriggerFunction"]["STATE_MACHINE_ARN"])[
-        "executions"
-    ]
+    (execution,) = sfn.list_executions(
+        stateMachineArn=ENV["TriggerFunction"]["STATE_MACHINE_ARN"], statusFilter="RUNNING"
+    )["executions"]
     assert execution["name"].endswith("-g2")
 
     check = _invoke(aws, "UploadBatchFunction", EVENTS / "upload-batch-check.json")
