@@ -69,8 +69,8 @@ format: ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-run: ## the whole workflow offline on a folder: make run IMAGES=dir [OUT=out]
-	$(BIN)/facetrain run "$(IMAGES)" --out "$(or $(OUT),out)"
+run: ## the whole workflow offline on a folder: make run IMAGES=dir [OUT=../facetrain-out] (outside the checkout)
+	$(BIN)/facetrain run "$(IMAGES)" --out "$(or $(OUT),../facetrain-out)"
 
 bench: ## job vs plain facenet-pytorch loop on faces-dev and phone-size copies (photos/s, ratios, memory)
 	$(BIN)/python benchmarks/bench_job.py $(IMAGES)
