@@ -5,13 +5,13 @@ a tree deeper than Python's recursion limit)."""
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from facetrain.folder_walk import EntryKind, WalkEntry, walk
+from support.special_files import make_socket as _socket
 from support.unlistable import listing_refused
 
 
@@ -21,16 +21,6 @@ def _everything(entry: WalkEntry) -> bool:
 
 def _kinds(top: Path, skip: Callable[[WalkEntry], bool] = _everything) -> dict[str, EntryKind]:
     return {"/".join(entry.parts): entry.kind for entry in walk(top, skip)}
-
-
-def _socket(path: Path) -> None:
-    here = Path.cwd()
-    os.chdir(path.parent)  # an AF_UNIX path is limited to 107 bytes: bind by the short relative name
-    try:
-        with socket.socket(socket.AF_UNIX) as server:
-            server.bind(path.name)
-    finally:
-        os.chdir(here)
 
 
 # name → (make(top) adds the entry at `top/a/x`; its kind; what NOT_A_FILE says)

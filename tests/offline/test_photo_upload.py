@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from facetrain.contract.names import is_skipped
 from facetrain.photos import list_channel
 from facetrain_offline.photo_upload import PhotoFolderError, scan_photo_folder, sync_images
 from moto import mock_aws
+from support.special_files import make_socket as _socket
 from support.unlistable import listing_refused
 
 BUCKET = "photos-bucket"
@@ -197,16 +197,6 @@ def test_a_folder_that_cannot_be_listed_is_refused_by_name(s3, images, photos, t
 
 
 # ---- what S3 cannot hold: named, not uploaded, never opened -----------------------------------------------
-
-
-def _socket(path: Path) -> None:
-    here = Path.cwd()
-    os.chdir(path.parent)  # an AF_UNIX path is limited to 107 bytes: bind by the short relative name
-    try:
-        with socket.socket(socket.AF_UNIX) as server:
-            server.bind(path.name)
-    finally:
-        os.chdir(here)
 
 
 NOT_FILES: dict[str, tuple[str, Callable[[Path], None], str]] = {
