@@ -55,7 +55,9 @@ def test_the_rendezvous_bound_lies_well_below_every_maxruntime_the_template_allo
     assert GATHER_TIMEOUT > RENDEZVOUS_TIMEOUT  # the slowest share may take far longer than the meeting
 
 
-@pytest.mark.parametrize(("slow_host", "seconds"), [("algo-1", 4.0), ("algo-2", 4.0)])
+# 8 s: well past the rendezvous bound (2 s) and the store's own timeout (twice it), so a pass shows that the
+# gather waits on neither
+@pytest.mark.parametrize(("slow_host", "seconds"), [("algo-1", 8.0), ("algo-2", 8.0)])
 def test_a_share_that_takes_longer_than_the_rendezvous_bound_is_still_gathered(tmp_path, slow_host, seconds):
     env = {
         "PATH": "/usr/bin:/bin",
