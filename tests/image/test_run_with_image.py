@@ -56,7 +56,8 @@ def test_facetrain_run_with_the_image_publishes_from_two_host_containers(image, 
     assert len(published) == 1 + 4  # a header and the 4 people of faces-dev
     # The hosts met at the first host's name, which only the job's podman network resolves (processes
     # meet on loopback, 127.0.0.1): the job ran in containers.
-    assert "[algo-2]" in run.stdout and "gathering at algo-1:7777" in run.stdout, run.stdout[-3000:]
+    met = "[algo-2]" in run.stdout and "meeting the other hosts at algo-1:7777" in run.stdout
+    assert met, run.stdout[-3000:]
     assert "Traceback" not in run.stdout + run.stderr
     job_name = re.search(r"^job +(\S+): InProgress", run.stdout, re.MULTILINE)
     assert job_name, run.stdout[-3000:]
