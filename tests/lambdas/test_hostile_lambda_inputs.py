@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import pickle
-import tarfile
 import time
 
 import numpy as np
@@ -19,7 +18,7 @@ from facetrain_lambdas.training_job import TrainingSettings, training_job_reques
 from facetrain_lambdas.validate import validate_run
 from handler_fixtures import BUCKET
 from support.hostile import HOSTILE_CONFIG_FILES, nested
-from support.testkit import model_files, upload_photos
+from support.testkit import model_files, model_tar, upload_photos
 
 PHOTOS = {"alice": 2, "bob": 3}
 
@@ -160,13 +159,8 @@ def test_the_archive_total_is_capped_before_reading(monkeypatch):
     files is capped from the headers, before their data is read (here with a small cap)."""
     files = model_files(PHOTOS)
     monkeypatch.setattr(artifact, "MAX_TOTAL_BYTES", sum(len(b) for b in files.values()) - 1)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, body in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
+    archive = model_tar(files)
     with pytest.raises(ResultsInvalid, match="add up to more than"):
-        read_model_archive(io.BytesIO(buffer.getvalue()))
+        read_model_archive(io.BytesIO(archive))
     monkeypatch.setattr(artifact, "MAX_TOTAL_BYTES", sum(len(b) for b in files.values()))
-    assert set(read_model_archive(io.BytesIO(buffer.getvalue()))) == set(files)
+    assert set(read_model_archive(io.BytesIO(archive))) == set(files)

@@ -8,7 +8,6 @@ shared with tests/container/test_hostile_published_files.py."""
 from __future__ import annotations
 
 import io
-import tarfile
 
 import numpy as np
 import pytest
@@ -69,13 +68,8 @@ def test_each_file_is_capped_at_its_readers_cap_from_the_tar_header(monkeypatch,
     of any result file: refused from the header, before the data is read (here with the cap lowered)."""
     size = len(GOOD[name])
     monkeypatch.setitem(artifact.FILE_CAPS, name, size - 1)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for member, body in GOOD.items():
-            info = tarfile.TarInfo(member)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
+    archive = model_tar(GOOD)
     with pytest.raises(ResultsInvalid, match=f"{name} is {size} bytes, over {size - 1}"):
-        read_model_archive(io.BytesIO(buffer.getvalue()))
+        read_model_archive(io.BytesIO(archive))
     monkeypatch.setitem(artifact.FILE_CAPS, name, size)
-    assert read_model_archive(io.BytesIO(buffer.getvalue()))[name] == GOOD[name]
+    assert read_model_archive(io.BytesIO(archive))[name] == GOOD[name]

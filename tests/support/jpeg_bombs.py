@@ -40,15 +40,21 @@ class ProgressiveParts:
         return self.head + b"".join(scans) + self.tail
 
 
-def progressive_jpeg(photo: Path, long_side: int | None = None, quality: int = 90) -> bytes:
-    """The photo re-encoded as a progressive JPEG, optionally resized to `long_side` pixels."""
+def _rgb(photo: Path, long_side: int | None) -> Image.Image:
+    """The photo as RGB, resized to `long_side` pixels on its longer side when given."""
     with Image.open(photo) as opened:
         image = opened.convert("RGB")
-    if long_side is not None:
-        factor = long_side / max(image.size)
-        image = image.resize(
-            (round(image.width * factor), round(image.height * factor)), Image.Resampling.BILINEAR
-        )
+    if long_side is None:
+        return image
+    factor = long_side / max(image.size)
+    return image.resize(
+        (round(image.width * factor), round(image.height * factor)), Image.Resampling.BILINEAR
+    )
+
+
+def progressive_jpeg(photo: Path, long_side: int | None = None, quality: int = 90) -> bytes:
+    """The photo re-encoded as a progressive JPEG, optionally resized to `long_side` pixels."""
+    image = _rgb(photo, long_side)
     out = io.BytesIO()
     image.save(out, "JPEG", quality=quality, progressive=True)
     return out.getvalue()
@@ -168,13 +174,7 @@ def tables_length_off(data: bytes, delta: int) -> bytes:
 def mpo_photo(photo: Path, long_side: int | None = None, extra_frames: int = 1) -> bytes:
     """A phone-style multi-picture file: the photo as the primary image, then `extra_frames` smaller
     images (as a gain map or a depth map would be), written by Pillow's MPO encoder (APP2 MPF block)."""
-    with Image.open(photo) as opened:
-        primary = opened.convert("RGB")
-    if long_side is not None:
-        factor = long_side / max(primary.size)
-        primary = primary.resize(
-            (round(primary.width * factor), round(primary.height * factor)), Image.Resampling.BILINEAR
-        )
+    primary = _rgb(photo, long_side)
     extras = [
         primary.resize((primary.width // 4, primary.height // 4)).convert("L").convert("RGB")
         for _ in range(extra_frames)
