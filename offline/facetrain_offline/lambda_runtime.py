@@ -211,7 +211,16 @@ class InProcessLambdas:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[InProcessLambdas]:
-        """Route moto's Lambda Invoke to the registered handlers for the block's duration."""
+        """Route moto's Lambda Invoke to the registered handlers for the block's duration. Each handler's
+        module is imported first, under its function's environment, as Lambda's init phase does: module-
+        level state (Powertools' Logger service, Metrics namespace) is read from the environment at import,
+        and a module imported later by the runner's own code outside any invocation (latest.json's reader)
+        would otherwise build it without the function's variables (no namespace: every flush fails), and
+        with the process's stdout as the log's stream rather than the per-invocation routing."""
+        for spec in self.functions.values():
+            module_name = spec.handler.rpartition(".")[0]
+            with invocation_environment(spec.environment), _OUTPUT.routing(self.log_stream):
+                importlib.import_module(module_name)
         original = LambdaSimpleBackend.invoke
         registry = self
 
