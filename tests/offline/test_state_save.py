@@ -1,5 +1,6 @@
-"""--state's save is crash-safe: killed at any step, the folder holds the old copy or the new one whole, and
-the next start finishes or undoes what was left (bucket_state.recover_state)."""
+"""--state's save is crash-safe: killed at any step, the folder holds the old copy or the new one whole
+(current objects, noncurrent versions and the manifest alike), and the next start finishes or undoes what
+was left (bucket_state.recover_state)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,15 @@ class Killed(BaseException):
     save catches a BaseException that is not an Exception)."""
 
 
-@pytest.fixture
-def s3():
+@pytest.fixture(params=["unversioned", "versioned"])
+def s3(request):
+    """The bucket, without versioning or, as template.yaml deploys it, with (a save then holds noncurrent
+    versions and delete markers too)."""
     with mock_aws():
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=BUCKET)
+        if request.param == "versioned":
+            client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
         yield client
 
 
@@ -32,11 +37,24 @@ def _saved(state: Path) -> dict[str, bytes]:
     return {key: path.read_bytes() for key, path in local_files(state / bucket_state.SAVED).items()}
 
 
+def _whole_copy(state: Path) -> dict[str, bytes]:
+    """Every file of the saved copy, hidden ones (the history, the manifest) included."""
+    saved = state / bucket_state.SAVED
+    return {p.relative_to(saved).as_posix(): p.read_bytes() for p in saved.rglob("*") if p.is_file()}
+
+
 def _fill(s3, objects: dict[str, bytes]) -> None:
-    for key in [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])]:
-        s3.delete_object(Bucket=BUCKET, Key=key)
+    """The bucket holding objects, each over an older version, and a deleted key (in a versioned bucket:
+    a noncurrent version each, and a delete marker); nothing else, whatever it held before."""
+    listing = s3.list_object_versions(Bucket=BUCKET)
+    for entry in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
+        version = {} if entry["VersionId"] == "null" else {"VersionId": entry["VersionId"]}
+        s3.delete_object(Bucket=BUCKET, Key=entry["Key"], **version)
     for key, body in objects.items():
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"draft of " + body)
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    s3.put_object(Bucket=BUCKET, Key="results/removed.txt", Body=b"removed")
+    s3.delete_object(Bucket=BUCKET, Key="results/removed.txt")
 
 
 OLD = {"results/latest.json": b'{"run_id": "a"}', "results/runs/a/x.csv": b"a", "face_imgs/p/1.jpg": b"1"}
@@ -77,7 +95,10 @@ def test_a_save_killed_at_any_step_leaves_the_old_copy_or_the_new_one_whole(s3, 
         _fill(s3, OLD)
         save_state(s3, BUCKET, state)
         assert _saved(state) == OLD
+        old_copy = _whole_copy(state)
         _fill(s3, NEW)
+        save_state(s3, BUCKET, tmp_path / "reference")  # what a save that is not killed writes
+        new_copy = _whole_copy(tmp_path / "reference")
         original_download = s3.download_file
         with monkeypatch.context() as patch:
             seen = _kill_at_step(patch, step)
@@ -91,13 +112,14 @@ def test_a_save_killed_at_any_step_leaves_the_old_copy_or_the_new_one_whole(s3, 
         message = recover_state(state)
         held = _saved(state)
         assert held in (OLD, NEW), f"killed at step {step} ({seen}): the state holds a mix"
+        assert _whole_copy(state) == (old_copy if held == OLD else new_copy), f"killed at step {step}"
         assert not (state / bucket_state.STAGING).exists() and not (state / bucket_state.RETIRED).exists()
         if killed and held == OLD:
             assert message is None or "discarded" in message or "restored" in message, message
         outcomes.add("old" if held == OLD else "new")
         # The next save works from whatever was left.
         save_state(s3, BUCKET, state)
-        assert _saved(state) == NEW
+        assert _whole_copy(state) == new_copy
         if not killed:
             break
         step += 1
