@@ -14,7 +14,13 @@ from .checkpoints import checkpointing, load_checkpoints, resume
 from .contract.config_files import read_config_dir
 from .contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters, parse_settings
 from .contract.identity_names import identity_name_problems
-from .contract.names import MANIFEST_PREFIX_HYPERPARAMETERS, PREVIOUS_CHANNEL, REPORT_HTML, STRANGERS_FOLDER
+from .contract.names import (
+    MANIFEST_PREFIX_HYPERPARAMETERS,
+    PREVIOUS_CHANNEL,
+    REJECTED_CSV,
+    REPORT_HTML,
+    STRANGERS_FOLDER,
+)
 from .distributed import Cluster, HostExchange, HostShare, joined_hosts
 from .enrollment import Enrollment, EnrollmentBuilder
 from .evaluation import evaluate
@@ -66,6 +72,14 @@ def _failure_summary(enrollment: Enrollment) -> str:
         f"No identity could be enrolled: {enrollment.images_total} file(s), "
         f"{enrollment.images_accepted} usable ({reasons}). See rejected.csv. First problems: {examples}"
     )
+
+
+def _rejections_in_brief(enrollment: Enrollment) -> str:
+    """The rejections as the log shows them at INFO: counts by reason, and where the photos are named."""
+    if not enrollment.rejected:
+        return ""
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in enrollment.rejections_by_reason.items())
+    return f" ({reasons}; each named in {REJECTED_CSV})"
 
 
 @dataclass(frozen=True)
@@ -267,6 +281,8 @@ def _run_with_hosts(env: TrainingEnvironment, inputs: JobInputs, hosts: HostExch
         return {}
     enrolled = enroll(shares, inputs.settings)
     enrollment = enrolled.enrollment
+    for row in enrollment.rejected_rows:  # photo keys name the person: never at INFO
+        log.debug("rejected %s (%s): %s", row.photo, row.reason, row.message)
     run = run_facts(inputs, embedded.fingerprint)
     if not enrollment.identities:
         metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), None)
@@ -302,13 +318,14 @@ def _run_with_hosts(env: TrainingEnvironment, inputs: JobInputs, hosts: HostExch
     )
     summary = evaluation.summary
     log.info(
-        "enrolled %d identities from %d of %d photos (%d examined now, %s photos/s); %d rejected",
+        "enrolled %d identities from %d of %d photos (%d examined now, %s photos/s); %d rejected%s",
         len(enrollment.identities),
         enrollment.images_accepted,
         enrollment.images_total,
         enrolled.examined,
         metrics["images_per_second"],
         len(enrollment.rejected),
+        _rejections_in_brief(enrollment),
     )
     open_set = summary["open_set"]  # counts and bounds only: no name, no embedding
     log.info(

@@ -99,11 +99,8 @@ def load_previous(channel: Path | None, fingerprint: str, dimension: int) -> Pre
             else:
                 unsound.append(f"{what} {index} ({shorten(record.get('key'))}): {problem}")
     if unsound:
-        log.warning(
-            "previous embeddings: %d record(s) unsound, their photos are recomputed; first: %s",
-            len(unsound),
-            "; ".join(unsound[:3]),
-        )
+        log.warning("previous embeddings: %d record(s) unsound, their photos are recomputed", len(unsound))
+        log.debug("previous embeddings, unsound (first 20): %s", "; ".join(unsound[:20]))  # keys: not at INFO
     return PreviousEmbeddings(by_sha256=by_sha, run_fingerprint=str(previous))
 
 

@@ -3,11 +3,18 @@
 Exit 0 on success. On failure, the reason goes to output/failure (SageMaker shows its first 1024
 characters as FailureReason, so the essential sentence comes first) and the exit code is non-zero.
 SIGTERM (StopTrainingJob) stops the job between photos, leaves model/ without partial files, exits 143.
+
+The log (stdout, which SageMaker sends to CloudWatch /aws/sagemaker/TrainingJobs, a log group the stack
+neither owns nor bounds) holds no identity name and no photo key at INFO: counts, settings, hosts and
+timings. A failure's reason, which may name a photo or a person so that it can be fixed, goes to
+output/failure (the job's FailureReason) and is logged only at DEBUG, as are the rejected photos.
+FACETRAIN_LOG_LEVEL=DEBUG turns that detail on (for a job run by hand; the stack never sets it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -18,6 +25,8 @@ from .sagemaker_env import base_dir_from_env
 
 log = logging.getLogger("facetrain")
 EXIT_STOPPED = 128 + signal.SIGTERM
+LOG_LEVEL_ENV = "FACETRAIN_LOG_LEVEL"  # the job's log level (INFO when unset); DEBUG adds names and keys
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 FAILURE_CHARS = 1024  # what SageMaker shows of output/failure as FailureReason
@@ -33,7 +42,35 @@ def write_failure(base_dir: Path, message: str) -> None:
             (output / "failure").write_text(text, encoding="utf-8")
             return
         except OSError as exc:
-            log.error("cannot write %s (%s); the reason: %s", output / "failure", exc, message)
+            log.error("cannot write %s (%s); the reason is logged at DEBUG", output / "failure", exc)
+            log.debug("the reason: %s", message)  # may name a photo or a person: not at INFO
+
+
+def configure_logging() -> None:
+    """Log to stdout at INFO; the `facetrain` logger at FACETRAIN_LOG_LEVEL when it is set (other
+    libraries stay at INFO: DEBUG there is noise, e.g. Pillow's chunk traces)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
+    )
+    wanted = os.environ.get(LOG_LEVEL_ENV, "").strip().upper()
+    if not wanted:
+        return  # INFO, from the root logger
+    if wanted not in LOG_LEVELS:
+        log.warning(
+            "%s=%r is not a log level: logging at INFO; use one of %s",
+            LOG_LEVEL_ENV,
+            os.environ[LOG_LEVEL_ENV],
+            ", ".join(LOG_LEVELS),
+        )
+        wanted = "INFO"
+    log.setLevel(wanted)
+
+
+def _stack_without_messages(exc: BaseException) -> str:
+    """The traceback's frames and the exception's type, without its message (which may quote a photo's
+    path): what the log keeps at INFO of an internal error. The stdlib renders the frames."""
+    kind = type(exc)
+    return "".join(traceback.format_tb(exc.__traceback__)) + f"{kind.__module__}.{kind.__qualname__}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
-    )
+    configure_logging()
     base_dir = base_dir_from_env()
     previous = stopping.install()  # before the heavy imports: a stop during start-up is handled too
     try:
@@ -78,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         except expected as exc:
             message = str(exc)
-            log.error("job failed: %s", message)
+            log.error(
+                "job failed (%s): the reason is in output/failure, shown as the training job's "
+                "FailureReason; it may name a photo or a person, so the log has it only at DEBUG",
+                type(exc).__name__,
+            )
+            log.debug("job failed: %s", message)
             write_failure(base_dir, message)
             return 1
     except stopping.JobStopped as exc:
@@ -87,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         write_failure(base_dir, message)
         return EXIT_STOPPED
     except Exception as exc:
-        log.error("internal error:\n%s", traceback.format_exc())
+        log.error("internal error (its message is in output/failure):\n%s", _stack_without_messages(exc))
+        log.debug("internal error:\n%s", traceback.format_exc())
         write_failure(
             base_dir,
             f"Internal error ({type(exc).__name__}: {exc}). This is a facetrain bug, not bad input; "

@@ -60,14 +60,15 @@ def test_train_script_failure_goes_to_output_failure(sagemaker_tree, shared_data
     sagemaker_tree.update_hyperparameters(learning_rate="0.1")
     result = subprocess.run(
         [str(TRAIN), "train"],
-        env=train_env(sagemaker_tree),
+        env={**train_env(sagemaker_tree), "FACETRAIN_LOG_LEVEL": "DEBUG"},  # the reason is logged at DEBUG
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 1
-    assert "job failed: Invalid settings: unknown key 'learning_rate'" in result.stdout
+    assert "ERROR facetrain: job failed (SettingsError): the reason is in output/failure" in result.stdout
+    assert "DEBUG facetrain: job failed: Invalid settings: unknown key 'learning_rate'" in result.stdout
     assert sagemaker_tree.failure().startswith("Invalid settings: unknown key 'learning_rate'")
 
 
