@@ -15,10 +15,10 @@ from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 
 NO_REASON = "SageMaker gave no FailureReason"
 # States of a wait/poll loop iteration (Wait, Poll, Choice) and of the rest of a successful console run
-# (RouteTrigger, Validate, AnythingToTrain, Start, Publish, RunEnded, NotifySuccess): see
+# (RouteTrigger, Validate, AnythingToTrain, Start, Publish, AfterPublish, RunEnded, NotifySuccess): see
 # state_machine/retraining.asl.json.
 LOOP_TRANSITIONS = 3
-OTHER_TRANSITIONS = 7
+OTHER_TRANSITIONS = 8
 
 
 class PollEvent(BaseModel):
@@ -78,6 +78,16 @@ def describe(sagemaker: Any, event: PollEvent) -> PollResult:
     )
 
 
+def log_status(result: PollResult) -> None:
+    """Log the job's status; a job that did not complete at WARNING, its FailureReason only at DEBUG: the
+    reason may name a photo or a person (facetrain.train), and the execution's failure carries it."""
+    job = {"job": result.training_job_name, "status": result.status, "secondary": result.secondary_status}
+    logger.info("training job status", extra=job)
+    if result.status in ("Failed", "Stopped"):
+        logger.warning("training job did not complete: its FailureReason is in the notification", extra=job)
+        logger.debug("training job failure reason", extra={"reason": result.failure_reason})
+
+
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -86,15 +96,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     payload = parse(event=event, model=PollEvent)
     result = describe(client("sagemaker"), payload)
     metrics.add_metric(name="TrainingJobPolls", unit=MetricUnit.Count, value=1)
-    logger.info(
-        "training job status",
-        extra={
-            "job": result.training_job_name,
-            "status": result.status,
-            "secondary": result.secondary_status,
-        },
-    )
+    log_status(result)
     if result.status in ("Failed", "Stopped"):
         metrics.add_metric(name="TrainingJobsFailed", unit=MetricUnit.Count, value=1)
-        logger.warning("training job did not complete", extra={"reason": result.failure_reason})
     return result.model_dump()

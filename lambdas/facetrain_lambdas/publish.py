@@ -27,13 +27,16 @@ from pydantic import BaseModel, Field, model_validator
 
 from .artifact import VerifiedResults, read_model_archive, verify_results
 from .clients import client
+from .erasure_record import DEFAULT_PREFIX as ERASURE_PREFIX
+from .erasure_record import read_records, subjects_in
 from .errors import ResultsInvalid, transient_aws_errors
+from .function_settings import FunctionSettings
 from .layout import CURRENT_FILES, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
 from .published import PUBLISHED_JSON, LatestRecord, read_published
 from .quality_gate import QualityGateDecision, QualityGateFailed, fpir_upper_bound, gate_problems
 from .run_record import RunPointer, RunRecord, load_run_record
-from .s3_json import write_json
+from .s3_json import read_json, write_json
 
 CONTENT_TYPES = {
     ".csv": "text/csv",
@@ -72,6 +75,16 @@ class PublishEvent(BaseModel):
 class ExecutionStopped(Exception):
     """The execution was no longer RUNNING at Publish's commit point: nothing was published (the run's
     own files are stored under runs/<run_id>/; the current files and latest.json are unchanged)."""
+
+
+class PersonBeingForgotten(Exception):
+    """The run enrolls a person an erasure is forgetting (or forgot after the run was validated)."""
+
+
+class PublishSettings(FunctionSettings):
+    """Environment of the publish function (template.yaml)."""
+
+    erasure_prefix: str = Field(ERASURE_PREFIX, validation_alias="ERASURE_RECORDS_PREFIX")
 
 
 class PublishResult(BaseModel):
@@ -176,6 +189,39 @@ def check_quality_gate(
     return decision
 
 
+def refuse_forgotten_people(
+    s3: Any, layout: RunLayout, erasure_prefix: str, record: RunRecord, results: VerifiedResults
+) -> None:
+    """Raise PersonBeingForgotten, before anything of the run is stored, when the run holds a person of an
+    erasure under way or completed after the run was validated (erasure_record.subjects_in): enrolled, or
+    with a photo in its manifest (a rejected photo is named in rejected.csv and metrics.json). A retrain
+    must never republish someone a forget is erasing."""
+    records = list(read_records(s3, layout.bucket, erasure_prefix, skipped=warn_not_a_receipt))
+    if not records:
+        return
+    people = set(results.identities) | manifest_folders(read_json(s3, layout.bucket, record.manifest_key))
+    forbidding = subjects_in(records, people, record.created_at)
+    if forbidding:
+        metrics.add_metric(name="PublishesRefusedForErasure", unit=MetricUnit.Count, value=1)
+        raise PersonBeingForgotten(
+            f"run {layout.run_id} was validated before a forget of a person it enrolls "
+            f"({', '.join(s3_uri(layout.bucket, key) for key in forbidding)}): nothing was published and "
+            "nothing of it stored beside its training output under "
+            f"{s3_uri(layout.bucket, layout.run_prefix)}. Retrain: the photos of the people forgotten are "
+            "gone."
+        )
+
+
+def warn_not_a_receipt(key: str, problem: str) -> None:
+    logger.warning("not an erasure receipt: skipped", extra={"key": key, "problem": problem})
+
+
+def manifest_folders(manifest: object) -> set[str]:
+    """The person folders of a run's photo manifest ([{"prefix": …}, "<person>/<photo>", …])."""
+    entries = manifest[1:] if isinstance(manifest, list) else []
+    return {e.split("/", 1)[0] for e in entries if isinstance(e, str) and "/" in e}
+
+
 def ensure_still_running(sfn: Any, event: PublishEvent, layout: RunLayout) -> None:
     """The commit point: raise ExecutionStopped unless the execution is still RUNNING (Step Functions'
     DescribeExecution). A stop that takes effect after this check finds Publish writing for a moment more:
@@ -192,12 +238,20 @@ def ensure_still_running(sfn: Any, event: PublishEvent, layout: RunLayout) -> No
 
 
 @tracer.capture_method
-def publish_run(s3: Any, sfn: Any, event: PublishEvent, now: datetime | None = None) -> PublishResult:
-    """Verify, store the run's files, pass the quality gate, check the execution still runs, then update
-    the current files and latest.json (ExecutionStopped: nothing current changed)."""
+def publish_run(
+    s3: Any,
+    sfn: Any,
+    event: PublishEvent,
+    erasure_prefix: str = ERASURE_PREFIX,
+    now: datetime | None = None,
+) -> PublishResult:
+    """Verify, refuse an enrollment of people being forgotten, store the run's files, pass the quality
+    gate, check the execution still runs, then update the current files and latest.json (ExecutionStopped:
+    nothing current changed)."""
     record = load_run_record(s3, event.run)
     layout = record.layout
     results = fetch_and_verify(s3, layout, event.job.model_artifacts)
+    refuse_forgotten_people(s3, layout, erasure_prefix, record, results)
     for name, body in sorted(results.files.items()):
         with transient_aws_errors(f"writing {name}"):
             s3.put_object(
@@ -257,7 +311,12 @@ def publish_run(s3: Any, sfn: Any, event: PublishEvent, now: datetime | None = N
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point (no environment of its own)."""
+    """Lambda entry point (environment: PublishSettings)."""
     payload = parse(event=event, model=PublishEvent)
     logger.append_keys(run_id=payload.run.run_id)
-    return publish_run(client("s3"), client("stepfunctions"), payload).model_dump()
+    settings = PublishSettings.from_env()
+    return publish_run(client("s3"), client("stepfunctions"), payload, settings.erasure_prefix).model_dump()
+
+
+# The environment this handler reads (template test: every function gets each required variable).
+SETTINGS: tuple[type[FunctionSettings], ...] = (PublishSettings,)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .erasure_record import ErasurePointer
 from .errors import InvalidInput
 from .function_settings import FunctionSettings
 from .quality_gate import QualityGate
@@ -52,6 +53,12 @@ class ConsoleInput(BaseModel):
     upload_batch: UploadBatch | None = Field(
         None, description="Set by the upload trigger: the batch of uploads this execution trains on."
     )
+    forget: list[str] | None = Field(
+        None,
+        description="Names (person folders) to erase from everything the bucket keeps; no other field: the "
+        "enrollment is republished with the published run's settings (facetrain_lambdas.forget).",
+    )
+    erasure: ErasurePointer | None = Field(None, description="Set by the state machine's BeginForget.")
 
 
 VALID_FIELDS: tuple[str, ...] = tuple(ConsoleInput.model_fields)
@@ -75,7 +82,7 @@ class RunRequest(BaseModel):
 
     run_id: str
     execution: str
-    source: Literal["console", "s3-event", "upload-batch"]
+    source: Literal["console", "s3-event", "upload-batch", "forget"]
     bucket: str
     images_prefix: str
     config_prefix: str
@@ -86,6 +93,8 @@ class RunRequest(BaseModel):
     trigger_key: str | None = None
     force: bool = False
     quality_gate: QualityGate | None = None
+    # A forget's retrain: the erasure receipt's key (the names are never kept in run.json).
+    erasure_record_key: str | None = None
 
 
 def _describe(error: Mapping[str, Any]) -> str:
@@ -117,7 +126,7 @@ def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> Run
             [f"the execution input must be a JSON object with fields {', '.join(VALID_FIELDS)}"]
         )
     trigger_key = None
-    source: Literal["console", "s3-event", "upload-batch"] = "console"
+    source: Literal["console", "s3-event", "upload-batch", "forget"] = "console"
     try:
         if is_s3_event(raw):
             event = S3EventNotificationEventBridgeModel.model_validate(raw)
@@ -127,6 +136,8 @@ def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> Run
             console = ConsoleInput.model_validate(raw)
             if console.upload_batch is not None:
                 source = "upload-batch"
+            elif console.forget is not None:
+                source = "forget"
     except ValidationError as exc:
         raise InvalidInput([_describe(error) for error in exc.errors()]) from None
 
@@ -162,6 +173,10 @@ def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> Run
         problems.append(
             f"instance_type '{instance_type}' is not a SageMaker instance type such as 'ml.g4dn.xlarge'"
         )
+    if source == "forget":
+        problems.extend(_forget_problems(console))
+    elif console.erasure is not None:
+        problems.append("'erasure' is set by the state machine for a forget input only: leave it out")
     if problems:
         raise InvalidInput(problems)
     return RunRequest(
@@ -173,7 +188,27 @@ def resolve_request(raw: object, execution: str, defaults: StackDefaults) -> Run
         instance_type=instance_type,
         instance_count=console.instance_count or defaults.instance_count,
         trigger_key=trigger_key,
-        force=console.force,
+        # A forget always retrains (its photos changed) and is never held back by a quality gate: the
+        # erasure must not wait on the figures of the people who remain.
+        force=console.force or source == "forget",
         quality_gate=console.quality_gate,
+        erasure_record_key=console.erasure.record_key if console.erasure else None,
         **prefixes,
     )
+
+
+def _forget_problems(console: ConsoleInput) -> list[str]:
+    """A forget input holds `forget` alone (the state machine adds `erasure`)."""
+    problems = []
+    others = sorted(console.model_fields_set - {"forget", "erasure"})
+    if others:
+        problems.append(
+            f"a forget input takes no other field ({', '.join(others)}): the enrollment is republished with "
+            "the published run's settings; start a retraining for other changes"
+        )
+    if console.erasure is None:
+        problems.append(
+            "a forget is begun by the state machine's BeginForget state, which adds 'erasure' to the input: "
+            'start an execution of the retraining state machine with {"forget": [...]}'
+        )
+    return problems

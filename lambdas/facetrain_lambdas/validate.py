@@ -71,6 +71,32 @@ def previous_embeddings_key(latest: LatestRecord | None, layout: RunLayout) -> s
     return key if key == expected else None
 
 
+def with_published_settings(s3: Any, request: RunRequest) -> RunRequest:
+    """A forget's request with the published run's training settings (hyperparameters, instances), so
+    that the enrollment republished without the people forgotten is the same one otherwise, the others'
+    embeddings reused (unchanged settings keep the embedding fingerprint). As it was without a published
+    run or a readable run.json of it."""
+    layout = RunLayout(bucket=request.bucket, results_prefix=request.results_prefix, run_id=request.run_id)
+    latest = read_published(s3, layout)
+    if latest is None:
+        return request
+    try:
+        published = read_run_record_if_present(
+            s3, RunLayout(layout.bucket, layout.results_prefix, latest.run_id)
+        )
+    except DocumentError:
+        published = None
+    if published is None:
+        return request
+    return request.model_copy(
+        update={
+            "hyperparameters": dict(published.request.hyperparameters),
+            "instance_type": published.request.instance_type,
+            "instance_count": published.request.instance_count,
+        }
+    )
+
+
 @tracer.capture_method
 def validate_run(
     s3: Any,
@@ -108,11 +134,13 @@ def validate_run(
     metrics.add_metric(name="ValidationProblems", unit=MetricUnit.Count, value=len(problems))
     warnings = snapshot.all_warnings
     metrics.add_metric(name="ValidationWarnings", unit=MetricUnit.Count, value=len(warnings))
-    if snapshot.warnings:
+    if snapshot.warnings:  # a count and where they are listed: their keys name people, so only at DEBUG
+        listed_in = s3_uri(request.bucket, layout.problems_key if problems else layout.run_record_key)
         logger.warning(
             f"{len(snapshot.warnings)} file(s) or folder(s) under the images prefix are left out of the run",
-            extra={"run_id": request.run_id, "warnings": snapshot.warnings[:MAX_RECORDED_WARNINGS]},
+            extra={"run_id": request.run_id, "listed_in": listed_in},
         )
+        logger.debug("what was left out", extra={"warnings": snapshot.warnings[:MAX_RECORDED_WARNINGS]})
     if snapshot.too_few:  # a count, never the names
         logger.warning(snapshot.too_few.warning, extra={"run_id": request.run_id})
     if problems:
@@ -211,4 +239,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     defaults = StackDefaults.from_env()
     request = resolve_request(payload.input, payload.execution, defaults)
     logger.append_keys(run_id=request.run_id)
-    return validate_run(client("s3"), request).model_dump()
+    s3 = client("s3")
+    if request.source == "forget":
+        request = with_published_settings(s3, request)
+    return validate_run(s3, request).model_dump()

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import launch
+
+if TYPE_CHECKING:
+    from .run_options import RunOptions
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
 
@@ -44,6 +49,20 @@ identity when its distance is within rules.py's accept_threshold, else null), di
 not answered (smaller than min_face_size, too small to align) has identity null, reason and error; a
 photo without a usable face has reason and error (and faces [] when no face was found).
 Exit codes: 0 every photo examined; 1 some photo unreadable (its line says why); 2 bad usage or results.
+"""
+
+
+FORGET_HELP = """\
+Forget people: erase them from everything the offline bucket (--state) and OUT_DIR keep, as the deployed
+stack does for the console input {"forget": [NAME, ...]}: the same state machine deletes every version of
+their photos, republishes the enrollment without them (the published run's settings, the others'
+embeddings reused), then scans every version of every stored result and rewrites it without them or
+deletes it, and writes an erasure receipt (salted hashes, no names) under the erasure records prefix.
+OUT_DIR is then scanned the same way (its copies of earlier runs included). A NAME is a person's folder
+name. A name neither enrolled nor with photos is said to be not enrolled; forgetting everyone is refused.
+Delete their folder from your own photos folder too: the next `facetrain run` would upload it again.
+Without --state (runs made without it kept no bucket), only OUT_DIR is scanned and cleaned.
+Exit code 0 only when the forget succeeded.
 """
 
 
@@ -136,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "mounted, no network",
     )
     _add_identify(commands)
+    _add_forget(commands)
     launch.add_parser(commands, _key_value)
     return parser
 
@@ -171,6 +191,41 @@ def _add_identify(commands: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_forget(commands: argparse._SubParsersAction) -> None:
+    forget = commands.add_parser(
+        "forget",
+        help="erase people from the offline bucket and the results",
+        description=FORGET_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    forget.add_argument("names", metavar="NAME", nargs="+", help="a person's folder name")
+    forget.add_argument(
+        "--state",
+        dest="state_dir",
+        metavar="STATE_DIR",
+        type=Path,
+        help="the --state folder of the runs that enrolled them; without it (runs made without --state "
+        "kept no bucket) only OUT_DIR is scanned",
+    )
+    forget.add_argument(
+        "--out",
+        dest="out_dir",
+        metavar="OUT_DIR",
+        type=Path,
+        required=True,
+        help="the --out folder of those runs: the enrollment without them and run.json go here",
+    )
+    forget.add_argument(
+        "--template", type=Path, help="SAM template to deploy (default: the project's template.yaml)"
+    )
+    forget.add_argument(
+        "--poll-seconds", type=int, default=1, help="first wait between training-job polls (1)"
+    )
+    forget.add_argument(
+        "--image", metavar="IMAGE", help="run the retrain's job in this local container image"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "launch":
@@ -189,14 +244,13 @@ def main(argv: list[str] | None = None) -> int:
             args.weights_dir,
             largest_only=args.largest_face_only,
         )
-    from .bucket_state import StateInUse  # lazy: moto and boto3 are slow
-    from .host_containers import ContainerEngineError
-    from .local_aws import DEFAULT_TEMPLATE
+    from .local_aws import DEFAULT_TEMPLATE  # lazy: moto and boto3 are slow
     from .photo_upload import PhotoFolderError, scan_photo_folder
     from .run_arguments import create_output_folders, option_problems
     from .run_options import RunOptions
-    from .runner import run
 
+    if args.command == "forget":
+        return _forget(args)
     for option, value in (("--min-accuracy", args.min_accuracy), ("--max-fpir", args.max_fpir)):
         if value is not None and args.trigger == "upload":
             print(
@@ -241,18 +295,96 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for line in skipped:
         say(f"skip   {line}")
+    status = _run_offline("run", options, say)
+    return status if isinstance(status, int) else _exit_code(args.out_dir, status, say)
+
+
+def _run_offline(command: str, options: RunOptions, say: Callable[[str], None]) -> str | int:
+    """runner.run: the run's status, or the exit code when it could not start (2) or was interrupted
+    before or after the local AWS was up (130), said on stderr."""
+    from .bucket_state import StateInUse, StateUnreadable  # lazy: moto and boto3 are slow
+    from .host_containers import ContainerEngineError
+    from .runner import run
+
     try:
-        summary = run(options, say=say)
-    except (StateInUse, ContainerEngineError) as exc:
-        print(f"facetrain run: {exc}", file=sys.stderr)
+        return run(options, say=say).status
+    except (StateInUse, StateUnreadable, ContainerEngineError) as exc:
+        print(f"facetrain {command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C in the moments before the local AWS is up or after it is down
-        print("facetrain run: interrupted; no run.json written", file=sys.stderr)
+        print(f"facetrain {command}: interrupted; no run.json written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    say(f"run.json: {args.out_dir / 'run.json'}")
-    if summary.status == "ABORTED":
+
+
+def _exit_code(out_dir: Path, status: str, say: Callable[[str], None]) -> int:
+    say(f"run.json: {out_dir / 'run.json'}")
+    if status == "ABORTED":
         return EXIT_INTERRUPTED
-    return 0 if summary.status == "SUCCEEDED" else 1
+    return 0 if status == "SUCCEEDED" else 1
+
+
+def _forget(args: argparse.Namespace) -> int:
+    """`facetrain forget`: the console input {"forget": NAMES} through the offline stack."""
+    from .bucket_state import SAVED  # lazy: moto and boto3 are slow
+    from .local_aws import DEFAULT_TEMPLATE
+    from .run_arguments import create_output_folders, option_problems
+    from .run_options import RunOptions
+
+    options = RunOptions(
+        images_dir=None,
+        out_dir=args.out_dir,
+        state_dir=args.state_dir,
+        template=args.template or DEFAULT_TEMPLATE,
+        poll_seconds=args.poll_seconds,
+        image=args.image,
+        forget=list(dict.fromkeys(args.names)),
+    )
+    if args.state_dir is None:
+        return _forget_in_folder(args.out_dir, options.forget, options.template)
+    problems = option_problems(options)
+    if not problems and not (args.state_dir / SAVED).is_dir():
+        problems = [
+            f"--state {args.state_dir} holds no saved bucket ({args.state_dir / SAVED} is missing): give the "
+            "--state folder of the runs that enrolled them"
+        ]
+    problems = problems or create_output_folders(options)
+    for problem in problems:
+        print(f"facetrain forget: {problem}", file=sys.stderr)
+    if problems:
+        return 2
+    screen = sys.stdout
+
+    def say(line: str) -> None:
+        print(line, file=screen, flush=True)
+
+    status = _run_offline("forget", options, say)
+    if isinstance(status, int):
+        return status
+    if status == "SUCCEEDED":
+        say(
+            "forget done. Delete their folders from your own photos folder too, or the next `facetrain run` "
+            "uploads them again."
+        )
+    return _exit_code(args.out_dir, status, say)
+
+
+def _forget_in_folder(out_dir: Path, names: list[str], template: Path) -> int:
+    """`facetrain forget` without --state: the runs kept no bucket, so OUT_DIR is all there is to scan."""
+    from .folder_scrub import scrub_folder
+    from .sam import load_sam
+
+    if not out_dir.is_dir():
+        print(
+            f"facetrain forget: --out {out_dir} is not a folder: give the --out of the runs", file=sys.stderr
+        )
+        return 2
+    images_prefix = load_sam(template)["Parameters"]["ImagesPrefix"]["Default"]
+    scrubbed = scrub_folder(out_dir, names, images_prefix)
+    print(
+        f"forget {out_dir} (no --state: the runs kept no bucket): {scrubbed.rewritten} file(s) rewritten "
+        f"without them, {scrubbed.deleted} deleted. Delete their folders from your own photos folder too."
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Printer = Callable[[str], None]
 FINAL_STATUSES = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")  # an execution in one has ended
 PUBLISH_STATE = "Publish"  # the state machine's commit point: its Lambda makes a run's results current
 NO_CHANGE_STATE = "NoChange"  # the state an execution passes when there is nothing to train
+PURGE_STATE = "PurgeForgotten"  # a forget's last step: the stored results purged of the people
 
 
 @dataclass
@@ -92,7 +93,15 @@ def overall_status(executions: list[dict[str, Any]]) -> str:
 def execution_outcome(execution: dict[str, Any], follower: HistoryFollower) -> ExecutionOutcome:
     """Where an execution (DescribeExecution) ended: published, no change, or before publishing."""
     states = [visit.state for visit in follower.visits]
-    outcome = "no_change" if NO_CHANGE_STATE in states else "published" if PUBLISH_STATE in states else None
+    outcome = (
+        "forgotten"
+        if PURGE_STATE in states
+        else "no_change"
+        if NO_CHANGE_STATE in states
+        else "published"
+        if PUBLISH_STATE in states
+        else None
+    )
     return ExecutionOutcome(
         name=execution["name"], status=execution["status"], outcome=outcome, states=len(states)
     )

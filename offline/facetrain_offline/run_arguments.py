@@ -119,7 +119,7 @@ def folder_problems(options: RunOptions) -> list[str]:
     too), and photos inside --out or --state would be overwritten or deleted by the results or the
     state save. Compared after links are resolved."""
     folders = {
-        "IMAGES_DIR": options.images_dir,
+        **({"IMAGES_DIR": options.images_dir} if options.images_dir is not None else {}),
         "--out": options.out_dir,
         **({"--state": options.state_dir} if options.state_dir is not None else {}),
     }

@@ -16,7 +16,7 @@ LOCAL_IMAGE_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/facetrain:local"
 class RunOptions:
     """What `facetrain run` was asked to do."""
 
-    images_dir: Path
+    images_dir: Path | None  # None: a forget (`facetrain forget`), which uploads nothing
     out_dir: Path
     hyperparameters: dict[str, str] = field(default_factory=dict)
     state_dir: Path | None = None
@@ -32,10 +32,21 @@ class RunOptions:
     min_accuracy: float | None = None
     max_fpir: float | None = None  # quality gate: the FPIR's 95 % upper bound the run must stay within
     image: str | None = None  # run the job in this local image (podman), not as a `train` process
+    forget: list[str] = field(default_factory=list)  # `facetrain forget`: the names, in the console input
+
+
+def recorded_input(payload: dict[str, Any]) -> dict[str, Any]:
+    """The console input as run.json and the terminal show it: a forget's names are not recorded (run.json
+    lies in --out, which the erasure must leave without a trace of them)."""
+    if "forget" not in payload:
+        return payload
+    return {**payload, "forget": f"<{len(payload['forget'])} name(s), not recorded>"}
 
 
 def console_input(options: RunOptions, hyperparameters: dict[str, str]) -> dict[str, Any]:
     """The documented console input for this run (stack defaults fill the rest)."""
+    if options.forget:
+        return {"forget": list(options.forget)}  # nothing else: the published run's settings are used
     payload: dict[str, Any] = {"hyperparameters": hyperparameters}
     if options.instance_type is not None:
         payload["instance_type"] = options.instance_type

@@ -35,7 +35,7 @@ class ExecutionOutcome(_Record):
 
     name: str
     status: ExecutionStatus
-    outcome: Literal["published", "no_change"] | None  # None: it ended before publishing
+    outcome: Literal["published", "no_change", "forgotten"] | None  # None: it ended before publishing
     states: int  # states entered
 
 

@@ -19,7 +19,7 @@ from .execution_status_events import ExecutionStatusEvents
 from .lambda_runtime import InProcessLambdas
 from .local_stack import LocalStack
 from .photo_upload import sync_images
-from .run_options import RunOptions, console_input
+from .run_options import RunOptions, console_input, recorded_input
 from .sqs_event_source import SqsEventPoller
 from .training_backend import LocalTrainingBackend
 
@@ -51,24 +51,25 @@ def wait_for(sfn: Any, followers: list[HistoryFollower], options: RunOptions) ->
 def run_from_console(
     stack: LocalStack, options: RunOptions, hyperparameters: dict[str, str], say: Printer
 ) -> tuple[dict[str, Any], list[HistoryFollower]]:
-    """Upload the folder, then start one execution with the console input."""
+    """Upload the folder (a forget uploads nothing), then start one execution with the console input."""
     operator = stack.operator_session()
     s3, sfn = operator.client("s3"), operator.client("stepfunctions")
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
     images_prefix = stack.parameters["ImagesPrefix"]
-    with rules_disabled(stack):  # the console run is the trigger here, not the uploads
-        uploaded, deleted = sync_images(s3, bucket, images_prefix, options.images_dir)
-    say(
-        f"upload {uploaded} photos to s3://{bucket}/{images_prefix}"
-        + (f" ({deleted} removed)" if deleted else "")
-    )
+    if options.images_dir is not None:
+        with rules_disabled(stack):  # the console run is the trigger here, not the uploads
+            uploaded, deleted = sync_images(s3, bucket, images_prefix, options.images_dir)
+        say(
+            f"upload {uploaded} photos to s3://{bucket}/{images_prefix}"
+            + (f" ({deleted} removed)" if deleted else "")
+        )
     payload = console_input(options, hyperparameters)
     name = execution_name()
     machine_arn = stack.physical(stack.only("AWS::StepFunctions::StateMachine"))
     arn = sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(payload))[
         "executionArn"
     ]
-    say(f"start  execution {name} with input {json.dumps(payload)}")
+    say(f"start  execution {name} with input {json.dumps(recorded_input(payload))}")
     follower = HistoryFollower(sfn, arn, say)
     wait_for(sfn, [follower], options)
     follower.poll()
@@ -96,6 +97,7 @@ def run_by_uploads(
             key = f"{parameters['ConfigPrefix']}{OFFLINE_SETTINGS_FILE}"
             s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(hyperparameters, sort_keys=True).encode())
             say(f"upload settings {json.dumps(hyperparameters)} to s3://{bucket}/{key}")
+        assert options.images_dir is not None  # a forget is a console input
         uploaded, deleted = sync_images(s3, bucket, parameters["ImagesPrefix"], options.images_dir)
         say(
             f"upload {uploaded} photos one by one to s3://{bucket}/{parameters['ImagesPrefix']}"

@@ -23,6 +23,7 @@ from .bucket_state import recover_state, restore_state, save_state, state_lock
 from .embedder_choice import default_embedder
 from .execution_follower import HistoryFollower, execution_failure, execution_outcome, overall_status
 from .execution_status_events import ExecutionStatusEvents
+from .folder_scrub import scrub_folder
 from .host_containers import ContainerEngine
 from .interrupts import held_off, kill_as_ctrl_c
 from .lambda_runtime import InProcessLambdas
@@ -31,7 +32,7 @@ from .local_stack import LocalStack
 from .parameter_checks import OFFLINE_SHORT_WAITS
 from .photo_upload import PhotoFolderError
 from .results_copy import copy_results, missing_published_files, read_latest
-from .run_options import RunOptions, console_input, stack_parameters
+from .run_options import RunOptions, console_input, recorded_input, stack_parameters
 from .run_summary import Notification, RunSummary, write_run_summary
 from .run_triggers import rules_disabled, run_by_uploads, run_from_console, stop_on_interrupt
 from .stack import deploy
@@ -81,7 +82,10 @@ def _run_locked(options: RunOptions, say: Printer) -> RunSummary:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     if options.state_dir and (recovered := recover_state(options.state_dir)):
         say(recovered)
-    hyperparameters = default_embedder(dict(options.hyperparameters), say, containers)
+    # A forget retrains with the published run's settings (validate's forget mode): it passes none.
+    hyperparameters = (
+        {} if options.forget else default_embedder(dict(options.hyperparameters), say, containers)
+    )
     # From the moment the outcome is read until run.json is written, Ctrl-C is held off (_execute enters
     # it): the local AWS's teardown comes between, and a run that published must not end unreported.
     finishing = contextlib.ExitStack()
@@ -122,7 +126,7 @@ def _interrupted_before_any_execution(
         training_job_name=None,
         training_job_status=None,
         training_job_exit_code=None,
-        input=_payload(options, hyperparameters),
+        input=recorded_input(_payload(options, hyperparameters)),
         bucket=None,
         results_prefix=None,
         executions=[],
@@ -326,6 +330,15 @@ def _summarise(
     for notification in notifications:
         say(f"notify {notification.Subject}")
     results = copy_results(s3, bucket, results_prefix, options.out_dir) if status == "SUCCEEDED" else []
+    if options.forget and status != "ABORTED":
+        # --out holds the copies of earlier runs (runs/<id>/) and of earlier current files: the same scan
+        # the purge made of the bucket, over the folder; also when the forget failed (a republish that
+        # failed after the purge, a name found nowhere in the bucket any more): the request stands.
+        scrubbed = scrub_folder(options.out_dir, options.forget, stack.parameters["ImagesPrefix"])
+        say(
+            f"forget {options.out_dir}: {scrubbed.rewritten} file(s) rewritten without them, "
+            f"{scrubbed.deleted} deleted"
+        )
     summary = RunSummary(
         status=status,
         trigger=options.trigger,
@@ -334,7 +347,7 @@ def _summarise(
         training_job_name=job_name,
         training_job_status=job_status,
         training_job_exit_code=jobs[-1].exit_code if jobs else None,
-        input=payload,
+        input=recorded_input(payload),
         bucket=bucket,
         results_prefix=results_prefix,
         executions=[execution_outcome(e, f) for e, f in zip(executions, followers, strict=True)],

@@ -8,7 +8,18 @@ from unittest import mock
 
 import boto3
 import pytest
-from facetrain_lambdas import cleanup, poll, publish, start, stop, trigger, upload_batch_steps, validate
+from facetrain_lambdas import (
+    cleanup,
+    forget,
+    poll,
+    publish,
+    retention_sweep,
+    start,
+    stop,
+    trigger,
+    upload_batch_steps,
+    validate,
+)
 from facetrain_offline.lambda_runtime import LambdaContext
 from moto import mock_aws
 from support.testkit import FakeSageMaker, upload_photos
@@ -33,6 +44,7 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
     with mock_aws(), FakeSageMaker().installed():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})  # as deployed
         upload_photos(s3, BUCKET, {"alice": 2, "bob": 2})
 
         _environment(monkeypatch, "ValidateFunction")
@@ -92,6 +104,21 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
         assert outcome["stopped"] is False
         handled.add("stop.json")
 
+        # Forget (console-forget.json, as the state machine hands it on): alice's photos and traces go.
+        forget_input = _load("console-forget.json")
+        assert _load("forget-begin.json")["input"] == _load("forget-purge.json")["input"] == forget_input
+        handled.add("console-forget.json")
+        _environment(monkeypatch, "ForgetFunction")
+        begun = forget.handler(_load("forget-begin.json"), LambdaContext("forget"))
+        assert begun == _load("forget-purge.json")["erasure"]
+        assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="face_imgs/alice/").get("Contents")
+        handled.add("forget-begin.json")
+        purged = forget.handler(_load("forget-purge.json"), LambdaContext("forget"))
+        assert (
+            purged["record_key"] == "erasures/forget-example.json" and "forgot 1 person" in purged["summary"]
+        )
+        handled.add("forget-purge.json")
+
         _environment(monkeypatch, "CleanupFunction")
         with mock.patch("crhelper.utils.HTTPSConnection") as connection:
             cleanup.handler(_load("cleanup.json"), LambdaContext("cleanup"))
@@ -124,5 +151,13 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
         )
         assert finish == {"released": True, "follow_up": None}
         handled.add("upload-batch-finish.json")
+
+        # The daily retention sweep: a run older than RUN_HISTORY_DAYS goes, the published and new ones stay.
+        _environment(monkeypatch, "RetentionSweepFunction")
+        old_record = json.dumps({"created_at": "2024-01-01T00:00:00+00:00"}).encode()
+        s3.put_object(Bucket=BUCKET, Key="results/runs/old-example/run.json", Body=old_record)
+        swept = retention_sweep.handler(_load("retention-sweep.json"), LambdaContext("retention-sweep"))
+        assert (swept["swept"], swept["published_run_id"]) == (["old-example"], "example-run")
+        handled.add("retention-sweep.json")
 
     assert handled == {path.name for path in EVENTS.iterdir()}, "an events/ file has no handler in this test"

@@ -90,6 +90,17 @@ def test_every_sample_event_runs_in_the_python313_stand_in(
     assert outcome["training_job_name"] == "facetrain-example-run"
     assert (outcome["job_status"], outcome["stopped"]) == ("Completed", False)
 
+    # Forget alice (before the trigger starts an execution: a forget is refused while one runs).
+    begun = _invoke(aws, "ForgetFunction", EVENTS / "forget-begin.json")
+    assert begun == _event("forget-purge.json")["erasure"]
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="face_imgs/alice/").get("Contents")
+    purged = _invoke(aws, "ForgetFunction", EVENTS / "forget-purge.json")
+    assert purged["record_key"] == "erasures/forget-example.json" and "forgot 1 person" in purged["summary"]
+
+    # The daily retention sweep: nothing as old as RUN_HISTORY_DAYS here, the published run kept.
+    swept = _invoke(aws, "RetentionSweepFunction", EVENTS / "retention-sweep.json")
+    assert swept["swept"] == [] and swept["published_run_id"] == "example-run"
+
     batch = _invoke(aws, "TriggerFunction", EVENTS / "trigger.json")
     assert batch == {"batchItemFailures": []}
     (execution,) = sfn.list_executions(

@@ -4,6 +4,7 @@ own writers, no torch), and a SageMaker that "trains" in moto.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import tarfile
@@ -152,7 +153,12 @@ def model_files(
         EMBEDDINGS_PKL: pickle_buffer.getvalue(),
         REJECTED_CSV: b"identity,photo,reason,message\nalice,alice/x.jpg,no_face,no face found\n",
         METRICS_JSON: json.dumps(metrics).encode(),
-        REPORT_HTML: b"<!doctype html><title>facetrain report</title><p>test report</p>",
+        # As the job's report, one table row per identity (report.html names them; a forget deletes it).
+        REPORT_HTML: (
+            "<!doctype html><title>facetrain report</title><p>test report</p><table>"
+            + "".join(f"<tr><td>{html.escape(identity)}</td></tr>" for identity in identities)
+            + "</table>"
+        ).encode(),
     }
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from facetrain_offline.execution_follower import HistoryFollower
 from facetrain_offline.execution_status_events import ExecutionStatusEvents
@@ -347,20 +348,72 @@ def operator_day(offline: Offline) -> bool:
     return polling and stopped and "latest.json" in copied and first == "SUCCEEDED"
 
 
+def swept_runs(offline: Offline) -> bool:
+    """The daily retention sweep (invoked with the schedule's input), nothing published yet: a run older
+    than RunHistoryDays goes with every version and delete marker, a new one stays."""
+    stack = offline.stack
+    old, new = "results/runs/old-1/", "results/runs/new-1/"
+    record = {"created_at": "2020-01-01T00:00:00+00:00"}
+    stack.s3.put_object(Bucket=stack.bucket, Key=f"{old}run.json", Body=json.dumps(record).encode())
+    for body in (b"first", b"second"):  # a noncurrent version
+        stack.s3.put_object(Bucket=stack.bucket, Key=f"{old}saved_embeddings.pkl", Body=body)
+    stack.s3.delete_object(Bucket=stack.bucket, Key=f"{old}saved_embeddings.pkl")  # and a delete marker
+    stack.s3.put_object(Bucket=stack.bucket, Key=f"{new}problems.json", Body=b"{}")
+    event = (DEFAULT_TEMPLATE.parent / "events" / "retention-sweep.json").read_bytes()
+    function = stack.local.physical("RetentionSweepFunction")
+    response = boto3.client("lambda", region_name=REGION).invoke(FunctionName=function, Payload=event)
+    result = json.loads(response["Payload"].read())
+    left = stack.s3.list_object_versions(Bucket=stack.bucket, Prefix="results/runs/")
+    keys = {v["Key"] for v in [*left.get("Versions", []), *left.get("DeleteMarkers", [])]}
+    swept = "FunctionError" not in response and result["swept"] == ["old-1"]
+    return swept and keys == {f"{new}problems.json"}
+
+
+def forgotten_person(offline: Offline) -> bool:
+    """bob and carol enrolled, then alice with them; then the console input {"forget": ["alice"]} while
+    training fails: her photos go (every version), the retrain that republishes without her fails, and
+    the stored results are purged all the same (the current CSV rewritten, the current report.html that
+    names her deleted with the earlier version that does not kept behind a delete marker), the receipt
+    written, and the operator told."""
+    stack, fake = offline.stack, offline.fake_sagemaker
+    upload_photos(stack.s3, stack.bucket, {"bob": 2, "carol": 1})
+    before = stack.run({"run_id": "before-0"}, name="before-0")
+    upload_photos(stack.s3, stack.bucket, {"alice": 2})
+    with_her = stack.run({"run_id": "before-1"}, name="before-1")
+    fake.fail_with = "no capacity"
+    result = stack.run({"forget": ["alice"]}, name="forget-1")
+    left = stack.s3.list_object_versions(Bucket=stack.bucket, Prefix="face_imgs/alice/")
+    subjects = [n["Subject"] for n in stack.notifications()]
+    receipts = stack.s3.list_objects_v2(Bucket=stack.bucket, Prefix="erasures/").get("KeyCount", 0)
+    csv = stack.s3.get_object(Bucket=stack.bucket, Key="results/final_mean_embeddings.csv")["Body"].read()
+    report = stack.s3.list_object_versions(Bucket=stack.bucket, Prefix="results/report.html")
+    return (
+        before["status"] == with_her["status"] == "SUCCEEDED"
+        and result["status"] == "FAILED"
+        and not left.get("Versions")
+        and subjects[-1] == "facetrain forget: erased, but the republish failed"
+        and receipts == 1
+        and b"alice" not in csv
+        and len(report.get("DeleteMarkers", [])) == 1
+    )
+
+
 Path_ = Callable[[Offline], bool]
 # The path each identity's statements are needed on, and the stand-in for `train` it needs (None: fake).
 PATHS: dict[str, list[tuple[Path_, str | None]]] = {
     "ValidateFunction": [(console_run, None)],
     "StartFunction": [(console_run, None)],
     "PollFunction": [(console_run, None)],
-    "PublishFunction": [(console_run, None)],
-    "RetrainingStateMachine": [(console_run, None), (upload_run, None)],
+    "PublishFunction": [(console_run, None), (forgotten_person, None)],
+    "RetrainingStateMachine": [(console_run, None), (upload_run, None), (forgotten_person, None)],
     "TriggerFunction": [(upload_run, None)],
     "UploadBatchFunction": [(upload_run, None)],
     "StopFunction": [(refused_run, None), (stopped_run, STOPPABLE_TRAIN)],
     "CleanupFunction": [(deleted_stack, None)],
     "SageMakerExecutionRole": [(trained_run, FINISHING_TRAIN)],
     "OperatorPolicy": [(operator_day, None)],
+    "RetentionSweepFunction": [(swept_runs, None)],
+    "ForgetFunction": [(forgotten_person, None)],
 }
 
 

@@ -154,6 +154,19 @@ def _tasks() -> dict[str, dict]:
     return {name: state for name, state in DEFINITION["States"].items() if state["Type"] == "Task"}
 
 
+RETRAIN_TASKS = ("Validate", "StartTrainingJob", "PollTrainingJob", "Publish")
+
+
+def test_a_failed_retrain_is_notified_unless_a_forget_must_purge_first() -> None:
+    choice = DEFINITION["States"]["FailedWhileForgetting"]
+    assert choice["Default"] == "NotifyFailure"
+    [purge] = choice["Choices"]
+    assert purge["Next"] == "PurgeForgotten"
+    assert {"Variable": "$.forgotten", "IsPresent": False} in purge["And"]  # never a second purge
+    assert DEFINITION["States"]["PurgeForgotten"]["Catch"][0]["Next"] == "NotifyFailure"
+    assert DEFINITION["States"]["TrainingJobFailed"]["Next"] == "FailedWhileForgetting"
+
+
 def test_every_task_retries_and_catches_into_the_failure_notification() -> None:
     for name, state in _tasks().items():
         assert state["Retry"], name
@@ -162,7 +175,14 @@ def test_every_task_retries_and_catches_into_the_failure_notification() -> None:
         catch_all = [c for c in state["Catch"] if c["ErrorEquals"] == ["States.ALL"]]
         # After the failure notification (and after the last upload-batch step) no second notification:
         # RunEnded routes to the Fail state; a failing FinishUploadBatch goes there directly (no loop).
-        expected = {"NotifyFailure": "RunEnded", "FinishUploadBatch": "Failed"}.get(name, "NotifyFailure")
+        # The retrain's tasks fail through FailedWhileForgetting: a forget still purges, then notifies.
+        # A failing forget notification ends the forget (ForgetEnded), never loops into RunEnded.
+        expected = {
+            "NotifyFailure": "RunEnded",
+            "FinishUploadBatch": "Failed",
+            "NotifyForgotten": "ForgetEnded",
+            **dict.fromkeys(RETRAIN_TASKS, "FailedWhileForgetting"),
+        }.get(name, "NotifyFailure")
         assert catch_all and catch_all[0]["Next"] == expected, name
         if state["Resource"] == "arn:aws:states:::lambda:invoke":
             errors = state["Retry"][0]["ErrorEquals"]
@@ -291,6 +311,9 @@ def test_functions_get_every_variable_their_handlers_read() -> None:
         "TriggerFunction": ["TriggerSettings"],
         "UploadBatchFunction": ["UploadBatchSettings"],
         "StopFunction": ["StackDefaults", "NotificationSettings"],
+        "RetentionSweepFunction": ["RetentionSettings"],
+        "ForgetFunction": ["ForgetSettings"],
+        "PublishFunction": ["PublishSettings"],
     }
     assert (
         StackDefaults.from_env(validate_env).images_prefix
@@ -352,3 +375,73 @@ def test_only_the_stop_function_may_stop_training_jobs_and_only_for_this_state_m
     }
     function = resources["StopFunction"]["Properties"]
     assert function["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": ["StopEventsDeadLetterQueue", "Arn"]}}
+
+
+# ------------------------------------------------------------------------------------------ retention
+
+# CloudWatch Logs' retention values (CloudWatch Logs API Reference, PutRetentionPolicy, retentionInDays).
+CLOUDWATCH_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192]
+CLOUDWATCH_RETENTION_DAYS += [2557, 2922, 3288, 3653]
+
+
+def test_every_log_group_keeps_its_events_for_log_retention_days() -> None:
+    parameter = TEMPLATE_DATA["Parameters"]["LogRetentionDays"]
+    assert parameter["AllowedValues"] == CLOUDWATCH_RETENTION_DAYS
+    assert parameter["Default"] in CLOUDWATCH_RETENTION_DAYS
+    groups = {n: r for n, r in TEMPLATE_DATA["Resources"].items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert len(groups) >= 10  # the Lambdas' and the state machine's
+    for name, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+    # every function logs to a group of the stack (none to a group Lambda would create, kept for ever)
+    for name, resource in TEMPLATE_DATA["Resources"].items():
+        if resource["Type"] == "AWS::Lambda::Function":
+            (group,) = resource["Properties"]["LoggingConfig"]["LogGroup"].values()
+            assert group in groups, name
+
+
+def test_the_lifecycle_rules_apply_the_retention_parameters() -> None:
+    rules = {
+        rule["Id"]: rule
+        for rule in TEMPLATE_DATA["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
+    assert set(rules) == {"expire-old-versions", "expire-erasure-records"}
+    versions = rules["expire-old-versions"]
+    assert "Prefix" not in versions and "Filter" not in versions  # the whole bucket
+    assert versions["NoncurrentVersionExpiration"] == {"NoncurrentDays": {"Ref": "NoncurrentVersionDays"}}
+    assert versions["ExpiredObjectDeleteMarker"] is True
+    receipts = rules["expire-erasure-records"]
+    assert receipts["Prefix"] == {"Ref": "ErasureRecordsPrefix"}
+    assert receipts["ExpirationInDays"] == {"Ref": "ErasureRecordDays"}
+    assert receipts["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
+    assert all(rule["Status"] == "Enabled" for rule in rules.values())
+    parameters = TEMPLATE_DATA["Parameters"]
+    prefixes = [name for name in parameters if name.endswith("Prefix")]
+    assert "ErasureRecordsPrefix" in prefixes
+    assert {parameters[name]["AllowedPattern"] for name in prefixes} == {
+        parameters["ResultsPrefix"]["AllowedPattern"]
+    }
+    assert parameters["ErasureRecordDays"]["Default"] == 3 * 365  # BIPA's 3 years
+
+
+def test_the_retention_sweep_runs_daily_keeps_running_executions_runs_and_deletes_only_runs() -> None:
+    from facetrain_lambdas.retention_sweep import MIN_RUN_HISTORY_DAYS
+
+    resources = TEMPLATE_DATA["Resources"]
+    parameter = TEMPLATE_DATA["Parameters"]["RunHistoryDays"]
+    assert parameter["MinValue"] == MIN_RUN_HISTORY_DAYS
+    assert DEFINITION["TimeoutSeconds"] < MIN_RUN_HISTORY_DAYS * 86400  # no run of a running execution
+    function = resources["RetentionSweepFunction"]["Properties"]
+    assert function["Environment"]["Variables"]["RUN_HISTORY_DAYS"] == {"Ref": "RunHistoryDays"}
+    (schedule,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Scheduler::Schedule"
+        and r["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["RetentionSweepFunction", "Arn"]}
+    ]
+    assert schedule["ScheduleExpression"] == "rate(1 day)" and "Name" not in schedule
+    statements = _statements(resources["RetentionSweepFunctionRole"])
+    (delete,) = [s for s in statements if any("Delete" in a for a in _as_list(s["Action"]))]
+    assert delete["Action"] == "s3:DeleteObjectVersion"  # by version id only: never a delete marker added
+    assert delete["Resource"] == {"Fn::Sub": "${DataBucket.Arn}/${ResultsPrefix}runs/*"}
+    actions = {a for s in statements for a in _as_list(s["Action"])}
+    assert actions == {"s3:ListBucketVersions", "s3:ListBucket", "s3:GetObject", "s3:DeleteObjectVersion"}
