@@ -1,6 +1,6 @@
 """BeginForget (facetrain_lambdas.forget.begin_forget), the receipt (erasure_record) and publish's refusal
 of a person being forgotten, against moto with a versioned bucket. The whole forget through the state
-machine, and the scan of every version afterwards, is tests/offline/test_forget.py."""
+machine, and the scan of every version afterwards, is tests/offline/test_forget_scan.py."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ def test_zero_base_and_small_cap_for_tests() -> None:
     assert [next_wait(None, 0, 1), next_wait(0, 0, 1), next_wait(1, 0, 1)] == [0, 0, 1]
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [(30, 10), (3600, 28), (600, 19)])
+@pytest.mark.parametrize(("seconds", "expected"), [(30, 11), (3600, 29), (600, 20)])
 def test_transitions_of_a_successful_run(seconds: int, expected: int) -> None:
     assert transitions_for(seconds, base=60, cap=900) == expected
 
