@@ -27,6 +27,31 @@ class RejectedRow:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """An identity folder that is not enrolled: fewer usable photos than min_images_per_identity."""
+
+    identity: str
+    photos: int  # in its folder
+    usable: int
+    minimum: int  # min_images_per_identity
+    reasons: dict[str, int]  # rejection reason -> photos, for the photos that were not usable
+
+    @property
+    def photos_in_brief(self) -> str:
+        """E.g. '0 usable photo(s) of 2 (no_face: 1, not_an_image: 1)'."""
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in self.reasons.items())
+        return f"{self.usable} usable photo(s) of {self.photos}" + (f" ({reasons})" if reasons else "")
+
+    @property
+    def why(self) -> str:
+        """metrics.json identities_excluded and its rows of rejected.csv: what is wrong and what to do."""
+        return (
+            f"{self.photos_in_brief}, fewer than min_images_per_identity={self.minimum}; add photos in which "
+            "this person's face shows clearly (rejected.csv gives each photo's reason), or lower the setting"
+        )
+
+
+@dataclass(frozen=True)
 class EnrolledIdentity:
     """One row of final_mean_embeddings.csv."""
 
@@ -82,11 +107,16 @@ class Enrollment:
     identities: list[EnrolledIdentity]
     records: list[dict[str, object]]
     rejected: list[RejectedRow]
-    excluded: dict[str, str]
+    left_out: list[LeftOut]  # in identity order
     images_total: int
     images_accepted: int
     dataset_fingerprint: str  # over every photo's key and sha256, known strangers' included
     strangers: KnownStrangers = field(default_factory=KnownStrangers)
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """metrics.json identities_excluded: identity -> why it is not enrolled."""
+        return {item.identity: item.why for item in self.left_out}
 
     @property
     def rejected_rows(self) -> list[RejectedRow]:
@@ -157,17 +187,24 @@ class EnrollmentBuilder:
         ] + list(self._rejected)
         identities: list[EnrolledIdentity] = []
         records: list[dict[str, object]] = []
-        excluded: dict[str, str] = {}
+        left_out: list[LeftOut] = []
+        reasons_by_identity: dict[str, Counter[str]] = {}
+        for row in self._rejected:
+            reasons_by_identity.setdefault(row.identity, Counter())[row.reason] += 1
         for identity in self._seen_identities:
             accepted = self._accepted[identity]
             if len(accepted) < min_images_per_identity:
-                excluded[identity] = (
-                    f"{len(accepted)} usable photo(s), fewer than min_images_per_identity="
-                    f"{min_images_per_identity}; add photos of this person or lower the setting"
+                reasons = reasons_by_identity.get(identity, Counter())
+                left = LeftOut(
+                    identity,
+                    photos=len(accepted) + sum(reasons.values()),
+                    usable=len(accepted),
+                    minimum=min_images_per_identity,
+                    reasons=dict(sorted(reasons.items())),
                 )
+                left_out.append(left)
                 rejected.extend(
-                    RejectedRow(identity, item.photo.key, IDENTITY_EXCLUDED, excluded[identity])
-                    for item in accepted
+                    RejectedRow(identity, photo.photo.key, IDENTITY_EXCLUDED, left.why) for photo in accepted
                 )
                 continue
             total = np.sum([item.embedding.astype(np.float64) for item in accepted], axis=0)
@@ -182,7 +219,7 @@ class EnrollmentBuilder:
             identities=identities,
             records=records,
             rejected=rejected,
-            excluded=excluded,
+            left_out=left_out,
             images_total=images_total,
             images_accepted=len(records),
             dataset_fingerprint=digest.hexdigest(),

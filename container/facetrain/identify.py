@@ -13,10 +13,13 @@ face that is not answered has reason and error instead); a photo that could not 
 `faces`, reason and error.
 
 Exit codes: 0 every photo was examined (a photo without a usable face is an answer: no faces and an
-error); 1 some photo could not be read (missing, unreadable, not an image, too large in pixels or bytes,
+error); 1 some photo could not be read (missing, a folder or a broken link: said of the path given, by
+path_problem; unreadable, not an image, too large in pixels or bytes,
 a decode-time bomb: too many JPEG scans or past decode_budget_seconds), its line says why;
 2 bad usage or unusable results (a file missing or invalid, weights absent or different); nothing printed
 on stdout then.
+
+facetrain.results is the same, as a library: Results.load once, then identify images held in memory.
 """
 
 from __future__ import annotations
@@ -74,6 +77,20 @@ class Results:
         return bool(self.rules.get("not_for_production")) or self.settings.not_for_production
 
 
+RESULTS_FILES = f"{RULES_PY}, {ENROLLMENT_CSV} and {EMBEDDINGS_PKL}"
+RESULTS_SOURCES = "`facetrain run`'s OUT_DIR, or the results prefix copied with `aws s3 sync`"
+
+
+def _folder_problem(folder: Path) -> ResultsError | None:
+    """What is wrong with the results folder itself, said of the folder rather than of a file in it."""
+    fix = f"give the folder holding {RESULTS_FILES} ({RESULTS_SOURCES})"
+    if not folder.exists():
+        return ResultsError(f"the results folder {folder} does not exist: {fix}")
+    if not folder.is_dir():
+        return ResultsError(f"{folder} is a file, not a results folder: {fix}")
+    return None
+
+
 # The most identify reads of each results file: what the publish Lambda accepts (contract.result_files).
 RESULTS_FILE_CAPS = {name: result_file_cap(name) for name in (RULES_PY, ENROLLMENT_CSV, EMBEDDINGS_PKL)}
 
@@ -82,7 +99,7 @@ def _read(folder: Path, name: str) -> bytes:
     """The bytes of one results file: a regular file (a FIFO, socket or device is refused without a
     blocking open or read) of at most RESULTS_FILE_CAPS[name] bytes."""
     path, cap = folder / name, RESULTS_FILE_CAPS[name]
-    fix = "--results must be a published results folder"
+    fix = f"{folder} is not a published results folder: one holds {RESULTS_FILES} ({RESULTS_SOURCES})"
     not_regular = ResultsError(f"{path} is not a regular file (a FIFO, socket, device or folder); {fix}")
     too_large = ResultsError(
         f"{path} is over identify's cap of {cap} bytes for {name}: a training job's {name} is far "
@@ -99,6 +116,8 @@ def _read(folder: Path, name: str) -> bytes:
             if found.st_size > cap:
                 raise too_large
             data = stream.read(cap + 1)  # + 1: a file that grew past the cap since is refused too
+    except FileNotFoundError:
+        raise ResultsError(f"{path} is missing; {fix}") from None
     except OSError as exc:
         raise ResultsError(f"{path}: {exc.strerror}; {fix}") from None
     if len(data) > cap:
@@ -107,7 +126,10 @@ def _read(folder: Path, name: str) -> bytes:
 
 
 def load_results(folder: Path, device: str = "auto") -> Results:
-    """Read rules.py (never executed), the means CSV and the embeddings metadata; check they agree."""
+    """Read rules.py (never executed), the means CSV and the embeddings metadata; check they agree.
+    ResultsError says what is wrong: the folder missing, a file missing or invalid, files that disagree."""
+    if problem := _folder_problem(folder):
+        raise problem
     try:
         rules = load_rules(_read(folder, RULES_PY))  # bytes: checked to be ASCII, then byte for byte
         metadata = load_embeddings(_read(folder, EMBEDDINGS_PKL))["metadata"]
@@ -201,15 +223,8 @@ def answer_face(embedding: np.ndarray, results: Results, top: int) -> dict[str, 
 def _answer(outcome: Examined | Rejected, results: Results, top: int) -> dict[str, object]:
     photo = outcome.photo.key
     if isinstance(outcome, Rejected):
-        return {
-            "photo": photo,
-            "faces_found": 0 if outcome.rejection.reason == "no_face" else None,
-            "faces_answered": 0,
-            "identities": [],
-            "faces": [],
-            "reason": outcome.rejection.reason,
-            "error": outcome.rejection.message,
-        }
+        answer = _refused(photo, outcome.rejection)
+        return {**answer, "faces_found": 0} if outcome.rejection.reason == "no_face" else answer
     faces: list[dict[str, object]] = []
     for item in outcome.faces:
         if isinstance(item, FaceRejected):
@@ -229,18 +244,58 @@ def _answer(outcome: Examined | Rejected, results: Results, top: int) -> dict[st
     return answer
 
 
+def path_problem(path: Path) -> Rejection | None:
+    """What is wrong with a photo argument as a path, said of the user's own path: it does not exist, it
+    is a broken symbolic link, or a folder. None when it names something to read (the pipeline's checks
+    follow). The job's own words ("upload the photo again") are for a channel's files, not for an
+    argument, and a folder would reach the pipeline's reader as a file."""
+    if path.is_dir():
+        return Rejection(
+            "not_an_image", f"{path} is a folder, not a photo: give the photos in it (e.g. {path / '*.jpg'})"
+        )
+    if path.is_symlink() and not path.exists():
+        return Rejection("unreadable", f"{path} is a symbolic link to a file that does not exist")
+    if not path.exists():
+        return Rejection("unreadable", f"{path} does not exist: check the path and the file's name")
+    return None
+
+
+def _refused(photo: str, rejection: Rejection) -> dict[str, object]:
+    """The answer for a photo that was not examined at all."""
+    return {
+        "photo": photo,
+        "faces_found": None,
+        "faces_answered": 0,
+        "identities": [],
+        "faces": [],
+        "reason": rejection.reason,
+        "error": rejection.message,
+    }
+
+
 def identify(
     photos: Sequence[Path], results: Results, encoder: FaceEncoder, top: int = 3, largest_only: bool = False
 ) -> Iterator[dict[str, object]]:
     """One answer per photo, in order: each face found (left to right; largest_only: the largest alone)
-    searched among the enrolled identities."""
-    refs = [PhotoRef(identity="", key=str(path), path=path) for path in photos]
+    searched among the enrolled identities. A path that does not name a file is answered by path_problem
+    without being read."""
+    problems = [path_problem(path) for path in photos]
+    refs = [
+        PhotoRef(identity="", key=str(path), path=path)
+        for path, problem in zip(photos, problems, strict=True)
+        if problem is None
+    ]
     warning = NOT_FOR_PRODUCTION if results.not_for_production else None
     pipeline = PhotoPipeline(results.settings, encoder, faces="largest" if largest_only else "all")
-    for outcome in pipeline.run(refs):
-        if isinstance(outcome, Accepted):  # faces="all"/"largest" yields Examined or Rejected
-            raise TypeError("PhotoPipeline(faces='all') yielded a single-face outcome")
-        answer = _answer(outcome, results, top)
+    outcomes = pipeline.run(refs)  # in the order of refs: each is taken as its photo's turn comes
+    for path, problem in zip(photos, problems, strict=True):
+        if problem is not None:
+            answer = _refused(str(path), problem)
+        else:
+            outcome = next(outcomes)
+            if isinstance(outcome, Accepted):  # faces="all"/"largest" yields Examined or Rejected
+                raise TypeError("PhotoPipeline(faces='all') yielded a single-face outcome")
+            answer = _answer(outcome, results, top)
         yield {**answer, "warning": warning} if warning else answer
 
 

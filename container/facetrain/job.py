@@ -22,7 +22,7 @@ from .contract.names import (
     STRANGERS_FOLDER,
 )
 from .distributed import Cluster, HostExchange, HostShare, joined_hosts
-from .enrollment import Enrollment, EnrollmentBuilder
+from .enrollment import Enrollment, EnrollmentBuilder, LeftOut
 from .evaluation import evaluate
 from .faces import FaceEncoder, choose_device
 from .job_metrics import PREPROCESSING_VERSION, metrics_document, run_facts
@@ -80,6 +80,44 @@ def _rejections_in_brief(enrollment: Enrollment) -> str:
         return ""
     reasons = ", ".join(f"{reason}: {count}" for reason, count in enrollment.rejections_by_reason.items())
     return f" ({reasons}; each named in {REJECTED_CSV})"
+
+
+def _plural(count: int) -> str:
+    return f"{count} identit{'y' if count == 1 else 'ies'}"
+
+
+def log_left_out(left_out: list[LeftOut]) -> None:
+    """The identities left out, in the log: how many and where they are named at INFO (the job's log group
+    is outside the stack's retention: train.py), each one with its photos' reasons at DEBUG."""
+    if not left_out:
+        return
+    log.warning(
+        "%s left out, not enrolled (fewer usable photos than min_images_per_identity): metrics.json "
+        "identities_excluded and report.html's summary name them with their photos' reasons",
+        _plural(len(left_out)),
+    )
+    for left in left_out:
+        log.debug("left out %s: %s", left.identity, left.photos_in_brief)
+
+
+def left_out_failure(left_out: list[LeftOut]) -> str:
+    """The failure reason of a run that require_all_identities=true stops: the fix first (SageMaker shows
+    the first 1024 characters as FailureReason), then one line per identity with its photos' reasons."""
+    return (
+        f"{_plural(len(left_out))} could not be enrolled and require_all_identities=true fails the run: no "
+        "enrollment was written, the published results are unchanged. Give each of them usable photos (one "
+        "face, clearly visible; rejected.csv and report.html give each photo's reason) and run again, or set "
+        "require_all_identities=false to publish the others and name the left-out ones. Left out:\n"
+        + "\n".join(
+            f"- {left.identity}: {left.photos_in_brief}, fewer than min_images_per_identity={left.minimum}"
+            for left in left_out
+        )
+    )
+
+
+def _with_outcome(metrics: dict[str, object], refused: bool) -> dict[str, object]:
+    """metrics.json of a run that require_all_identities refused says so: status failed."""
+    return {**metrics, "status": "failed"} if refused else metrics
 
 
 @dataclass(frozen=True)
@@ -283,6 +321,7 @@ def _run_with_hosts(env: TrainingEnvironment, inputs: JobInputs, hosts: HostExch
     enrollment = enrolled.enrollment
     for row in enrollment.rejected_rows:  # photo keys name the person: never at INFO
         log.debug("rejected %s (%s): %s", row.photo, row.reason, row.message)
+    log_left_out(enrollment.left_out)
     run = run_facts(inputs, embedded.fingerprint)
     if not enrollment.identities:
         metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), None)
@@ -303,19 +342,31 @@ def _run_with_hosts(env: TrainingEnvironment, inputs: JobInputs, hosts: HostExch
             strangers=enrollment.strangers.embedding_matrix(embeddings.shape[1]),
         )
         stopping.check()
+    # require_all_identities=true: an identity left out fails the run; its evidence is written, no enrollment.
+    refused = inputs.settings.require_all_identities and bool(enrollment.left_out)
     with timer.stage("write"):
-        files = render_enrollment(
-            enrollment, inputs.settings.model_dump(mode="json"), run, evaluation.summary
+        files = (
+            {}
+            if refused
+            else render_enrollment(
+                enrollment, inputs.settings.model_dump(mode="json"), run, evaluation.summary
+            )
         )
     with timer.stage("report"):  # the report shows the timings up to here
         from .report import render_report  # matplotlib and jinja2: only a master with an enrollment
 
         metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary)
-        report = render_report(metrics, evaluation, embeddings, labels, names, enrollment.rejected_rows)
-    metrics = metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary)
+        report = render_report(
+            _with_outcome(metrics, refused), evaluation, embeddings, labels, names, enrollment.rejected_rows
+        )
+    metrics = _with_outcome(
+        metrics_document(inputs, enrolled, run, timer.as_dict(), evaluation.summary), refused
+    )
     write_outputs(
         env.model_dir, {**files, REPORT_HTML: report.encode(), **render_reports(enrollment, metrics)}
     )
+    if refused:
+        raise JobFailure(left_out_failure(enrollment.left_out))
     summary = evaluation.summary
     log.info(
         "enrolled %d identities from %d of %d photos (%d examined now, %s photos/s); %d rejected%s",

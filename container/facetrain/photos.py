@@ -9,6 +9,17 @@ otherwise be too small.
 Decoding has a budget: a file over MAX_PHOTO_BYTES is not read, a JPEG with more scans than a photo has
 is refused before decoding (jpeg_scans), and each decode is stopped past `decode_budget_seconds`
 (decode_budget).
+
+HEIC/HEIF photos (iPhones' default format) are read by pillow-heif's Pillow plugin, registered below; AVIF
+by Pillow's own plugin. Both come out upright, as a JPEG does after its EXIF orientation: libheif applies a
+HEIF's rotation and mirroring (irot/imir, which the HEIF format makes authoritative; an iPhone writes them)
+and pillow-heif sets the EXIF orientation it hands over to 1, so that nothing rotates twice (a HEIF's EXIF
+tag without irot/imir is ignored, as HEIF viewers ignore it: the job sees what the person saw); an AVIF
+keeps its EXIF orientation, applied here as a JPEG's. Their decode is one call into libheif/libavif: the
+decode budget is checked when it returns, not during it.
+
+Files known not to be photos (Thumbs.db, desktop.ini, text, videos: contract.photo_files, the rule validate
+and `facetrain run`'s upload apply too) are rejected unread, `not_a_photo`, never decoded.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 from .channel_layout import photos_root
@@ -30,6 +42,7 @@ from .contract.hyperparameters import DEFAULT_DECODE_BUDGET_SECONDS
 from .contract.identity_names import shown_bytes, undecodable
 from .contract.names import IMAGES_CHANNEL, STRANGERS_FOLDER
 from .contract.names import is_skipped as _skipped  # the rule the Lambdas apply too
+from .contract.photo_files import NOT_A_PHOTO, PHOTO_FORMATS, not_photo_reason
 from .contract.photo_limits import MAX_PHOTO_BYTES
 from .contract.shorten import clip
 from .decode_budget import JPEG_READ_BYTES, BudgetedBytes, DecodeBudgetExceeded
@@ -41,6 +54,9 @@ from .sagemaker_env import ContractError
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 _EXIF_ORIENTATION = 0x0112
 _SIDES_SWAPPED = (5, 6, 7, 8)  # orientations that rotate by 90 degrees
+# HEIC/HEIF through Image.open, for every caller of this module (the job, `facetrain identify`). Only the
+# primary image is read: thumbnails, depth maps and auxiliary images are not even listed.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 
 @dataclass(frozen=True, order=True)
@@ -79,8 +95,9 @@ class PhotoRejected(Exception):
 class ChannelListing:
     """What the channel holds: photos per identity folder, stray files at its top level, and the known
     strangers' photos (face_imgs/_strangers/, any depth), listed apart: they are never enrolled.
-    `misnamed`: what is rejected unread, each with its rejection: files whose path is not valid UTF-8, and
-    folders that cannot be listed (key `<folder>/`)."""
+    `misnamed`: what is rejected unread, each with its rejection: files whose path is not valid UTF-8,
+    folders that cannot be listed (key `<folder>/`), and files in a person's (or the strangers') folder
+    that are not photos (`not_a_photo`: contract.photo_files)."""
 
     photos: list[PhotoRef]
     stray_files: list[str]
@@ -121,7 +138,8 @@ def _listed(path: Path, root: Path, identity: str) -> tuple[PhotoRef, Rejection 
 
 def _skipped_by_job(entry: WalkEntry) -> bool:
     """The job's rule for a channel: names `_*` or `.*` are not read, except the known strangers' folder
-    at the top (a file or a cycle named `_strangers` is skipped too)."""
+    at the top (a file or a cycle named `_strangers` is skipped too). A `.DS_Store` is so ignored, never
+    counted among the photos; validate and the upload name it (contract.photo_files)."""
     if entry.parts == (STRANGERS_FOLDER,) and entry.kind is EntryKind.FOLDER:
         return False
     return _skipped(entry.name)
@@ -155,7 +173,10 @@ def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelLi
 
     A name that is not valid UTF-8 (Linux hands its bytes over as surrogates) never reaches the outputs
     as such: a stray file's name is listed as `shown_bytes` writes it, a photo under such a name is
-    rejected unread (`misnamed`; a whole identity folder's photos when the folder's name is the one)."""
+    rejected unread (`misnamed`; a whole identity folder's photos when the folder's name is the one).
+    A file known not to be a photo (Thumbs.db, notes.txt, a video: contract.photo_files) in a person's
+    or the strangers' folder is rejected unread too (`misnamed`, reason `not_a_photo`, its rejected.csv
+    row naming it), where validate and the upload skip it (they never hand it to the job)."""
     root = photos_root(channel, manifest_prefix)
     photos: list[PhotoRef] = []
     stray: list[str] = []
@@ -177,6 +198,8 @@ def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelLi
             stray.append(shown_bytes(entry.name))
         else:
             ref, rejection = _listed(entry.path, root, identity)
+            if rejection is None and (reason := not_photo_reason(entry.name)) is not None:
+                rejection = Rejection(NOT_A_PHOTO, reason)
             if rejection is not None:
                 misnamed.append((ref, rejection))
             elif identity == STRANGERS_FOLDER:
@@ -249,7 +272,7 @@ def _open_checked(source: BudgetedBytes, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         raise PhotoRejected(
             "not_an_image",
-            "not an image: the content is in no format Pillow reads; upload a JPEG, PNG or WebP photo",
+            f"not an image: the content is in no format the job reads; upload a {PHOTO_FORMATS} photo",
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:  # e.g. a PNG text/ICC chunk past Pillow's limit
         raise PhotoRejected(

@@ -98,6 +98,25 @@ def _cards(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> list[tuple
     ]
 
 
+def left_out_summary(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The identities not enrolled, for the run summary: a caption saying what it meant for the run, and
+    one (identity, why, with its photos' reasons) row each; None when everyone was enrolled."""
+    excluded = metrics.get("identities_excluded") or {}
+    if not excluded:
+        return None
+    count = len(excluded)
+    required = (metrics.get("hyperparameters") or {}).get("require_all_identities")
+    outcome = (
+        "require_all_identities=true failed the run: nothing is published"
+        if required
+        else "the others were enrolled (require_all_identities=true would fail the run instead)"
+    )
+    return {
+        "caption": f"{count} identit{'y' if count == 1 else 'ies'} left out, not enrolled: {outcome}",
+        "rows": sorted(excluded.items()),
+    }
+
+
 def rate_sentence(rate: Mapping[str, Any] | None, trials: str, outcome: str) -> str:
     """A rate as a sentence, e.g. '0 % — 0 of 24 non-mated searches returned someone (95 % upper bound
     14.25 %)'."""
@@ -233,6 +252,7 @@ def render_report(
             metrics=metrics,
             summary=summary,
             cards=_cards(metrics, summary),
+            left_out=left_out_summary(metrics),
             open_set_facts=_open_set_facts(summary),
             floors=_floors(evaluation),
             run_facts=_run_facts(metrics, summary),

@@ -32,10 +32,39 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 FAILURE_CHARS = 1024  # what SageMaker shows of output/failure as FailureReason
 
 
+TRACEBACK_HEADER = "Traceback (most recent call last):"
+CHAINED_TRACEBACK = (  # the lines that join the tracebacks of chained exceptions
+    "During handling of the above exception, another exception occurred:",
+    "The above exception was the direct cause of the following exception:",
+)
+
+
+def without_traceback(message: str) -> str:
+    """The message without any Python traceback it quotes (a library's exception may embed one, e.g. of a
+    child process): its header and indented frame lines go, the exception's own line stays. The reason is
+    read by a person, as the training job's FailureReason and in the notification; tracebacks belong in
+    the log. Hand-written: the stdlib formats tracebacks but has nothing to take one out of a text."""
+    kept: list[str] = []
+    in_traceback = False
+    for line in message.splitlines():
+        if TRACEBACK_HEADER in line or line.strip() in CHAINED_TRACEBACK:
+            in_traceback = True
+            while kept and not kept[-1].strip():  # the blank lines that led up to it
+                kept.pop()
+            if TRACEBACK_HEADER in line and (before := line[: line.index(TRACEBACK_HEADER)].rstrip()):
+                kept.append(before)
+        elif not (in_traceback and (line.startswith(" ") or not line.strip())):
+            in_traceback = False
+            kept.append(line)
+    return "\n".join(kept)
+
+
 def write_failure(base_dir: Path, message: str) -> None:
-    """Write the failure reason where SageMaker looks for it. On a full disk, retry with only the part
-    SageMaker shows (it may fit where the whole did not); the log has the reason in any case."""
+    """Write the failure reason where SageMaker looks for it, without a traceback (without_traceback). On
+    a full disk, retry with only the part SageMaker shows (it may fit where the whole did not); the log has
+    the reason in any case."""
     output = base_dir / "output"
+    message = without_traceback(message)
     for text in (message, message[:FAILURE_CHARS]):
         try:
             output.mkdir(parents=True, exist_ok=True)

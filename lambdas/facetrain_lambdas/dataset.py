@@ -3,7 +3,13 @@
 The layout is the training container's (facetrain.photos.list_channel): `<prefix><identity>/<photo>`,
 nested folders allowed inside an identity. What the container would not enroll without that being an
 error (files directly under the prefix, which it reports in rejected.csv, and any folder or file named
-`_*` or `.*`, which it skips) is left out of the manifest with a warning, not refused.
+`_*` or `.*`, which it skips) is left out of the manifest with a warning, not refused; so is a file known
+not to be a photo (Thumbs.db, desktop.ini, text, videos: contract.photo_files, the rule the job and
+`facetrain run`'s upload apply too). A file with an extension no photo format has is kept (the job decodes
+by content and names it in rejected.csv when it is not an image), with a warning.
+
+Every message names a file or folder by its key relative to the images prefix (`person_02/IMG_0001.HEIC`):
+the person's own path, the same offline (relative to IMAGES_DIR) and on AWS.
 
 The known strangers' folder `<prefix>_strangers/` (contract.names.STRANGERS_FOLDER) is the one exception:
 its photos (any depth below it; `_*`/`.*` names inside skipped as in a person's folder) get the same checks
@@ -22,11 +28,10 @@ from typing import Any
 
 from facetrain.contract.identity_names import identity_name_problems
 from facetrain.contract.names import STRANGERS_FOLDER, is_skipped, is_strangers_key
+from facetrain.contract.photo_files import not_photo_reason, unknown_extension_warning
 
 from .layout import s3_uri
 
-# What Pillow decodes out of the box; the container decodes by content, this catches stray files early.
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 DEFAULT_PAGE_SIZE = 1000
 MAX_NAME_BYTES = 255  # a file or folder name on the training host's file system (ext4, xfs: NAME_MAX)
 
@@ -95,9 +100,9 @@ def _skipped_root(parts: list[str]) -> str | None:
     return None
 
 
-def _skipped_warnings(skipped: Counter[str], bucket: str, prefix: str) -> list[str]:
+def _skipped_warnings(skipped: Counter[str]) -> list[str]:
     return [
-        f"{s3_uri(bucket, prefix + root)}"
+        root
         + (f" ({count} object(s))" if root.endswith("/") else "")
         + " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them "
         f"(all but {STRANGERS_FOLDER}/ at the top: the known strangers)"
@@ -151,12 +156,16 @@ def check_photos(
 ) -> tuple[PhotoSnapshot, list[str]]:
     """Snapshot the photos under prefix and list every problem a person must fix (empty when usable).
 
-    Files left out without being a problem are counted in `skipped` and described in `warnings`; the
-    identities with fewer than `min_per_identity` photos, when others have enough, in `too_few`.
+    Files left out without being a problem (contract.photo_files' non-photos among them) are counted in
+    `skipped` and described in `warnings`, each by its key relative to `prefix`, as is a file kept without
+    a photo extension; the identities with fewer than `min_per_identity` photos, when others have
+    enough, in `too_few`.
     """
     snapshot = PhotoSnapshot(bucket=bucket, prefix=prefix)
     problems: list[str] = []
     stray: list[str] = []
+    not_photos: list[str] = []
+    unknown: list[str] = []
     skipped: Counter[str] = Counter()  # skipped file or folder → objects under it, in listing order
     digest = hashlib.sha256()
     where = s3_uri(bucket, prefix)
@@ -166,40 +175,40 @@ def check_photos(
             continue  # the console's zero-byte "folder" markers
         parts = relative.split("/")
         root = _skipped_root(parts)
+        if root is not None and root.endswith("/"):
+            skipped[root] += 1
+            continue
+        if (reason := not_photo_reason(parts[-1])) is not None:  # before the size: a video is no refusal
+            not_photos.append(f"{relative}: {reason}")
+            continue
         if root is not None:
             skipped[root] += 1
             continue
-        name = s3_uri(bucket, obj.key)
         stranger = is_strangers_key(relative)
         if len(parts) == 1:
             stray.append(
-                f"{name} lies directly under {where}: move it into a folder named after the person "
-                f"({prefix}<name>/{relative}) to use it; it is left out of this run"
+                f"{relative} lies at the top of the photos folder, in no person's folder: move it into a "
+                f"folder named after the person (<name>/{relative}) to use it; it is left out of this run"
             )
             continue
         if "" in parts:
-            usual = f"{prefix}{STRANGERS_FOLDER}/<photo>" if stranger else f"{prefix}<name>/<photo>"
-            problems.append(f"{name}: the key has an empty folder name ('//'); re-upload it as {usual}")
+            usual = f"{STRANGERS_FOLDER}/<photo>" if stranger else "<name>/<photo>"
+            problems.append(f"{relative}: the key has an empty folder name ('//'); re-upload it as {usual}")
             continue
         if problem := key_problem(relative):
-            problems.append(f"{name}: {problem}")
-            continue
-        suffix = "." + parts[-1].rsplit(".", 1)[-1].lower() if "." in parts[-1] else ""
-        if suffix not in PHOTO_EXTENSIONS:
-            problems.append(
-                f"{name} is not a photo file ({suffix or 'no extension'}): remove it or rename it to "
-                f"_{parts[-1]} to have it skipped; photos must be {', '.join(PHOTO_EXTENSIONS)}"
-            )
+            problems.append(f"{relative}: {problem}")
             continue
         if obj.size == 0:
-            problems.append(f"{name} is empty (0 bytes): upload the photo again")
+            problems.append(f"{relative} is empty (0 bytes): upload the photo again")
             continue
         if obj.size > max_bytes:
             problems.append(
-                f"{name} is {_megabytes(obj.size)}, over the {_megabytes(max_bytes)} limit: "
+                f"{relative} is {_megabytes(obj.size)}, over the {_megabytes(max_bytes)} limit: "
                 "downscale or re-encode it"
             )
             continue
+        if (warning := unknown_extension_warning(parts[-1])) is not None:
+            unknown.append(f"{relative}: {warning}")
         snapshot.keys.append(relative)
         if stranger:
             snapshot.strangers += 1
@@ -231,8 +240,8 @@ def check_photos(
         problems.append(
             f"no photos under {where}{only}: upload them as {prefix}<name>/<photo>.jpg, one folder per person"
         )
-    snapshot.warnings = [*stray, *_skipped_warnings(skipped, bucket, prefix)]
-    snapshot.skipped = len(stray) + skipped.total()
+    snapshot.warnings = [*stray, *not_photos, *_skipped_warnings(skipped), *unknown]
+    snapshot.skipped = len(stray) + len(not_photos) + skipped.total()
     snapshot.fingerprint = digest.hexdigest()
     return snapshot, problems
 

@@ -27,6 +27,11 @@ TRANSIENT_ERROR_CODES = frozenset(
 )
 
 
+def counted(count: int, noun: str) -> str:
+    """`1 problem`, `2 problems`: a count with its noun in the right number (nouns that take an s)."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def bulleted(items: list[str], limit: int, where: str | None = None) -> list[str]:
     """`- item` lines, at most `limit` of them, then one line saying how many more (and where they are)."""
     lines = [f"- {item}" for item in items[:limit]]
@@ -36,7 +41,8 @@ def bulleted(items: list[str], limit: int, where: str | None = None) -> list[str
 
 
 class InvalidInput(Exception):
-    """The run's input, photos or settings need fixing by a person; the message lists every problem.
+    """The run's input, photos or settings need fixing by a person; the message lists every problem, one
+    per line, each saying what to do (it reaches the notification and the Step Functions failure as is).
 
     `warnings` (what validation left out without refusing it) follow the problems, since they may explain
     them (e.g. photos directly under the images prefix when no person folder was found).
@@ -46,7 +52,7 @@ class InvalidInput(Exception):
         self.problems = problems
         self.warnings = list(warnings)
         lines = [
-            f"The retraining input has {len(problems)} problem(s) to fix:",
+            f"The retraining input has {counted(len(problems), 'problem')} to fix:",
             *bulleted(problems, MAX_LISTED_PROBLEMS, where),
         ]
         if self.warnings:

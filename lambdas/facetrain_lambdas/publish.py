@@ -131,20 +131,55 @@ def _strangers_line(metrics_: MetricsDocument) -> str | None:
     return f"Known strangers: {strangers.used} photo(s) searched{accepted}{rejected}; never enrolled."
 
 
+def _left_out_lines(metrics_: MetricsDocument) -> list[str]:
+    """The identities the run left out (not enrolled), one line each with its photos' reasons; [] when
+    none. They are named here because the notification is an e-mail to the operators, who must act on it,
+    as a failure's reason names the photo to fix; the Lambda never logs this text."""
+    excluded = metrics_.identities_excluded
+    if not excluded:
+        return []
+    count = len(excluded)
+    return [
+        f"Left out, not enrolled: {count} identit{'y' if count == 1 else 'ies'} (the others were published; "
+        "set require_all_identities=true to fail such a run instead):",
+        *(f"- {identity}: {why}" for identity, why in excluded.items()),
+        "",
+    ]
+
+
+def _training_job_line(record: RunRecord, job: JobState, metrics_: MetricsDocument) -> str:
+    """Where the job ran, from what reports it: the device from the job itself (metrics.json), billable
+    seconds from DescribeTrainingJob. A completed SageMaker job always reports billable time; none (0) is
+    a job SageMaker did not run on its instances (`facetrain run`'s local process on this machine), so the
+    requested instances are named as requested only, never as where it ran."""
+    device = "CPU" if metrics_.device == "cpu" else f"GPU ({metrics_.device})"
+    instances = f"{record.request.instance_count} x {record.request.instance_type}"
+    if job.billable_seconds:
+        return (
+            f"Training job: {job.training_job_name} on {instances}, ran on {device}: "
+            f"{job.billable_seconds} billable seconds."
+        )
+    return (
+        f"Training job: {job.training_job_name} ran on {device} with no billable time reported: not on "
+        f"SageMaker's instances (a local run, e.g. `facetrain run`); {instances} was requested."
+    )
+
+
 def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, layout: RunLayout) -> str:
     """The success notification."""
     metrics_ = results.metrics
+    left_out = len(metrics_.identities_excluded)
     lines = [
-        f"facetrain run {record.request.run_id} published {len(results.identities)} identities.",
+        f"facetrain run {record.request.run_id} published {len(results.identities)} identities"
+        + (f"; {left_out} left out, named below." if left_out else "."),
         "",
         f"Photos: {metrics_.images_accepted} of {metrics_.images_total} used, "
         f"{metrics_.images_rejected} rejected "
         f"(see {s3_uri(layout.bucket, layout.run_file_key(REJECTED_CSV))}).",
-        f"Training job: {job.training_job_name} ({job.billable_seconds} billable seconds, "
-        f"{record.request.instance_count} x {record.request.instance_type}).",
+        _training_job_line(record, job, metrics_),
         f"Current results: {s3_uri(layout.bucket, layout.results_prefix)} ({', '.join(CURRENT_FILES)}).",
         f"This run's files: {s3_uri(layout.bucket, layout.run_prefix)}",
-        f"Dataset fingerprint: {record.dataset.fingerprint}",
+        f"Run fingerprint (photos, config files and settings): {record.run_fingerprint}",
     ]
     if line := _strangers_line(metrics_):
         lines.insert(3, line)
@@ -156,6 +191,8 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
         )
     if results.not_for_production:
         lines.insert(1, "WARNING: random weights (weights=none): NOT FOR PRODUCTION.")
+    after_headline = lines.index("") + 1
+    lines[after_headline:after_headline] = _left_out_lines(metrics_)
     return "\n".join(lines)
 
 
@@ -280,7 +317,7 @@ def publish_run(
         execution=event.execution,
         published_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
         training_job_name=event.job.training_job_name,
-        dataset_fingerprint=record.dataset.fingerprint,
+        run_fingerprint=record.run_fingerprint,
         identities=len(results.identities),
         images_accepted=results.metrics.images_accepted,
         images_rejected=results.metrics.images_rejected,
@@ -308,7 +345,7 @@ def publish_run(
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
-@tracer.capture_lambda_handler
+@tracer.capture_lambda_handler(capture_response=False)  # the summary names left-out identities: not in X-Ray
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Lambda entry point (environment: PublishSettings)."""

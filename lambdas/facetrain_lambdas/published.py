@@ -2,7 +2,9 @@
 
 One model for its writer and its readers: publish writes it last, after the current files; validate reads
 it (the published fingerprint and per-photo embeddings), publish reads the one it replaces (the quality
-gate's comparison) and the offline runner reads it (which files to copy out).
+gate's comparison) and the offline runner reads it (which files to copy out). A latest.json of version 1
+(before issue 27: `dataset_fingerprint` for the run fingerprint) is read as version 2
+(`upgraded_latest`): a stack updated over published results keeps them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from .quality_gate import QualityGateDecision
 from .s3_json import read_json_if_present
 
 FORMAT = "facetrain.latest"
-VERSION = 1
+VERSION = 2
 PUBLISHED_JSON = "published.json"
 
 
@@ -29,13 +31,15 @@ class LatestRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["facetrain.latest"] = FORMAT
-    version: Literal[1] = VERSION
+    version: Literal[2] = VERSION
     run_id: str
     previous_run_id: str | None
     execution: str
     published_at: str  # ISO 8601, UTC
     training_job_name: str
-    dataset_fingerprint: str
+    # Of the photos, the config files and the resolved settings (run.json's run_fingerprint); not
+    # metrics.json's dataset_fingerprint (the photos alone).
+    run_fingerprint: str
     identities: int
     images_accepted: int
     images_rejected: int
@@ -47,13 +51,25 @@ class LatestRecord(BaseModel):
     current_files: dict[str, str]  # file name -> key at the results prefix
 
 
+def upgraded_latest(data: object) -> object:
+    """A latest.json of version 1 as version 2 (its `dataset_fingerprint` is `run_fingerprint`); anything
+    else unchanged."""
+    if not isinstance(data, dict) or (data.get("format"), data.get("version")) != (FORMAT, 1):
+        return data
+    if "dataset_fingerprint" not in data:
+        return data  # not a version 1 record after all: parse_document says what does not fit
+    upgraded = {**data, "version": VERSION, "run_fingerprint": data["dataset_fingerprint"]}
+    del upgraded["dataset_fingerprint"]
+    return upgraded
+
+
 def parse_latest(data: object, where: str) -> LatestRecord:
     """A latest.json document, or InvalidInput naming what is wrong and what to do: another format or
     version (written by something else, or a newer facetrain) is refused, never overwritten blindly."""
     try:
         return parse_document(
             LatestRecord,
-            data,
+            upgraded_latest(data),
             where,
             format=FORMAT,
             version=VERSION,

@@ -4,8 +4,10 @@
 One model for the writer and every reader. The record holds the resolved request as validate accepted it
 (`RunRequest`), the typed settings the job will resolve to (`Hyperparameters`) and what validate found; the
 hyperparameters passed to CreateTrainingJob are derived from the request, never stored twice. A record of
-another format or version (an older facetrain wrote version 1, with the request's fields at the top) is
-refused with a message naming the object and what to do; it is never read by guessing.
+version 2 (before issue 27: the run fingerprint was `dataset.fingerprint`) is read as version 3, its one
+field moved (`upgraded_run_record`); one of another format or version (an older facetrain wrote version 1,
+with the request's fields at the top) is refused with a message naming the object and what to do; it is
+never read by guessing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Literal
 
 from facetrain.contract.documents import DocumentError, parse_document
 from facetrain.contract.hyperparameters import Hyperparameters, to_sagemaker_strings
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from .errors import InvalidInput
 from .layout import RunLayout, s3_uri
@@ -23,7 +25,7 @@ from .run_request import RunRequest
 from .s3_json import read_json, read_json_if_present
 
 FORMAT = "facetrain.run"
-VERSION = 2
+VERSION = 3
 REMEDY = (
     "run.json is written by validate of this stack; start a new execution (a new run id) so that "
     "validate writes it again"
@@ -35,7 +37,6 @@ class DatasetSummary(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    fingerprint: str  # of the photos, the config files and the resolved settings (see run_fingerprint)
     identities: int
     images: int  # photos in identity folders (the enrollment's)
     bytes: int  # of every photo in the manifest, known strangers' included
@@ -51,7 +52,7 @@ class RunRecord(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["facetrain.run"] = FORMAT
-    version: Literal[2] = VERSION
+    version: Literal[3] = VERSION
     request: RunRequest  # the execution input over the stack's defaults, as validate accepted it
     created_at: str  # ISO 8601, UTC
     settings: Hyperparameters  # resolved: config files + hyperparameters, with defaults
@@ -60,6 +61,9 @@ class RunRecord(BaseModel):
     previous_manifest_key: str | None = None  # per-photo embeddings of the published run, to reuse
     previous_run_id: str | None = None
     dataset: DatasetSummary
+    # Of the photos, the config files and the resolved settings (dataset.run_fingerprint()): equal to the
+    # published run's, nothing would change. Not metrics.json's dataset_fingerprint (the photos alone).
+    run_fingerprint: str
     warnings: list[str] = Field(default_factory=list)  # what validation left out of the run, and why
     no_change: bool = False  # same fingerprint as the published run, and not forced: nothing to train
 
@@ -99,16 +103,32 @@ class RunPointer(BaseModel):
     bucket: str
     run_record_key: str
     manifest_key: str
-    dataset_fingerprint: str
+    # dataset_fingerprint: its name in the pointers of executions started before issue 27
+    run_fingerprint: str = Field(validation_alias=AliasChoices("run_fingerprint", "dataset_fingerprint"))
     identities: int
     images: int
     strangers: int = 0  # known strangers' photos in the manifest (DatasetSummary.strangers)
     no_change: bool = False
 
 
+def upgraded_run_record(data: object) -> object:
+    """A run.json of version 2 as version 3 (its `dataset.fingerprint` is `run_fingerprint`): executions
+    validated before an update, and the run history, read it as written then. Anything else unchanged."""
+    if not isinstance(data, dict) or (data.get("format"), data.get("version")) != (FORMAT, 2):
+        return data
+    dataset = data.get("dataset")
+    if not isinstance(dataset, dict) or "fingerprint" not in dataset:
+        return data  # not a version 2 record after all: parse_document says what does not fit
+    dataset = dict(dataset)
+    return {**data, "version": VERSION, "dataset": dataset, "run_fingerprint": dataset.pop("fingerprint")}
+
+
 def parse_run_record(data: object, where: str) -> RunRecord:
-    """A run.json document, or DocumentError naming `where`, what does not fit and what to do."""
-    return parse_document(RunRecord, data, where, format=FORMAT, version=VERSION, remedy=REMEDY)
+    """A run.json document (version 3, or 2: upgraded_run_record), or DocumentError naming `where`, what
+    does not fit and what to do."""
+    return parse_document(
+        RunRecord, upgraded_run_record(data), where, format=FORMAT, version=VERSION, remedy=REMEDY
+    )
 
 
 def read_run_record_if_present(s3: Any, layout: RunLayout) -> RunRecord | None:

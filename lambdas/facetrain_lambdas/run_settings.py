@@ -96,6 +96,15 @@ def resolve_settings(
     try:
         result.settings = parse_settings(layers)
     except SettingsError as exc:
-        result.problems.extend(exc.problems)
-        result.problems.append(f"valid setting keys: {', '.join(Hyperparameters.model_fields)}")
+        result.problems.extend(with_valid_keys(exc.problems))
     return result
+
+
+UNKNOWN_KEY = "unknown key "  # how facetrain.contract.hyperparameters names a key that is no setting
+
+
+def with_valid_keys(problems: list[str]) -> list[str]:
+    """The settings problems, an unknown key's line followed by the valid keys (the fix): one problem per
+    line, so that the count of problems is the count of things to fix."""
+    valid = f"; valid setting keys: {', '.join(Hyperparameters.model_fields)}"
+    return [problem + valid if problem.startswith(UNKNOWN_KEY) else problem for problem in problems]

@@ -176,7 +176,7 @@ def validate_run(
         resolved.settings.model_dump(mode="json"),
     )
     latest = read_published(s3, layout)
-    no_change = not request.force and latest is not None and latest.dataset_fingerprint == fingerprint
+    no_change = not request.force and latest is not None and latest.run_fingerprint == fingerprint
     previous_key = previous_embeddings_key(latest, layout)
     previous_manifest_key = None
     if previous_key is not None:
@@ -184,7 +184,6 @@ def validate_run(
         folder, _, name = previous_key.rpartition("/")
         write_json(s3, request.bucket, previous_manifest_key, manifest(request.bucket, f"{folder}/", [name]))
     dataset = DatasetSummary(
-        fingerprint=fingerprint,
         identities=len(snapshot.identities),
         images=len(snapshot.keys) - snapshot.strangers,
         bytes=snapshot.total_bytes,
@@ -200,6 +199,7 @@ def validate_run(
         previous_manifest_key=previous_manifest_key,
         previous_run_id=latest.run_id if latest and previous_manifest_key else None,
         dataset=dataset,
+        run_fingerprint=fingerprint,
         warnings=_recorded(warnings),
         no_change=no_change,
     )
@@ -218,7 +218,7 @@ def validate_run(
         bucket=request.bucket,
         run_record_key=layout.run_record_key,
         manifest_key=layout.manifest_key,
-        dataset_fingerprint=dataset.fingerprint,
+        run_fingerprint=fingerprint,
         identities=dataset.identities,
         images=dataset.images,
         strangers=dataset.strangers,

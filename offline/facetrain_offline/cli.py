@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,7 @@ identity when its distance is within rules.py's accept_threshold, else null), di
 not answered (smaller than min_face_size, too small to align) has identity null, reason and error; a
 photo without a usable face has reason and error (and faces [] when no face was found).
 Exit codes: 0 every photo examined; 1 some photo unreadable (its line says why); 2 bad usage or results.
+The same answers from Python, for images in memory: facetrain.results.Results (see the README).
 """
 
 
@@ -73,9 +75,32 @@ def _key_value(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: an option it does not know is refused with its own usage (`facetrain run
+    --typo` shows run's options). argparse hands a subcommand's unknown arguments up to the top-level
+    parser, whose usage lists only the commands."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed, unknown
+
+
+def facetrain_version() -> str:
+    """The installed distribution's version (pyproject.toml), or why there is none."""
+    try:
+        return version("facetrain")
+    except PackageNotFoundError:
+        return "unknown (facetrain is not installed: pip install -e . in the checkout)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facetrain", description="facetrain: face-enrollment retraining.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"facetrain {facetrain_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     run = commands.add_parser(
         "run",
         help="run the retraining workflow offline",
@@ -99,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=_key_value,
         action="append",
         default=[],
-        help="a training setting, repeatable (e.g. -p weights=none -p batch_size=16); "
-        "without `weights`, vggface2 is used when its file is on this machine, else none",
+        help="a training setting, repeatable (e.g. -p weights=none -p batch_size=16); without `weights` "
+        "or `embedder`: facenet with vggface2 when its file is where the job runs (this machine, or the "
+        "--image), else embedder=dlib-resnet, else (dlib not installed) weights=none, said loudly",
     )
     run.add_argument(
         "--state",
@@ -156,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_identify(commands)
     _add_forget(commands)
+    _add_runs(commands)
     launch.add_parser(commands, _key_value)
     return parser
 
@@ -226,10 +253,61 @@ def _add_forget(commands: argparse._SubParsersAction) -> None:
     )
 
 
+RUNS_HELP = """\
+List the runs an offline bucket (--state) holds, oldest first, one line each: run id, when it was
+validated (UTC; a refused run: when its problems.json was written), status, identities (enrolled, else the
+folders validate counted), photos (accepted/total, else the photos validate counted), the accept threshold
+and the leave-one-out identification accuracy; then which run is published (latest.json). No identity
+name is printed.
+
+Status: current (the published run); published (published once, replaced since); no change (nothing
+changed since the published run: nothing trained); refused (validate refused it: every problem is in
+runs/<run id>/problems.json under the results prefix); failed (quality gate) (below the run's quality
+gate: runs/<run id>/quality_gate.json); failed (the job or a later step failed). On AWS the same folders
+are under s3://BUCKET/results/runs/ (docs/workflow.md, "Where results appear").
+"""
+
+
+def _add_runs(commands: argparse._SubParsersAction) -> None:
+    runs = commands.add_parser(
+        "runs",
+        help="list the past runs of an offline bucket and which one is published",
+        description=RUNS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    runs.add_argument(
+        "--state",
+        dest="state_dir",
+        metavar="STATE_DIR",
+        type=Path,
+        required=True,
+        help="the --state folder of `facetrain run`",
+    )
+    runs.add_argument(
+        "--template", type=Path, help="SAM template (its ResultsPrefix; default: the project's template.yaml)"
+    )
+
+
+def _runs(args: argparse.Namespace) -> int:
+    """`facetrain runs`: run_history.list_runs, under the template's results prefix."""
+    from .local_aws import DEFAULT_TEMPLATE  # lazy: moto and boto3 are slow
+    from .run_history import list_runs
+    from .sam import load_sam
+
+    template = args.template or DEFAULT_TEMPLATE
+    results_prefix = load_sam(template)["Parameters"]["ResultsPrefix"]["Default"]
+    code, lines = list_runs(args.state_dir, results_prefix)
+    for line in lines:
+        print(line if code == 0 else f"facetrain runs: {line}", file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "launch":
         return launch.main(args)
+    if args.command == "runs":
+        return _runs(args)
     if args.command == "identify":
         if args.top < 1:
             print("facetrain identify: --top must be at least 1", file=sys.stderr)

@@ -72,7 +72,9 @@ class HistoryFollower:
 def execution_failure(
     sfn: Any, execution: dict[str, Any], follower: HistoryFollower
 ) -> tuple[str | None, str | None]:
-    """(error, cause) of a failed execution."""
+    """(error, cause) of a failed execution. The cause is the plain message (what is wrong, what to do):
+    the state machine's ReadFailure keeps only a Lambda error's errorMessage, its stack trace stays in
+    lambdas.log and the execution history."""
     error, cause = execution.get("error"), execution.get("cause")
     if error or cause:
         return error, cause

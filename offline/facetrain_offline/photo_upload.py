@@ -3,10 +3,13 @@ mirrored into the local bucket's images prefix.
 
 What the job does with a folder on disk, the upload does too: a symbolic link to a person's folder, to a
 folder inside one or to a photo is followed (a link that leads back into a folder it is in is a cycle:
-not followed, said); names starting with `.` are skipped. S3 cannot hold what the job would reject per
-photo — a broken link, a FIFO, socket or device — so such an entry is not uploaded and is named on the
-screen. A name that is not UTF-8 cannot become an S3 key: the folder is refused before anything starts.
-A file that disappears or stops being a file while it is uploaded raises PhotoFolderError naming it.
+not followed, said); names starting with `.` are skipped. A file known not to be a photo (Thumbs.db,
+.DS_Store, desktop.ini, text, videos: contract.photo_files, the rule validate and the job apply too) is not
+uploaded, and named with why (its path relative to IMAGES_DIR, as every line here). S3 cannot hold what
+the job would reject per photo — a broken link, a FIFO, socket or device — so such an entry is not
+uploaded and is named on the screen. A name that is not UTF-8 cannot become an S3 key: the folder is
+refused before anything starts. A file that disappears or stops being a file while it is uploaded raises
+PhotoFolderError naming it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from facetrain.contract.identity_names import shown_bytes, undecodable
+from facetrain.contract.photo_files import not_photo_reason
 from facetrain.folder_walk import EntryKind, WalkEntry
 from facetrain.folder_walk import walk as folder_walk
 
@@ -39,7 +43,8 @@ class PhotoFolderError(Exception):
 @dataclass(frozen=True)
 class PhotoFolder:
     """What IMAGES_DIR holds for the bucket: S3 key (relative to the images prefix) → the path to read,
-    in key order, and one sentence per entry that is not uploaded (a broken link, a FIFO, a link cycle)."""
+    in key order, and one sentence per entry that is not uploaded (a broken link, a FIFO, a link cycle, a
+    file that is not a photo), naming it by its path relative to IMAGES_DIR."""
 
     files: dict[str, Path]
     skipped: list[str] = field(default_factory=list)
@@ -48,6 +53,13 @@ class PhotoFolder:
 def _hidden(entry: WalkEntry) -> bool:
     """The upload's skip rule: names starting with `.` are never uploaded (.DS_Store, .git, …)."""
     return entry.name.startswith(".")
+
+
+def _not_a_photo(key: str, entry: WalkEntry) -> str | None:
+    """The `skipped` line of a file known not to be a photo (a hidden one too: .DS_Store), else None."""
+    if entry.kind is not EntryKind.FILE or (reason := not_photo_reason(entry.name)) is None:
+        return None
+    return f"{key}: {reason}; not uploaded"
 
 
 def _not_examined(entry: WalkEntry) -> str:
@@ -78,6 +90,14 @@ class _Upload:
     skipped: list[str] = field(default_factory=list)
     bad_names: dict[str, None] = field(default_factory=dict)  # in the order met, each once
 
+    def hidden(self, entry: WalkEntry) -> bool:
+        """The walk's skip rule (`_hidden`); a hidden file known not to be a photo gets its line."""
+        if not _hidden(entry):
+            return False
+        if _first_bad_name(entry, Path()) is None and (line := _not_a_photo("/".join(entry.parts), entry)):
+            self.skipped.append(line)
+        return True
+
     def add(self, entry: WalkEntry, top: Path) -> None:
         """Take one entry of the walk: a file to upload, a line for `skipped`, a name S3 cannot hold, or
         PhotoFolderError for a folder that cannot be listed."""
@@ -102,6 +122,8 @@ class _Upload:
             self.skipped.append(
                 f"{key}: {entry.what}, not a photo file; not uploaded (never opened: a read could block)"
             )
+        elif (line := _not_a_photo(key, entry)) is not None:
+            self.skipped.append(line)
         elif entry.kind is EntryKind.FILE:
             if len(key.encode("utf-8")) > self.max_key_bytes:
                 too_long = f"{shown_bytes(str(entry.path))} (its S3 key is over {MAX_KEY_BYTES} bytes)"
@@ -120,7 +142,7 @@ def scan_photo_folder(images_dir: Path, prefix: str = "") -> PhotoFolder:
             f"{shown_bytes(str(images_dir))}: {exc.strerror}; give a folder of <person>/<photo> files"
         ) from None
     upload = _Upload(max_key_bytes=MAX_KEY_BYTES - len(prefix.encode("utf-8")))
-    for entry in folder_walk(images_dir, _hidden):
+    for entry in folder_walk(images_dir, upload.hidden):
         upload.add(entry, images_dir)
     if upload.bad_names:
         where = shown_bytes(str(images_dir))

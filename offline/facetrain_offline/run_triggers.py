@@ -8,12 +8,14 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from facetrain.contract.names import STRANGERS_FOLDER, is_skipped
 
+from .bucket_state import all_keys
 from .execution_follower import FINAL_STATUSES, PUBLISH_STATE, HistoryFollower
 from .execution_status_events import ExecutionStatusEvents
 from .lambda_runtime import InProcessLambdas
@@ -29,6 +31,35 @@ STOP_WAIT_SECONDS = 300.0  # after Ctrl-C: how long to wait for the training job
 SETTLE_SECONDS = 120.0  # after Ctrl-C: how long to wait for the executions to end (a Lambda under way)
 
 Printer = Callable[[str], None]
+
+
+def uploaded_files(keys: Iterable[str], prefix: str) -> str:
+    """What the images prefix now holds, counted as the job will see it: files in people's folders (how
+    many people), known strangers' photos, files the job ignores (in a folder starting with `_`) and files
+    outside any person's folder. Files, not photos: whether each is a photo is the job's to say (by its
+    content; rejected.csv names those that are not). Counts only: no name is printed."""
+    files = people_files = strangers = ignored = loose = 0
+    people: set[str] = set()
+    for key in keys:
+        files += 1
+        top, sep, _ = key.removeprefix(prefix).partition("/")
+        if not sep:
+            loose += 1
+        elif top == STRANGERS_FOLDER:
+            strangers += 1
+        elif is_skipped(top):
+            ignored += 1
+        else:
+            people.add(top)
+            people_files += 1
+    parts = [f"{people_files} in {len(people)} {'person' if len(people) == 1 else 'people'}'s folders"]
+    if strangers:
+        parts.append(f"{strangers} known strangers' photo(s)")
+    if loose:
+        parts.append(f"{loose} outside any person's folder")
+    if ignored:
+        parts.append(f"{ignored} in folders starting with _ (ignored by the job)")
+    return f"{files} file{'' if files == 1 else 's'} ({', '.join(parts)})"
 
 
 def execution_name(now: datetime | None = None) -> str:
@@ -58,11 +89,9 @@ def run_from_console(
     images_prefix = stack.parameters["ImagesPrefix"]
     if options.images_dir is not None:
         with rules_disabled(stack):  # the console run is the trigger here, not the uploads
-            uploaded, deleted = sync_images(s3, bucket, images_prefix, options.images_dir)
-        say(
-            f"upload {uploaded} photos to s3://{bucket}/{images_prefix}"
-            + (f" ({deleted} removed)" if deleted else "")
-        )
+            _, deleted = sync_images(s3, bucket, images_prefix, options.images_dir)
+        held = uploaded_files(all_keys(s3, bucket, images_prefix), images_prefix)
+        say(f"upload {held} to s3://{bucket}/{images_prefix}" + (f"; {deleted} removed" if deleted else ""))
     payload = console_input(options, hyperparameters)
     name = execution_name()
     machine_arn = stack.physical(stack.only("AWS::StepFunctions::StateMachine"))
@@ -98,10 +127,11 @@ def run_by_uploads(
             s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(hyperparameters, sort_keys=True).encode())
             say(f"upload settings {json.dumps(hyperparameters)} to s3://{bucket}/{key}")
         assert options.images_dir is not None  # a forget is a console input
-        uploaded, deleted = sync_images(s3, bucket, parameters["ImagesPrefix"], options.images_dir)
+        _, deleted = sync_images(s3, bucket, parameters["ImagesPrefix"], options.images_dir)
+        held = uploaded_files(all_keys(s3, bucket, parameters["ImagesPrefix"]), parameters["ImagesPrefix"])
         say(
-            f"upload {uploaded} photos one by one to s3://{bucket}/{parameters['ImagesPrefix']}"
-            + (f" ({deleted} removed)" if deleted else "")
+            f"upload {held} one by one to s3://{bucket}/{parameters['ImagesPrefix']}"
+            + (f"; {deleted} removed" if deleted else "")
             + f"; the upload trigger takes over (settles after {parameters['UploadSettleSeconds']} s)"
         )
         deadline = time.monotonic() + options.timeout_seconds

@@ -27,11 +27,19 @@ from .folder_scrub import scrub_folder
 from .host_containers import ContainerEngine
 from .interrupts import held_off, kill_as_ctrl_c
 from .lambda_runtime import InProcessLambdas
+from .left_out import left_out_lines
 from .local_aws import REGION, local_aws
 from .local_stack import LocalStack
 from .parameter_checks import OFFLINE_SHORT_WAITS
 from .photo_upload import PhotoFolderError
-from .results_copy import copy_results, missing_published_files, read_latest
+from .results_copy import (
+    FinishedExecution,
+    copy_results,
+    copy_run_evidence,
+    evidence_lines,
+    missing_published_files,
+    read_latest,
+)
 from .run_options import RunOptions, console_input, recorded_input, stack_parameters
 from .run_summary import Notification, RunSummary, write_run_summary
 from .run_triggers import rules_disabled, run_by_uploads, run_from_console, stop_on_interrupt
@@ -214,6 +222,7 @@ def _execute(
         finishing.enter_context(held_off(say, "the run's outcome is read and its results copied and saved"))
         if not abandoned:
             backend.wait_all(timeout=60)
+        pointers: list[str] = []  # the last lines: where the run's report and rejected list are
         summary = _summarise(
             stack,
             backend,
@@ -226,6 +235,7 @@ def _execute(
             published_before=published_before,
             doing=doing,
             upload_failure=upload_failure,
+            pointers=pointers,
         )
         if options.state_dir:
             if summary.status == "ABORTED" or upload_failure:
@@ -235,6 +245,8 @@ def _execute(
                 say(f"state  saving the bucket to {options.state_dir}")
                 saved = save_state(local_s3, bucket, options.state_dir)
                 say(f"state  saved {saved} objects to {options.state_dir}")
+        for line in pointers:
+            say(line)
     return summary
 
 
@@ -287,9 +299,12 @@ def _summarise(
     published_before: str | None,
     doing: str,
     upload_failure: str | None = None,
+    pointers: list[str] | None = None,
 ) -> RunSummary:
     """The run's outcome, once nothing can change the bucket (or the wait was abandoned); the results
-    copied to the output folder when the run published."""
+    copied to the output folder when the run published, else the run's evidence (results_copy.
+    copy_run_evidence); `pointers` receives the lines that point at its report and rejected list, for the
+    caller to say last."""
     operator = stack.operator_session()
     s3, sfn = operator.client("s3"), operator.client("stepfunctions")
     bucket = stack.physical(stack.only("AWS::S3::Bucket"))
@@ -330,6 +345,11 @@ def _summarise(
     for notification in notifications:
         say(f"notify {notification.Subject}")
     results = copy_results(s3, bucket, results_prefix, options.out_dir) if status == "SUCCEEDED" else []
+    evidence = (
+        []
+        if status == "SUCCEEDED" or abandoned  # abandoned: the bucket may still change
+        else _copy_evidence(s3, bucket, results_prefix, executions, options.out_dir)
+    )
     if options.forget and status != "ABORTED":
         # --out holds the copies of earlier runs (runs/<id>/) and of earlier current files: the same scan
         # the purge made of the bucket, over the folder; also when the forget failed (a republish that
@@ -359,11 +379,28 @@ def _summarise(
         failure_reason=reason,
         interrupted=interrupted,
     )
+    for line in left_out_lines(options.out_dir, results):  # nobody left out in silence (issue 27)
+        say(line)
     if status == "SUCCEEDED":
         say(f"done   SUCCEEDED: {f'results in {options.out_dir}' if jobs else 'nothing changed'}")
     else:
         say(f"done   {status}: {summary.error}: {summary.failure_reason}")
+    if pointers is not None:
+        pointers += evidence_lines(options.out_dir, results + evidence)
     return summary
+
+
+def _copy_evidence(
+    s3: Any, bucket: str, results_prefix: str, executions: list[dict[str, Any]], out_dir: Path
+) -> list[str]:
+    """What each execution that did not succeed left (results_copy.copy_run_evidence), in OUT_DIR/runs/
+    <run id>/, never over the published files at the top; the paths copied, relative to OUT_DIR."""
+    copied: list[str] = []
+    for execution in executions:
+        if execution["status"] != "SUCCEEDED":
+            finished = FinishedExecution.described(execution)
+            copied += copy_run_evidence(s3, bucket, results_prefix, finished, out_dir)
+    return copied
 
 
 def _job_status(sagemaker: Any, name: str) -> str:

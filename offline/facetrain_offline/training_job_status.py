@@ -2,7 +2,8 @@
 
 `set_status` sets the status and secondary status, ends the current secondary-status transition and
 opens the next (with its message); `finish` does that for the job's end and also sets its end time,
-training/billable seconds (at least 1) and, when given, its FailureReason.
+training seconds (at least 1) and, when given, its FailureReason. No billable seconds: nothing is billed
+for a local run, and the notification says so (facetrain_lambdas.publish) rather than bill this machine.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def finish(
     """The job has ended `status`/`secondary`; `started` is its time.monotonic() at submission."""
     set_status(job, status, secondary, reason or status)
     job.training_end_time = datetime.now(UTC)
-    job.training_time_in_seconds = job.billable_time_in_seconds = max(1, round(time.monotonic() - started))
+    job.training_time_in_seconds = max(1, round(time.monotonic() - started))
+    job.billable_time_in_seconds = None  # DescribeTrainingJob then reports none: a local run bills nothing
     if reason:
         job.failure_reason = reason

@@ -267,7 +267,7 @@ def test_text_named_jpg_is_not_an_image(tmp_path):
     path.write_text("these are my holiday notes, not a photo\n", encoding="utf-8")
     reason, message = rejection(path)
     assert reason == "not_an_image"
-    assert "JPEG, PNG or WebP" in message
+    assert "upload a JPEG, PNG, HEIC/HEIF, AVIF, WebP, TIFF, BMP or GIF photo" in message
 
 
 def test_empty_file_is_not_an_image(tmp_path):

@@ -37,7 +37,8 @@ def run_record(**changes: object) -> RunRecord:
         "settings": Hyperparameters(batch_size=8),
         "manifest_key": "results/runs/r1/manifest.json",
         "cfg_manifest_key": "results/runs/r1/cfg-manifest.json",
-        "dataset": DatasetSummary(fingerprint="f", identities=1, images=1, bytes=1, skipped=0),
+        "dataset": DatasetSummary(identities=1, images=1, bytes=1, skipped=0),
+        "run_fingerprint": "f",
     }
     for name, value in changes.items():
         (request if name in RunRequest.model_fields else values)[name] = value
@@ -55,7 +56,7 @@ def latest_document(**changes: object) -> dict:
         "execution": "exec-1",
         "published_at": "2026-12-03T10:00:00+00:00",
         "training_job_name": "facetrain-r1",
-        "dataset_fingerprint": "abc",
+        "run_fingerprint": "abc",
         "identities": 2,
         "images_accepted": 9,
         "images_rejected": 1,

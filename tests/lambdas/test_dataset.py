@@ -43,8 +43,11 @@ def test_skipped_names_follow_the_container() -> None:
         " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them "
         "(all but _strangers/ at the top: the known strangers)"
     )
+    # .DS_Store is skipped as a file known not to be a photo (contract.photo_files), with that reason.
     assert snapshot.warnings == [
-        f"s3://b/face_imgs/{name}{why}" for name in ("alice/.DS_Store", "_drafts/ (1 object(s))", ".hidden")
+        "alice/.DS_Store: not a photo (a macOS folder settings file): skipped; photos are read as JPEG, PNG, "
+        "HEIC/HEIF, AVIF, WebP, TIFF, BMP or GIF",
+        *(f"{name}{why}" for name in ("_drafts/ (1 object(s))", ".hidden")),
     ]
 
 
@@ -56,8 +59,8 @@ def test_skipped_folders_give_one_warning_each() -> None:
     )
     assert problems == [] and snapshot.skipped == 6
     assert [warning.split(" is skipped")[0] for warning in snapshot.warnings] == [
-        "s3://b/face_imgs/_old/ (5 object(s))",
-        "s3://b/face_imgs/bob/.x/ (1 object(s))",
+        "_old/ (5 object(s))",
+        "bob/.x/ (1 object(s))",
     ]
 
 
@@ -67,11 +70,12 @@ def test_files_directly_under_the_prefix_are_left_out_with_a_warning() -> None:
     )
     assert problems == []
     assert snapshot.keys == ["alice/1.jpg"] and snapshot.skipped == 2
+    # Named by the key relative to the prefix (the person's own path); README.md is no photo: skipped as one.
     assert snapshot.warnings == [
-        "s3://b/face_imgs/README.md lies directly under s3://b/face_imgs/: move it into a folder named after "
-        "the person (face_imgs/<name>/README.md) to use it; it is left out of this run",
-        "s3://b/face_imgs/stray.jpg lies directly under s3://b/face_imgs/: move it into a folder named after "
-        "the person (face_imgs/<name>/stray.jpg) to use it; it is left out of this run",
+        "stray.jpg lies at the top of the photos folder, in no person's folder: move it into a folder named "
+        "after the person (<name>/stray.jpg) to use it; it is left out of this run",
+        "README.md: not a photo (a text or document file, .md): skipped; photos are read as JPEG, PNG, "
+        "HEIC/HEIF, AVIF, WebP, TIFF, BMP or GIF",
     ]
 
 
@@ -103,21 +107,24 @@ def test_each_problem_names_the_photo_and_the_fix() -> None:
     text = "\n".join(problems)
     # A file directly under the prefix is not a problem (the job would report it in rejected.csv): a warning.
     assert "stray.jpg" not in text
-    (warning,) = snapshot.warnings
-    assert (
-        "s3://b/face_imgs/stray.jpg lies directly under s3://b/face_imgs/: move it into a folder" in warning
-    )
-    assert "s3://b/face_imgs/alice/notes.txt is not a photo file (.txt)" in text
+    stray, notes, no_extension = snapshot.warnings
+    assert stray.startswith("stray.jpg lies at the top of the photos folder, in no person's folder: move it")
+    # A text file is skipped with its reason, no longer a problem (issue 27); so is a video.
+    assert "notes.txt" not in text
+    assert notes.startswith("alice/notes.txt: not a photo (a text or document file, .txt): skipped")
     assert "alice//x.jpg: the key has an empty folder name" in text
-    assert "s3://b/face_imgs/bob/1 is not a photo file (no extension)" in text
+    # A file without a photo extension is kept (the job reads by content; rejected.csv names it if no image).
+    assert no_extension.startswith("bob/1: no extension is not a photo format's: the training job reads it")
     assert "alice/empty.jpg is empty (0 bytes): upload the photo again" in text
     assert "alice/huge.jpg is 30.0 MB, over the 20.0 MB limit" in text
-    # carol is the only identity with a usable photo, and has fewer than 2: none could be enrolled (issue 25:
-    # with others enrolled, she would be a counted warning; test_validate's too-few tests)
-    assert "every identity (1) has fewer than min_images_per_identity=2 photo(s) under s3://b/face_imgs/" in (
+    assert "s3://" not in "\n".join([*problems[:-1], *snapshot.warnings])  # the person's own paths
+    # bob (its file without extension) and carol have a photo each, fewer than 2: none could be enrolled
+    # (issue 25: with others enrolled, they would be a counted warning; test_validate's too-few tests)
+    assert "every identity (2) has fewer than min_images_per_identity=2 photo(s) under s3://b/face_imgs/" in (
         text
     )
-    assert len(problems) == 6
+    assert snapshot.keys == ["bob/1", "carol/1.jpg"] and snapshot.skipped == 2
+    assert len(problems) == 4
 
 
 def test_too_few_photos_is_a_warning_apart_from_what_was_left_out() -> None:
@@ -189,3 +196,20 @@ def test_listing_follows_every_page(s3) -> None:
     listed = list(list_objects(s3, "facetrain-data-test", "face_imgs/", page_size=4))
     assert len(listed) == 25 and len(pages) == 7
     assert all(obj.key.startswith("face_imgs/") and obj.etag and obj.size == 1 for obj in listed)
+
+
+def test_a_video_over_the_photo_size_limit_is_skipped_not_refused() -> None:
+    """A Live Photo's .MOV or a clip beside the photos is no photo: skipped with its reason before any size
+    check (issue 27), never "over the 20.0 MB limit: downscale"; a photo that large is still refused."""
+    objects = [
+        *_objects("face_imgs/alice/1.jpg"),
+        ListedObject("face_imgs/alice/IMG_0001.MOV", 300 * MB, "e"),
+        ListedObject("face_imgs/alice/big.HEIC", 30 * MB, "e"),
+    ]
+    snapshot, problems = _check(objects)
+    assert problems == ["alice/big.HEIC is 30.0 MB, over the 20.0 MB limit: downscale or re-encode it"]
+    assert snapshot.warnings == [
+        "alice/IMG_0001.MOV: not a photo (a video, .mov): skipped; photos are read as JPEG, PNG, HEIC/HEIF, "
+        "AVIF, WebP, TIFF, BMP or GIF"
+    ]
+    assert snapshot.keys == ["alice/1.jpg"] and snapshot.skipped == 1

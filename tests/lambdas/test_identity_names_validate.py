@@ -68,7 +68,7 @@ def test_validate_refuses_the_run_listing_every_offending_folder(s3, function_en
         validate_run(s3, request, 10**6)
 
     message = str(raised.value)
-    assert message.startswith("The retraining input has 4 problem(s) to fix:")
+    assert message.startswith("The retraining input has 4 problems to fix:")
     for folder in ("=cmd", "bob\\u200b", "\u0430nna", "Alice", "alice"):
         assert f"s3://{BUCKET}/face_imgs/{folder}/" in message
     assert "face_imgs/kate/" not in message

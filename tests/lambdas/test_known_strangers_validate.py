@@ -77,12 +77,15 @@ def test_names_skipped_inside_the_strangers_folder_and_other_underscore_folders_
     )
     assert problems == [] and snapshot.strangers == 0
     assert snapshot.keys == [key.removeprefix("face_imgs/") for key in PEOPLE]
-    assert [warning.split(" is skipped")[0] for warning in snapshot.warnings] == [
-        "s3://b/face_imgs/_strangers/.DS_Store",
-        "s3://b/face_imgs/_strangers/_old/ (1 object(s))",
-        "s3://b/face_imgs/_stranger/ (1 object(s))",
-        "s3://b/face_imgs/_strangers",
+    # .DS_Store is skipped as a file known not to be a photo (contract.photo_files), with that reason; every
+    # warning names the key relative to the images prefix (the person's own path).
+    assert [warning.split(" is skipped")[0].split(": not a photo")[0] for warning in snapshot.warnings] == [
+        "_strangers/.DS_Store",
+        "_strangers/_old/ (1 object(s))",
+        "_stranger/ (1 object(s))",
+        "_strangers",
     ]
+    assert snapshot.warnings[0].startswith("_strangers/.DS_Store: not a photo (a macOS folder settings file)")
     assert "(all but _strangers/ at the top: the known strangers)" in snapshot.warnings[2]
 
 
@@ -95,13 +98,18 @@ def test_a_strangers_photo_gets_the_checks_of_a_persons_photo() -> None:
     ]
     snapshot, problems = _check(objects)
     text = "\n".join(problems)
-    assert "s3://b/face_imgs/_strangers/notes.txt is not a photo file (.txt)" in text
+    # A text file is skipped with its reason (issue 27), no longer a problem.
+    assert "notes.txt" not in text
+    assert snapshot.warnings == [
+        "_strangers/notes.txt: not a photo (a text or document file, .txt): skipped; photos are read as "
+        "JPEG, PNG, HEIC/HEIF, AVIF, WebP, TIFF, BMP or GIF"
+    ]
     assert "_strangers//x.jpg: the key has an empty folder name ('//'); re-upload it as " in text
-    assert "face_imgs/_strangers/<photo>" in text
+    assert "as _strangers/<photo>" in text
     assert "_strangers/empty.jpg is empty (0 bytes)" in text
     assert "_strangers/huge.jpg is 30.0 MB, over the 20.0 MB limit" in text
     assert "bytes; file and folder names must be at most 255 bytes" in text
-    assert len(problems) == 5 and snapshot.strangers == 0
+    assert len(problems) == 4 and snapshot.strangers == 0
 
 
 def test_strangers_alone_are_no_enrollment() -> None:

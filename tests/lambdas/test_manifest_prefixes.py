@@ -44,7 +44,7 @@ def _latest(run_id: str, embeddings_key: str) -> dict:
         execution="exec-0",
         published_at="2026-12-03T10:00:00+00:00",
         training_job_name=f"facetrain-{run_id}",
-        dataset_fingerprint="abc",
+        run_fingerprint="abc",
         identities=2,
         images_accepted=4,
         images_rejected=0,

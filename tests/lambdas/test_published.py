@@ -21,7 +21,7 @@ def _put(s3, body: bytes) -> None:
 def test_the_writers_document_reads_back_the_same(s3) -> None:
     document = _latest()
     assert list(document)[:3] == ["format", "version", "run_id"]
-    assert document["format"] == "facetrain.latest" and document["version"] == 1
+    assert document["format"] == "facetrain.latest" and document["version"] == 2
     _put(s3, json.dumps(document).encode())
     latest = read_published(s3, LAYOUT)
     assert latest is not None and latest.model_dump(mode="json") == document
@@ -36,8 +36,8 @@ def test_nothing_published_and_not_json_read_as_none(s3) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"format": "other.tool"}, "format 'other.tool' version 1, not facetrain.latest version 1"),
-        ({"version": 2}, "format 'facetrain.latest' version 2, not facetrain.latest version 1"),
+        ({"format": "other.tool"}, "format 'other.tool' version 2, not facetrain.latest version 2"),
+        ({"version": 3}, "format 'facetrain.latest' version 3, not facetrain.latest version 2"),
     ],
 )
 def test_another_format_or_version_is_refused_with_what_to_do(s3, change, message) -> None:
@@ -53,7 +53,7 @@ def test_a_document_missing_fields_names_them() -> None:
     del document["run_files"]
     with pytest.raises(
         InvalidInput,
-        match=r"latest.json does not fit facetrain.latest version 1: run_files: Field required: .*aside",
+        match=r"latest.json does not fit facetrain.latest version 2: run_files: Field required: .*aside",
     ):
         parse_latest(document, "latest.json")
     with pytest.raises(InvalidInput, match="format None version None"):

@@ -1,4 +1,4 @@
-"""run.json (RunRecord version 2): one model for validate, which writes it, and start, publish and stop,
+"""run.json (RunRecord version 3): one model for validate, which writes it, and start, publish and stop,
 which read it; a record of another version is refused by every reader, naming the object."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _pointer() -> RunPointer:
         bucket=BUCKET,
         run_record_key=KEY,
         manifest_key="results/runs/r1/manifest.json",
-        dataset_fingerprint="f",
+        run_fingerprint="f",
         identities=1,
         images=1,
     )
@@ -57,7 +57,7 @@ def test_a_version_1_record_is_refused_naming_the_object_and_the_fix() -> None:
     with pytest.raises(DocumentError) as raised:
         parse_run_record(old, WHERE)
     message = str(raised.value)
-    assert WHERE in message and "version 1" in message and "facetrain.run version 2" in message
+    assert WHERE in message and "version 1" in message and "facetrain.run version 3" in message
     assert "start a new execution" in message
 
 

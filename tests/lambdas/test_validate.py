@@ -32,7 +32,7 @@ def test_writes_manifest_and_run_record(s3, function_env) -> None:
     assert manifest[0] == {"prefix": f"s3://{BUCKET}/face_imgs/"}
     assert manifest[1:] == [f"alice/{i:03d}.jpg" for i in range(2)] + [f"bob/{i:03d}.jpg" for i in range(3)]
     record = _read(s3, pointer["run_record_key"])
-    assert (record["format"], record["version"]) == ("facetrain.run", 2)
+    assert (record["format"], record["version"]) == ("facetrain.run", 3)
     assert record["request"]["hyperparameters"] == {"batch_size": 8, "detection_thresholds": [0.5, 0.6, 0.7]}
     assert parse_run_record(record, "run.json").sagemaker_hyperparameters() == {
         "batch_size": "8",
@@ -40,7 +40,7 @@ def test_writes_manifest_and_run_record(s3, function_env) -> None:
     }
     assert record["settings"]["batch_size"] == 8 and record["settings"]["image_size"] == 160
     assert record["cfg_manifest_key"] is None
-    assert record["dataset"]["fingerprint"] == pointer["dataset_fingerprint"]
+    assert record["run_fingerprint"] == pointer["run_fingerprint"]
 
 
 def test_stray_files_are_left_out_with_warnings_not_refused(s3, function_env) -> None:
@@ -55,8 +55,9 @@ def test_stray_files_are_left_out_with_warnings_not_refused(s3, function_env) ->
     record = _read(s3, pointer["run_record_key"])
     assert record["dataset"]["skipped"] == 2
     first, second = record["warnings"]
-    assert first.startswith(f"s3://{BUCKET}/face_imgs/README.md lies directly under s3://{BUCKET}/face_imgs/")
-    assert second.startswith(f"s3://{BUCKET}/face_imgs/_archive/ (1 object(s)) is skipped")
+    # Each named by its key relative to the images prefix; README.md is no photo: skipped as one (issue 27).
+    assert first.startswith("README.md: not a photo (a text or document file, .md): skipped")
+    assert second.startswith("_archive/ (1 object(s)) is skipped")
 
 
 def test_stray_files_without_any_identity_folder_are_refused(s3, function_env) -> None:
@@ -69,7 +70,7 @@ def test_stray_files_without_any_identity_folder_are_refused(s3, function_env) -
     message = str(raised.value)
     assert f"no photos under s3://{BUCKET}/face_imgs/" in message
     assert "Left out of the run (2, not errors):" in message
-    assert "face_imgs/alice.jpg lies directly under" in message
+    assert "- alice.jpg lies at the top of the photos folder, in no person's folder" in message
     problems = _read(s3, "results/runs/exec-1/problems.json")
     assert len(problems["problems"]) == 1 and len(problems["warnings"]) == 2
     assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="results/runs/exec-1/manifest.json").get("Contents")

@@ -35,6 +35,6 @@ def test_people_linked_in_are_enrolled_and_what_s3_cannot_hold_is_named(shared_d
     assert read_run_summary(out / "run.json").status == "SUCCEEDED"
     rows = parse_csv((out / "final_mean_embeddings.csv").read_text(), 512)
     assert sorted(identity for identity, _, _ in rows) == ["ann", "bob", "cy", "dee"]
-    assert "upload 4 photos" in screen
+    assert "upload 4 files (4 in 4 people's folders) to s3://" in screen
     assert "skip   ann/gone.jpg: a symbolic link to a file that does not exist; not uploaded" in screen
     assert "skip   ann/pipe.jpg: a FIFO (named pipe), not a photo file; not uploaded" in screen

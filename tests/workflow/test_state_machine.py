@@ -160,14 +160,17 @@ def test_invalid_input_fails_before_any_training_job(stack: WorkflowStack) -> No
     upload_photos(stack.s3, stack.bucket, {"alice": 3, "bob": 1})
     stack.s3.put_object(Bucket=stack.bucket, Key="face_imgs/stray.jpg", Body=b"x")
     stack.s3.put_object(Bucket=stack.bucket, Key="face_imgs/bob/notes.txt", Body=b"x")
+    stack.s3.put_object(Bucket=stack.bucket, Key="face_imgs/bob/empty.jpg", Body=b"")
 
     result = stack.run({"hyperparameters": {"min_images_per_identity": 2}}, name="exec-invalid")
 
     assert result["status"] == "FAILED"
     assert result["error"] == "InvalidInput"
-    cause = json.loads(result["cause"])["errorMessage"]
-    assert "face_imgs/stray.jpg lies directly under" in cause
-    assert "notes.txt is not a photo file" in cause
+    cause = result["cause"]  # plain text: the state machine keeps only errorMessage (ReadFailure)
+    # Files named by their key relative to the images prefix; a text file is skipped, not refused (issue 27)
+    assert "stray.jpg lies at the top of the photos folder" in cause
+    assert "bob/notes.txt: not a photo (a text or document file, .txt): skipped" in cause
+    assert "bob/empty.jpg is empty (0 bytes)" in cause
     # bob's 1 photo < min_images_per_identity=2 is no refusal since issue 25, a counted warning listed after
     # the problems (the job would exclude him and enroll alice)
     assert "1 identity has fewer than min_images_per_identity=2 photo(s)" in cause
@@ -188,7 +191,7 @@ def test_stray_files_are_left_out_with_a_warning_and_the_run_succeeds(stack: Wor
     manifest = json.loads(stack.read("results/runs/with-readme/manifest.json"))
     assert "README.md" not in manifest[1:] and len(manifest) == 1 + sum(PHOTOS.values())
     (warning,) = json.loads(stack.read("results/runs/with-readme/run.json"))["warnings"]
-    assert "face_imgs/README.md lies directly under" in warning
+    assert warning.startswith("README.md: not a photo (a text or document file, .md): skipped")
     (notification,) = stack.notifications()
     assert "Left out at validation: 1 object(s)" in notification["Message"]
 

@@ -157,13 +157,38 @@ def _tasks() -> dict[str, dict]:
 RETRAIN_TASKS = ("Validate", "StartTrainingJob", "PollTrainingJob", "Publish")
 
 
+def _after_failure_choice(after_failure: str | None) -> str:
+    """Where AfterFailure sends a failure whose $.after_failure is this (None: absent), its rules read in
+    order as Step Functions reads them."""
+    choice = DEFINITION["States"]["AfterFailure"]
+    for rule in choice["Choices"]:
+        assert rule["Variable"] == "$.after_failure", rule
+        if "IsPresent" in rule and rule["IsPresent"] == (after_failure is not None):
+            return rule["Next"]
+        if "StringEquals" in rule and rule["StringEquals"] == after_failure:
+            return rule["Next"]
+    return choice["Default"]
+
+
+def _after_failure(catch: dict) -> str:
+    """Where a caught failure goes on once ReadFailure has made its Cause plain: through ReadFailure,
+    directly or after a Pass that names where it continues (in $.after_failure)."""
+    assert catch["ResultPath"] == "$.failure", catch
+    first = DEFINITION["States"][catch["Next"]]
+    if first["Type"] == "Pass":
+        assert first["ResultPath"] == "$.after_failure" and first["Next"] == "ReadFailure", catch
+        return _after_failure_choice(first["Result"])
+    assert catch["Next"] == "ReadFailure", catch
+    return _after_failure_choice(None)
+
+
 def test_a_failed_retrain_is_notified_unless_a_forget_must_purge_first() -> None:
     choice = DEFINITION["States"]["FailedWhileForgetting"]
     assert choice["Default"] == "NotifyFailure"
     [purge] = choice["Choices"]
     assert purge["Next"] == "PurgeForgotten"
     assert {"Variable": "$.forgotten", "IsPresent": False} in purge["And"]  # never a second purge
-    assert DEFINITION["States"]["PurgeForgotten"]["Catch"][0]["Next"] == "NotifyFailure"
+    assert _after_failure(DEFINITION["States"]["PurgeForgotten"]["Catch"][0]) == "NotifyFailure"
     assert DEFINITION["States"]["TrainingJobFailed"]["Next"] == "FailedWhileForgetting"
 
 
@@ -183,7 +208,11 @@ def test_every_task_retries_and_catches_into_the_failure_notification() -> None:
             "NotifyForgotten": "ForgetEnded",
             **dict.fromkeys(RETRAIN_TASKS, "FailedWhileForgetting"),
         }.get(name, "NotifyFailure")
-        assert catch_all and catch_all[0]["Next"] == expected, name
+        assert catch_all, name
+        caught = catch_all[0]
+        # Failures caught into $.failure pass ReadFailure (the Cause made plain), then go on to `expected`.
+        goes_on = caught["Next"] if caught["ResultPath"] != "$.failure" else _after_failure(caught)
+        assert goes_on == expected, name
         if state["Resource"] == "arn:aws:states:::lambda:invoke":
             errors = state["Retry"][0]["ErrorEquals"]
             assert {"TransientError", "Lambda.ServiceException", "Lambda.TooManyRequestsException"} <= set(
@@ -193,6 +222,41 @@ def test_every_task_retries_and_catches_into_the_failure_notification() -> None:
                 "ResultSelector" in state
                 and state["Parameters"]["Payload"]["execution.$"] == "$$.Execution.Name"
             )
+
+
+def test_every_failure_reaches_the_notification_and_the_fail_state_as_plain_text() -> None:
+    """A Lambda's error document (JSON with errorMessage, errorType and stackTrace) is cut to its message
+    before anything reads $.failure: NotifyFailure, the Fail state, the forget's purge."""
+    states = DEFINITION["States"]
+    read = states["ReadFailure"]
+    # a Cause that is absent or no string is left as it is (StringMatches on it would fail the execution)
+    assert read["Choices"][:2] == [
+        {"Variable": "$.failure.Cause", "IsPresent": False, "Next": "AfterFailure"},
+        {"Variable": "$.failure.Cause", "IsString": False, "Next": "AfterFailure"},
+    ]
+    lambda_error = read["Choices"][2]
+    # With or without a space after the colon: Lambda writes '{"errorMessage": ', json.dumps's default.
+    assert lambda_error["StringMatches"] == '{"errorMessage"*}' and lambda_error["Next"] == "ParseLambdaError"
+    assert read["Default"] == "AfterFailure"
+    parse = states["ParseLambdaError"]
+    assert parse["Parameters"]["document.$"] == "States.StringToJson($.failure.Cause)"
+    assert parse["ResultPath"] == "$.failure" and parse["Next"] == "FailureFromLambda"
+    plain = states["FailureFromLambda"]
+    assert plain["Parameters"] == {"Error.$": "$.failure.Error", "Cause.$": "$.failure.document.errorMessage"}
+    assert plain["ResultPath"] == "$.failure" and plain["Next"] == "AfterFailure"
+    # every catch into $.failure passes ReadFailure; nothing else leads to the states that read $.failure
+    catches = [c for s in states.values() for c in s.get("Catch", []) if c["ResultPath"] == "$.failure"]
+    assert len(catches) == len(_tasks()) - 2  # all but the two notifications' own catches
+    for catch in catches:
+        _after_failure(catch)
+    routes = {after: _after_failure_choice(after) for after in (None, "NotifyFailure", "Failed")}
+    assert routes == {None: "FailedWhileForgetting", "NotifyFailure": "NotifyFailure", "Failed": "Failed"}
+    assert states["Failed"]["CausePath"] == "$.failure.Cause"
+    message = states["NotifyFailure"]["Parameters"]["Message.$"]
+    assert message == (
+        "States.Format('facetrain execution {} failed ({}): {}', $$.Execution.Name, $.failure.Error, "
+        "$.failure.Cause)"
+    )
 
 
 def test_no_sync_integrations_and_a_standard_timeout() -> None:

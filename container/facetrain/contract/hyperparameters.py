@@ -137,6 +137,16 @@ class Hyperparameters(BaseModel):
     min_images_per_identity: int = Field(
         1, ge=1, le=10_000, description="Identities with fewer usable photos are excluded and reported."
     )
+    require_all_identities: bool = Field(
+        False,
+        description="Whether an identity left out (fewer usable photos than min_images_per_identity, e.g. "
+        "a new hire whose photos show no face) fails the run. false (default): the others are enrolled "
+        "and published, and the left-out ones are named with their photos' reasons in the notification, "
+        "the report's summary, metrics.json (identities_excluded) and the offline run's last lines: one "
+        "person's unusable photos do not hold back everyone else's changes, and nobody is left out in "
+        "silence. true: nothing is published and the failure names them and the fix; for a gallery that "
+        "must hold everyone (e.g. access control).",
+    )
     accept_threshold: Annotated[float, Field(gt=0.0, le=2.0)] | None = Field(
         None,
         description="An explicit accept threshold (Euclidean distance between unit embeddings), published "
