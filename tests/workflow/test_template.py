@@ -236,14 +236,27 @@ def test_every_failure_reaches_the_notification_and_the_fail_state_as_plain_text
     ]
     lambda_error = read["Choices"][2]
     # With or without a space after the colon: Lambda writes '{"errorMessage": ', json.dumps's default.
-    assert lambda_error["StringMatches"] == '{"errorMessage"*}' and lambda_error["Next"] == "ParseLambdaError"
+    # errorMessage anywhere in the document (not only first), parsed inside a Parallel whose Catch keeps a
+    # cause that only looked like JSON as it was: the failure's reporting never fails the execution.
+    assert (
+        lambda_error["StringMatches"] == '{*"errorMessage"*}' and lambda_error["Next"] == "PlainLambdaError"
+    )
     assert read["Default"] == "AfterFailure"
-    parse = states["ParseLambdaError"]
+    guard = states["PlainLambdaError"]
+    assert guard["Type"] == "Parallel" and guard["Next"] == "AfterFailure"
+    assert guard["Catch"] == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure_unparsed", "Next": "AfterFailure"}
+    ]
+    assert guard["ResultPath"] == "$.failure"
+    assert guard["ResultSelector"] == {"Error.$": "$[0].failure.Error", "Cause.$": "$[0].failure.Cause"}
+    [branch] = guard["Branches"]
+    parse = branch["States"]["ParseLambdaError"]
+    assert branch["StartAt"] == "ParseLambdaError"
     assert parse["Parameters"]["document.$"] == "States.StringToJson($.failure.Cause)"
     assert parse["ResultPath"] == "$.failure" and parse["Next"] == "FailureFromLambda"
-    plain = states["FailureFromLambda"]
+    plain = branch["States"]["FailureFromLambda"]
     assert plain["Parameters"] == {"Error.$": "$.failure.Error", "Cause.$": "$.failure.document.errorMessage"}
-    assert plain["ResultPath"] == "$.failure" and plain["Next"] == "AfterFailure"
+    assert plain["ResultPath"] == "$.failure" and plain["End"] is True
     # every catch into $.failure passes ReadFailure; nothing else leads to the states that read $.failure
     catches = [c for s in states.values() for c in s.get("Catch", []) if c["ResultPath"] == "$.failure"]
     assert len(catches) == len(_tasks()) - 2  # all but the two notifications' own catches
