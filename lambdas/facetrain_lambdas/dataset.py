@@ -35,6 +35,8 @@ from .layout import s3_uri
 DEFAULT_PAGE_SIZE = 1000
 MAX_NAME_BYTES = 255  # a file or folder name on the training host's file system (ext4, xfs: NAME_MAX)
 
+PHOTOS_FOLDER = "the photos folder"  # IMAGES_DIR offline, the images prefix on AWS
+
 
 def key_problem(relative: str) -> str | None:
     """Why the training job could not download this key (relative to its channel), or None."""
@@ -129,7 +131,7 @@ class TooFewPhotos:
     def warning(self) -> str:
         return (
             f"{self.count} identit{'y has' if self.count == 1 else 'ies have'} fewer than "
-            f"min_images_per_identity={self.minimum} photo(s) under {self.where}: the training job excludes "
+            f"min_images_per_identity={self.minimum} photo(s) in {self.where}: the training job excludes "
             "them and enrolls the others (metrics.json identities_excluded and rejected.csv "
             "identity_excluded name them); add photos or lower min_images_per_identity to enroll them"
         )
@@ -138,7 +140,7 @@ class TooFewPhotos:
     def refusal(self) -> str:
         return (
             f"every identity ({self.count}) has fewer than min_images_per_identity={self.minimum} photo(s) "
-            f"under {self.where}: none could be enrolled; add photos or lower min_images_per_identity"
+            f"in {self.where}: none could be enrolled; add photos or lower min_images_per_identity"
         )
 
 
@@ -168,7 +170,9 @@ def check_photos(
     unknown: list[str] = []
     skipped: Counter[str] = Counter()  # skipped file or folder → objects under it, in listing order
     digest = hashlib.sha256()
-    where = s3_uri(bucket, prefix)
+    # Messages name what the person sees: the photos folder (IMAGES_DIR offline, the images prefix on AWS)
+    # and keys relative to it, never the bucket's URI.
+    where = PHOTOS_FOLDER
     for obj in objects:
         relative = obj.key[len(prefix) :]
         if not relative or (relative.endswith("/") and obj.size == 0):
@@ -224,21 +228,22 @@ def check_photos(
     if (first := prefix.split("/")[0]) in snapshot.identities:
         # The job tells the two layouts of the channel apart by that folder (facetrain.channel_layout).
         problems.append(
-            f"identity folder {where}{first}/ has the name of the first folder of the images prefix "
+            f"identity folder {first}/ has the name of the first folder of the images prefix "
             f"'{prefix}': the training job could not tell its photos from photos SageMaker writes under "
             f"their full key ({prefix}<name>/<photo>); rename the folder"
         )
     # Formulas, invisible characters, mixed scripts, names that read alike: refused as the job refuses them.
-    problems.extend(identity_name_problems(snapshot.identities, lambda shown: f"{where}{shown}/"))
+    problems.extend(identity_name_problems(snapshot.identities, lambda shown: f"{shown}/"))
     if not snapshot.identities and not problems:
         only = (
-            f" (only {snapshot.strangers} known stranger photo(s) under {where}{STRANGERS_FOLDER}/, "
+            f" (only {snapshot.strangers} known stranger photo(s), in {STRANGERS_FOLDER}/, "
             "which are never enrolled)"
             if snapshot.strangers
             else ""
         )
         problems.append(
-            f"no photos under {where}{only}: upload them as {prefix}<name>/<photo>.jpg, one folder per person"
+            f"no photos in {where}{only}: put them in one folder per person, <name>/<photo>.jpg (on AWS "
+            f"under {prefix} in the data bucket)"
         )
     snapshot.warnings = [*stray, *not_photos, *_skipped_warnings(skipped), *unknown]
     snapshot.skipped = len(stray) + len(not_photos) + skipped.total()

@@ -34,7 +34,7 @@ def _check(*identities: str, extra: tuple[str, ...] = ()):
 def test_each_refused_identity_name_is_a_problem_naming_the_folder(name: str, words: str) -> None:
     _, problems = _check(name)
 
-    mine = [problem for problem in problems if f"s3://b/face_imgs/{shown(name)}/" in problem]
+    mine = [problem for problem in problems if f"identity folder {shown(name)}/ " in problem]
     assert mine and any(words in problem for problem in mine), problems
     assert any("rename the folder" in problem for problem in mine)
     assert not any("face_imgs/kate/" in problem for problem in problems)
@@ -46,7 +46,7 @@ def test_identity_names_that_read_alike_are_one_problem_naming_both_folders(pair
 
     (alike,) = [problem for problem in problems if "read as one name" in problem]
     for name in pair:
-        assert f"s3://b/face_imgs/{shown(name)}/" in alike
+        assert f"{shown(name)}/" in alike
 
 
 def test_accepted_names_pass_and_strangers_sub_folders_keep_any_name() -> None:
@@ -70,8 +70,9 @@ def test_validate_refuses_the_run_listing_every_offending_folder(s3, function_en
     message = str(raised.value)
     assert message.startswith("The retraining input has 4 problems to fix:")
     for folder in ("=cmd", "bob\\u200b", "\u0430nna", "Alice", "alice"):
-        assert f"s3://{BUCKET}/face_imgs/{folder}/" in message
-    assert "face_imgs/kate/" not in message
+        assert f"{folder}/" in message
+    assert "s3://" not in message  # the person's own folder names, not the bucket's
+    assert "kate/" not in message
     key = RunLayout(BUCKET, request.results_prefix, request.run_id).problems_key
     recorded = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert recorded["problems"] == raised.value.problems

@@ -40,7 +40,7 @@ def test_an_identity_named_like_the_prefixs_first_folder_is_refused() -> None:
     ]
     _, problems = check_photos(objects, "b", "photos/", 1, 10**6)
     assert problems == [
-        "identity folder s3://b/photos/photos/ has the name of the first folder of the images prefix "
+        "identity folder photos/ has the name of the first folder of the images prefix "
         "'photos/': the training job could not tell its photos from photos SageMaker writes under their "
         "full key (photos/<name>/<photo>); rename the folder"
     ]

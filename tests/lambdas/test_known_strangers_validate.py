@@ -58,7 +58,7 @@ def test_min_images_per_identity_does_not_apply_to_the_strangers() -> None:
     # one stranger photo counts for no identity; nothing is left out (snapshot.warnings), bob is warned apart
     assert problems == [] and snapshot.warnings == [] and snapshot.too_few is not None
     assert snapshot.all_warnings == [
-        "1 identity has fewer than min_images_per_identity=2 photo(s) under s3://b/face_imgs/: the training "
+        "1 identity has fewer than min_images_per_identity=2 photo(s) in the photos folder: the training "
         "job excludes them and enrolls the others (metrics.json identities_excluded and rejected.csv "
         "identity_excluded name them); add photos or lower min_images_per_identity to enroll them"
     ]
@@ -115,9 +115,9 @@ def test_a_strangers_photo_gets_the_checks_of_a_persons_photo() -> None:
 def test_strangers_alone_are_no_enrollment() -> None:
     snapshot, problems = _check(_objects(*STRANGERS))
     assert problems == [
-        "no photos under s3://b/face_imgs/ (only 3 known stranger photo(s) under "
-        "s3://b/face_imgs/_strangers/, which are never enrolled): upload them as "
-        "face_imgs/<name>/<photo>.jpg, one folder per person"
+        "no photos in the photos folder (only 3 known stranger photo(s), in _strangers/, which are never "
+        "enrolled): put them in one folder per person, <name>/<photo>.jpg (on AWS under face_imgs/ in the "
+        "data bucket)"
     ]
     assert snapshot.identities == {}
 

@@ -111,8 +111,8 @@ def test_an_empty_images_folder(stack: WorkflowStack) -> None:
         result,
         "InvalidInput",
         "The retraining input has 1 problem to fix:\n"
-        f"- no photos under s3://{stack.bucket}/face_imgs/: upload them as face_imgs/<name>/<photo>.jpg, "
-        "one folder per person",
+        "- no photos in the photos folder: put them in one folder per person, <name>/<photo>.jpg (on AWS "
+        "under face_imgs/ in the data bucket)",
     )
 
 
