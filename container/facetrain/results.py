@@ -31,11 +31,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from . import identify as _identify
+from .accelerator import DeviceError
 from .faces import FaceEncoder
+from .model_files import WeightsError
 
-__all__ = ["Answer", "Candidate", "Face", "Results", "ResultsError"]
+__all__ = ["Answer", "Candidate", "DeviceError", "Face", "Results", "ResultsError", "WeightsError"]
 
 ResultsError = _identify.ResultsError
+PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})  # what Pillow's PNG writer takes
 ImageInput = Image.Image | np.ndarray | bytes
 
 
@@ -155,6 +158,8 @@ def image_bytes(image: ImageInput) -> bytes:
         image = Image.fromarray(image)
     elif isinstance(image, Image.Image):
         image = ImageOps.exif_transpose(image) or image
+        if image.mode not in PNG_MODES:  # CMYK, YCbCr, LAB, HSV: PNG cannot hold them; the job reads RGB
+            image = image.convert("RGB")
     else:
         raise TypeError(f"identify takes a PIL image, a numpy array or bytes, not {type(image).__name__}")
     buffer = io.BytesIO()

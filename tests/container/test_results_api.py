@@ -144,3 +144,13 @@ def test_a_folder_a_missing_file_and_a_broken_link_are_said_plainly(published, s
     ]
     assert all(line["faces"] == [] and line["faces_found"] is None for line in lines[:3])
     assert lines[3]["faces"][0]["candidates"]  # the photo after them is still identified
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "YCbCr", "LAB", "HSV", "RGBA", "L"])
+def test_an_image_in_any_mode_pillow_makes_is_taken(mode: str) -> None:
+    """A PIL image in a mode PNG cannot hold (a CMYK JPEG opened by Pillow) is converted, never an error."""
+    from facetrain.results import image_bytes
+
+    image = Image.new("RGB", (8, 6), (200, 100, 50)).convert(mode)
+    decoded = Image.open(io.BytesIO(image_bytes(image)))
+    assert decoded.size == (8, 6) and decoded.format == "PNG"
