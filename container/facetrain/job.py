@@ -369,12 +369,12 @@ def _run_with_hosts(env: TrainingEnvironment, inputs: JobInputs, hosts: HostExch
         raise JobFailure(left_out_failure(enrollment.left_out))
     summary = evaluation.summary
     log.info(
-        "enrolled %d identities from %d of %d photos (%d examined now, %s photos/s); %d rejected%s",
+        "enrolled %d identities from %d of %d photos (%d examined now%s); %d rejected%s",
         len(enrollment.identities),
         enrollment.images_accepted,
         enrollment.images_total,
         enrolled.examined,
-        metrics["images_per_second"],
+        "" if metrics["images_per_second"] is None else f", {metrics['images_per_second']} photos/s",
         len(enrollment.rejected),
         _rejections_in_brief(enrollment),
     )

@@ -242,4 +242,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     s3 = client("s3")
     if request.source == "forget":
         request = with_published_settings(s3, request)
-    return validate_run(s3, request).model_dump()
+    pointer = validate_run(s3, request).model_dump()
+    # Executions started on the state machine's previous definition select `dataset_fingerprint` from this
+    # payload (its old name): both are returned until no such execution can still be running (50 h).
+    return {**pointer, "dataset_fingerprint": pointer["run_fingerprint"]}

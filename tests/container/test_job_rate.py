@@ -4,6 +4,7 @@ hashed (issue 25: 4.5e10 photos/s)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 
@@ -53,8 +54,9 @@ def test_a_full_run_rates_every_photo_it_examined(full):
 
 @pytest.mark.parametrize("new_per_person", [0, 1, 2])
 def test_reused_photos_are_not_in_the_rate(
-    sagemaker_tree_class, shared_data, tmp_path, run_job, full, new_per_person
+    sagemaker_tree_class, shared_data, tmp_path, run_job, full, new_per_person, caplog
 ):
+    caplog.set_level(logging.INFO, logger="facetrain")
     tree = _with_previous(
         _tree(
             sagemaker_tree_class, tmp_path / f"plus{new_per_person}", shared_data, limit=2 + new_per_person
@@ -68,6 +70,7 @@ def test_reused_photos_are_not_in_the_rate(
     if examined == 0:
         assert metrics["images_per_second"] is None  # nothing examined: no rate, not photos / 0.00001 s
         assert "photos/s" in tree.model.joinpath("report.html").read_text(encoding="utf-8")
+        assert "(0 examined now); " in caplog.text and "None photos/s" not in caplog.text  # the job's log
     else:
         # photos examined / rate is the loop's duration: within the run's wall time, and not a sliver of it
         loop = examined / metrics["images_per_second"]

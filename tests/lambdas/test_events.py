@@ -49,6 +49,9 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
 
         _environment(monkeypatch, "ValidateFunction")
         pointer = validate.handler(_load("validate.json"), LambdaContext("validate"))
+        assert (
+            pointer["dataset_fingerprint"] == pointer["run_fingerprint"]
+        )  # the old name, for old executions
         assert pointer["run_record_key"] == _load("start.json")["run"]["run_record_key"]
         handled.add("validate.json")
 
