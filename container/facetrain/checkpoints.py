@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from .contract.counting import counted
 from .contract.embeddings_file import EmbeddingsFileError, dump_embeddings, load_embeddings, record_problem
 from .faces import DetectedFace
 from .photos import PhotoRef, Rejection, photo_digests
@@ -266,9 +267,9 @@ class CheckpointWriter:
                 temporary.unlink()
             return
         log.info(
-            "checkpoint: %d embedding(s) and %d rejection(s) saved (%s)",
-            len(self.accepted),
-            len(self.rejected),
+            "checkpoint: %s and %s saved (%s)",
+            counted(len(self.accepted), "embedding"),
+            counted(len(self.rejected), "rejection"),
             target.name,
         )
         self.accepted, self.rejected = [], []

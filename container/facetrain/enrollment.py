@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .photos import PhotoRef
+from .contract.counting import counted
+from .photos import PhotoRef, SkippedFile
 from .pipeline import Accepted, Rejected
 
 STRAY_FILE = "not_in_identity_folder"
@@ -38,9 +39,10 @@ class LeftOut:
 
     @property
     def photos_in_brief(self) -> str:
-        """E.g. '0 usable photo(s) of 2 (no_face: 1, not_an_image: 1)'."""
+        """E.g. '0 usable photos of 2 (no_face: 1, not_an_image: 1)', '1 usable photo of 2 (no_face: 1)'."""
         reasons = ", ".join(f"{reason}: {count}" for reason, count in self.reasons.items())
-        return f"{self.usable} usable photo(s) of {self.photos}" + (f" ({reasons})" if reasons else "")
+        usable = f"{counted(self.usable, 'usable photo')} of {self.photos}"
+        return usable + (f" ({reasons})" if reasons else "")
 
     @property
     def why(self) -> str:
@@ -102,7 +104,8 @@ class KnownStrangers:
 class Enrollment:
     """The finished enrollment and everything the outputs report about it. `images_total`,
     `images_accepted`, `rejected` are the enrollment's (identity folders and stray top-level files);
-    the known strangers are in `strangers`."""
+    the known strangers are in `strangers`; the files skipped as no photos (photos.SkippedFile) in
+    `skipped`, counted nowhere else."""
 
     identities: list[EnrolledIdentity]
     records: list[dict[str, object]]
@@ -112,6 +115,9 @@ class Enrollment:
     images_accepted: int
     dataset_fingerprint: str  # over every photo's key and sha256, known strangers' included
     strangers: KnownStrangers = field(default_factory=KnownStrangers)
+    # The files known not to be photos (Thumbs.db, text, videos), in key order: rejected.csv rows
+    # `not_a_photo` (identity empty in the strangers' folder); no photo, identity, rejection or fingerprint.
+    skipped: list[RejectedRow] = field(default_factory=list)
 
     @property
     def excluded(self) -> dict[str, str]:
@@ -120,8 +126,9 @@ class Enrollment:
 
     @property
     def rejected_rows(self) -> list[RejectedRow]:
-        """Every row of rejected.csv: the enrollment's, then the known strangers'."""
-        return [*self.rejected, *self.strangers.rejected]
+        """Every row of rejected.csv: the enrollment's, the files skipped as no photos, the known
+        strangers'."""
+        return [*self.rejected, *self.skipped, *self.strangers.rejected]
 
     @property
     def rejections_by_reason(self) -> dict[str, int]:
@@ -155,9 +162,14 @@ class EnrollmentBuilder:
     _seen_identities: list[str] = field(default_factory=list)
     _fingerprint: list[tuple[str, str]] = field(default_factory=list)
     _strangers: KnownStrangers = field(default_factory=KnownStrangers)
+    _skipped: list[RejectedRow] = field(default_factory=list)
 
-    def add(self, outcome: Accepted | Rejected) -> None:
+    def add(self, outcome: Accepted | Rejected | SkippedFile) -> None:
         photo: PhotoRef = outcome.photo
+        if isinstance(outcome, SkippedFile):  # no photo: never an identity, counted nowhere but here
+            identity = "" if photo.is_stranger else photo.identity
+            self._skipped.append(RejectedRow(identity, photo.key, outcome.reason, outcome.message))
+            return
         if photo.is_stranger:  # never an identity: kept apart, in the fingerprint all the same
             self._fingerprint.append((photo.key, outcome.sha256 or "-"))
             if isinstance(outcome, Accepted):
@@ -224,4 +236,5 @@ class EnrollmentBuilder:
             images_accepted=len(records),
             dataset_fingerprint=digest.hexdigest(),
             strangers=self._strangers,
+            skipped=sorted(self._skipped, key=lambda row: row.photo),
         )

@@ -28,7 +28,7 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -130,17 +130,24 @@ def load_results(folder: Path, device: str = "auto") -> Results:
     ResultsError says what is wrong: the folder missing, a file missing or invalid, files that disagree."""
     if problem := _folder_problem(folder):
         raise problem
+    return results_from(lambda name: _read(folder, name), str(folder), device)
+
+
+def results_from(read: Callable[[str], bytes], where: str, device: str = "auto") -> Results:
+    """The results whose files `read(name)` returns (RESULTS_FILE_CAPS's names; it raises ResultsError for a
+    file it cannot give), checked as load_results checks a folder's; `where` names them in messages (a
+    folder, or the S3 prefix they were read from: facetrain.results_s3)."""
     try:
-        rules = load_rules(_read(folder, RULES_PY))  # bytes: checked to be ASCII, then byte for byte
-        metadata = load_embeddings(_read(folder, EMBEDDINGS_PKL))["metadata"]
-        rows = parse_csv(_read(folder, ENROLLMENT_CSV).decode("utf-8"), rules.get("embedding_dim"))  # type: ignore[arg-type]
+        rules = load_rules(read(RULES_PY))  # bytes: checked to be ASCII, then byte for byte
+        metadata = load_embeddings(read(EMBEDDINGS_PKL))["metadata"]
+        rows = parse_csv(read(ENROLLMENT_CSV).decode("utf-8"), rules.get("embedding_dim"))  # type: ignore[arg-type]
         settings = Hyperparameters.model_validate({**metadata["hyperparameters"], "device": device})
     except (RulesError, EmbeddingsFileError, EnrollmentCsvError, UnicodeDecodeError, KeyError) as exc:
-        raise ResultsError(f"{folder} does not hold usable results: {exc}") from None
-    except ResultsError:  # _read's own words: a ValueError too, but not the settings'
+        raise ResultsError(f"{where} does not hold usable results: {exc}") from None
+    except ResultsError:  # the reader's own words: a ValueError too, but not the settings'
         raise
     except ValueError as exc:  # pydantic's ValidationError
-        raise ResultsError(f"{folder}: the settings in {EMBEDDINGS_PKL} are invalid: {exc}") from None
+        raise ResultsError(f"{where}: the settings in {EMBEDDINGS_PKL} are invalid: {exc}") from None
     used = {
         "embedder": settings.embedder,
         "image_size": settings.image_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -12,13 +13,16 @@ from . import stopping
 from .channel_layout import channel_dir, manifest_prefix
 from .checkpoints import checkpointing, load_checkpoints, resume
 from .contract.config_files import read_config_dir
+from .contract.counting import counted
 from .contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters, parse_settings
 from .contract.identity_names import identity_name_problems
 from .contract.names import (
-    MANIFEST_PREFIX_HYPERPARAMETERS,
+    METRICS_JSON,
+    NOT_SETTING_HYPERPARAMETERS,
     PREVIOUS_CHANNEL,
     REJECTED_CSV,
     REPORT_HTML,
+    RUN_ID_HYPERPARAMETER,
     STRANGERS_FOLDER,
 )
 from .distributed import Cluster, HostExchange, HostShare, joined_hosts
@@ -28,7 +32,7 @@ from .faces import FaceEncoder, choose_device
 from .job_metrics import PREPROCESSING_VERSION, metrics_document, run_facts
 from .model_files import ModelChoice, resolve_model
 from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
-from .photos import ChannelListing, list_channel
+from .photos import ChannelListing, SkippedFile, list_channel
 from .pipeline import Accepted, PhotoPipeline, Rejected
 from .reuse import embedding_fingerprint, load_previous, split_reusable
 from .sagemaker_env import CONFIG_CHANNEL, IMAGES_CHANNEL, WEIGHTS_CHANNEL, TrainingEnvironment
@@ -43,14 +47,15 @@ class JobFailure(Exception):
 
 def resolve_settings(env: TrainingEnvironment) -> Hyperparameters:
     """cfg channel files first (in either layout, channel_layout.py), hyperparameters.json last
-    (hyperparameters win); the manifest prefixes that start adds (MANIFEST_PREFIX_HYPERPARAMETERS) are no
-    settings and are left out."""
+    (hyperparameters win); what start adds that is no setting (NOT_SETTING_HYPERPARAMETERS: the manifest
+    prefixes, the run id) is left out, so it never enters a settings or embedding fingerprint."""
     layers: list[tuple[str, dict[str, object]]] = []
     config_dir = channel_dir(env, CONFIG_CHANNEL)
     if config_dir is not None:
         layers.extend(read_config_dir(config_dir))
-    prefixes = set(MANIFEST_PREFIX_HYPERPARAMETERS.values())
-    given = {key: value for key, value in env.hyperparameters.items() if key not in prefixes}
+    given = {
+        key: value for key, value in env.hyperparameters.items() if key not in NOT_SETTING_HYPERPARAMETERS
+    }
     layers.append(("hyperparameters", given))
     return parse_settings(layers)
 
@@ -61,7 +66,7 @@ def refuse_identity_names(identities: set[str], outcome: str = "nothing was embe
     validate (`make job`, the SDK launcher)."""
     if problems := identity_name_problems(identities, lambda shown: f"{IMAGES_CHANNEL}/{shown}/"):
         raise JobFailure(
-            f"{len(problems)} identity folder name problem(s), {outcome}: " + " | ".join(problems)
+            f"{counted(len(problems), 'identity folder name problem')}, {outcome}: " + " | ".join(problems)
         )
 
 
@@ -69,7 +74,7 @@ def _failure_summary(enrollment: Enrollment) -> str:
     reasons = ", ".join(f"{reason}: {count}" for reason, count in enrollment.rejections_by_reason.items())
     examples = "; ".join(f"{row.photo}: {row.message}" for row in enrollment.rejected[:3])
     return (
-        f"No identity could be enrolled: {enrollment.images_total} file(s), "
+        f"No identity could be enrolled: {counted(enrollment.images_total, 'file')}, "
         f"{enrollment.images_accepted} usable ({reasons}). See rejected.csv. First problems: {examples}"
     )
 
@@ -82,36 +87,33 @@ def _rejections_in_brief(enrollment: Enrollment) -> str:
     return f" ({reasons}; each named in {REJECTED_CSV})"
 
 
-def _plural(count: int) -> str:
-    return f"{count} identit{'y' if count == 1 else 'ies'}"
-
-
 def log_left_out(left_out: list[LeftOut]) -> None:
-    """The identities left out, in the log: how many and where they are named at INFO (the job's log group
-    is outside the stack's retention: train.py), each one with its photos' reasons at DEBUG."""
+    """The identities left out, in the log: how many and where they are named at WARNING (the job's log
+    group is outside the stack's retention: train.py), each one with its photos' reasons at DEBUG."""
     if not left_out:
         return
     log.warning(
         "%s left out, not enrolled (fewer usable photos than min_images_per_identity): metrics.json "
         "identities_excluded and report.html's summary name them with their photos' reasons",
-        _plural(len(left_out)),
+        counted(len(left_out), "identity", "identities"),
     )
     for left in left_out:
         log.debug("left out %s: %s", left.identity, left.photos_in_brief)
 
 
 def left_out_failure(left_out: list[LeftOut]) -> str:
-    """The failure reason of a run that require_all_identities=true stops: the fix first (SageMaker shows
-    the first 1024 characters as FailureReason), then one line per identity with its photos' reasons."""
+    """The failure reason of a run that require_all_identities=true stops: how many, where they are named,
+    and the fix. It names no one: SageMaker keeps the failure file as the job's FailureReason for as long
+    as the job exists, and it cannot be deleted (README "Forget a person"), whereas identity names must
+    always be deletable; the outputs it points at are the run's own files, which a forget reaches."""
     return (
-        f"{_plural(len(left_out))} could not be enrolled and require_all_identities=true fails the run: no "
-        "enrollment was written, the published results are unchanged. Give each of them usable photos (one "
-        "face, clearly visible; rejected.csv and report.html give each photo's reason) and run again, or set "
-        "require_all_identities=false to publish the others and name the left-out ones. Left out:\n"
-        + "\n".join(
-            f"- {left.identity}: {left.photos_in_brief}, fewer than min_images_per_identity={left.minimum}"
-            for left in left_out
-        )
+        f"{counted(len(left_out), 'identity', 'identities')} could not be enrolled (fewer usable photos than "
+        "min_images_per_identity) and require_all_identities=true fails the run: no enrollment was written, "
+        f"the published results are unchanged. The run's {METRICS_JSON} (identities_excluded), "
+        f"{REPORT_HTML}'s run summary and {REJECTED_CSV} name them with each photo's reason (facetrain run "
+        "prints them on its last lines); they are not named here, because a training job's failure reason "
+        "cannot be deleted. Give each of them usable photos (one face, clearly visible) and run again, or "
+        "set require_all_identities=false to publish the others and name the left-out ones."
     )
 
 
@@ -129,13 +131,21 @@ class JobInputs:
     listing: ChannelListing
     device: torch.device
     model: ModelChoice
+    run_id: str | None = None  # RUN_ID_HYPERPARAMETER; None for a job started without it
+
+
+def job_run_id(hyperparameters: Mapping[str, object]) -> str | None:
+    """The run id start passed (RUN_ID_HYPERPARAMETER), for metrics.json and report.html; None when the
+    request had none (an older start Lambda, `make job`): the report then shows no run id."""
+    value = hyperparameters.get(RUN_ID_HYPERPARAMETER)
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True)
 class HostEmbeddings:
     """This host's outcomes: reused from the previous run or computed now."""
 
-    outcomes: list[Accepted | Rejected]
+    outcomes: list[Accepted | Rejected | SkippedFile]
     reused: int
     fingerprint: str  # of what makes an embedding (settings, model files, preprocessing)
     loop_seconds: float
@@ -177,9 +187,15 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
                 else ""
             )
             + (
-                f" (only {len(listing.strangers)} known stranger photo(s) in {STRANGERS_FOLDER}/, which are "
-                "never enrolled)"
+                f" (only {counted(len(listing.strangers), 'known stranger photo')} in {STRANGERS_FOLDER}/, "
+                "which are never enrolled)"
                 if listing.strangers
+                else ""
+            )
+            + (
+                f" (only {counted(len(listing.skipped), 'file')} known not to be photos, such as Thumbs.db, "
+                "text or videos, which are skipped)"
+                if listing.skipped
                 else ""
             )
             + ". Put each person's photos in a folder named after them."
@@ -189,11 +205,10 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
     if settings.not_for_production:
         log.warning("*" * 20 + " %s " + "*" * 20, NOT_FOR_PRODUCTION)
     log.info(
-        "%d photos of %d identities and %d known stranger photo(s) on host %s (%d of %d); "
-        "weights=%s embedder=%s device=%s",
-        len(listing.photos),
-        len({photo.identity for photo in listing.photos}),
-        len(listing.strangers),
+        "%s of %s and %s on host %s (%d of %d); weights=%s embedder=%s device=%s",
+        counted(len(listing.photos), "photo"),
+        counted(len({photo.identity for photo in listing.photos}), "identity", "identities"),
+        counted(len(listing.strangers), "known stranger photo"),
         cluster.current_host,
         cluster.rank + 1,
         cluster.size,
@@ -201,7 +216,14 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
         model.embedder,
         device,
     )
-    return JobInputs(settings, cluster, listing, device, model)
+    if listing.skipped:  # named in rejected.csv (not_a_photo); their names hold the person's: never here
+        log.info(
+            "%s skipped on host %s: not photos (contract.photo_files), each named in %s",
+            counted(len(listing.skipped), "file"),
+            cluster.current_host,
+            REJECTED_CSV,
+        )
+    return JobInputs(settings, cluster, listing, device, model, job_run_id(env.hyperparameters))
 
 
 def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer) -> HostEmbeddings:
@@ -229,9 +251,11 @@ def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer)
     log.info(
         "embeddings: %d reused from the previous run, %d photos to examine", len(reused), len(to_compute)
     )
-    # Files whose names are not UTF-8 are rejected unread (photos.list_channel), never checkpointed.
+    # Files whose names are not UTF-8 are rejected unread (photos.list_channel), never checkpointed; files
+    # that are not photos travel to the master as they are (SkippedFile), never counted among photos.
     misnamed = [Rejected(photo, None, rejection) for photo, rejection in inputs.listing.misnamed]
-    outcomes: list[Accepted | Rejected] = [*reused, *resumed, *misnamed]
+    outcomes: list[Accepted | Rejected | SkippedFile] = [*reused, *resumed, *misnamed]
+    outcomes.extend(inputs.listing.skipped)
     setup_seconds, pipeline_times = 0.0, {}
     loop_started = time.perf_counter()
     if to_compute:

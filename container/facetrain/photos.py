@@ -19,7 +19,8 @@ keeps its EXIF orientation, applied here as a JPEG's. Their decode is one call i
 decode budget is checked when it returns, not during it.
 
 Files known not to be photos (Thumbs.db, desktop.ini, text, videos: contract.photo_files, the rule validate
-and `facetrain run`'s upload apply too) are rejected unread, `not_a_photo`, never decoded.
+and `facetrain run`'s upload apply too) are skipped unread, never decoded, and listed apart (SkippedFile):
+never a photo, never an identity.
 """
 
 from __future__ import annotations
@@ -92,17 +93,31 @@ class PhotoRejected(Exception):
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file in a person's (or the strangers') folder known not to be a photo (Thumbs.db, notes.txt, a
+    video: contract.photo_files), skipped unread as validate and the upload skip it. Never a photo nor an
+    identity: it is counted apart (metrics.json files_skipped) and listed in rejected.csv with its reason
+    (`not_a_photo`, `message`), where a person finds why it was not used."""
+
+    photo: PhotoRef
+    message: str  # contract.photo_files.not_photo_reason
+
+    reason = NOT_A_PHOTO
+
+
+@dataclass(frozen=True)
 class ChannelListing:
     """What the channel holds: photos per identity folder, stray files at its top level, and the known
     strangers' photos (face_imgs/_strangers/, any depth), listed apart: they are never enrolled.
-    `misnamed`: what is rejected unread, each with its rejection: files whose path is not valid UTF-8,
-    folders that cannot be listed (key `<folder>/`), and files in a person's (or the strangers') folder
-    that are not photos (`not_a_photo`: contract.photo_files)."""
+    `misnamed`: what is rejected unread, each with its rejection: files whose path is not valid UTF-8 and
+    folders that cannot be listed (key `<folder>/`). `skipped`: the files in a person's (or the
+    strangers') folder that are not photos (contract.photo_files), neither photos nor rejections."""
 
     photos: list[PhotoRef]
     stray_files: list[str]
     strangers: list[PhotoRef] = field(default_factory=list)
     misnamed: list[tuple[PhotoRef, Rejection]] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
 
 
 NAME_NOT_UTF8 = "name_not_utf8"
@@ -175,13 +190,14 @@ def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelLi
     as such: a stray file's name is listed as `shown_bytes` writes it, a photo under such a name is
     rejected unread (`misnamed`; a whole identity folder's photos when the folder's name is the one).
     A file known not to be a photo (Thumbs.db, notes.txt, a video: contract.photo_files) in a person's
-    or the strangers' folder is rejected unread too (`misnamed`, reason `not_a_photo`, its rejected.csv
-    row naming it), where validate and the upload skip it (they never hand it to the job)."""
+    or the strangers' folder, whatever its name's encoding, is skipped unread (`skipped`): validate and the
+    upload skip it too (they never hand it to the job); a folder holding only such files is no identity."""
     root = photos_root(channel, manifest_prefix)
     photos: list[PhotoRef] = []
     stray: list[str] = []
     strangers: list[PhotoRef] = []
     misnamed: list[tuple[PhotoRef, Rejection]] = []
+    skipped: list[SkippedFile] = []
     for entry in walk(root, _skipped_by_job):
         if not entry.parts:
             reason = entry.error.strerror if entry.error is not None else "unknown error"
@@ -198,15 +214,17 @@ def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelLi
             stray.append(shown_bytes(entry.name))
         else:
             ref, rejection = _listed(entry.path, root, identity)
-            if rejection is None and (reason := not_photo_reason(entry.name)) is not None:
-                rejection = Rejection(NOT_A_PHOTO, reason)
-            if rejection is not None:
+            if (reason := not_photo_reason(entry.name)) is not None:
+                skipped.append(SkippedFile(ref, reason))
+            elif rejection is not None:
                 misnamed.append((ref, rejection))
             elif identity == STRANGERS_FOLDER:
                 strangers.append(ref)
             else:
                 photos.append(ref)
-    return ChannelListing(photos=photos, stray_files=stray, strangers=strangers, misnamed=misnamed)
+    return ChannelListing(
+        photos=photos, stray_files=stray, strangers=strangers, misnamed=misnamed, skipped=skipped
+    )
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import jinja2
 import numpy as np
 
+from .contract.counting import counted
 from .evaluation import Evaluation
 from .report_figures import (
     LEGEND_IDENTITIES,
@@ -85,7 +86,8 @@ def _cards(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> list[tuple
         (
             "photos used",
             str(metrics.get("images_accepted")),
-            f"of {metrics.get('images_total')}; {metrics.get('images_rejected')} rejected",
+            f"of {metrics.get('images_total')}; {metrics.get('images_rejected')} rejected"
+            + _skipped_note(metrics),
         ),
         (
             "identification accuracy",
@@ -96,6 +98,13 @@ def _cards(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> list[tuple
         _rate_card("FPIR: strangers accepted", open_set.get("fpir"), "non-mated searches"),
         _rate_card("FNIR: own people missed", open_set.get("fnir"), "mated searches"),
     ]
+
+
+def _skipped_note(metrics: Mapping[str, Any]) -> str:
+    """The photos card's note on the files skipped as no photos (files_skipped; '' when none): not among
+    the photos it counts, listed with the rejected files."""
+    skipped = metrics.get("files_skipped") or 0
+    return f"; {counted(skipped, 'file')} skipped, not photos" if skipped else ""
 
 
 def left_out_summary(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -112,7 +121,7 @@ def left_out_summary(metrics: Mapping[str, Any]) -> dict[str, Any] | None:
         else "the others were enrolled (require_all_identities=true would fail the run instead)"
     )
     return {
-        "caption": f"{count} identit{'y' if count == 1 else 'ies'} left out, not enrolled: {outcome}",
+        "caption": f"{counted(count, 'identity', 'identities')} left out, not enrolled: {outcome}",
         "rows": sorted(excluded.items()),
     }
 
@@ -135,8 +144,8 @@ def strangers_sentence(open_set: Mapping[str, Any]) -> str:
     if not strangers or not strangers.get("trials"):
         return "no known strangers: add photos under _strangers/ to test strangers explicitly"
     return (
-        f"{strangers['trials']} known stranger photo(s) searched, {strangers['errors']} accepted at the "
-        f"threshold ({percent(strangers['rate'])}; 95 % upper bound {percent(strangers['upper_95'])})"
+        f"{counted(strangers['trials'], 'known stranger photo')} searched, {strangers['errors']} accepted at "
+        f"the threshold ({percent(strangers['rate'])}; 95 % upper bound {percent(strangers['upper_95'])})"
     )
 
 
@@ -179,7 +188,9 @@ def _open_set_facts(summary: Mapping[str, Any]) -> list[tuple[str, object]]:
 
 
 def _run_facts(metrics: Mapping[str, Any], summary: Mapping[str, Any]) -> list[tuple[str, object]]:
+    run_id = metrics.get("run_id")  # None: a job started without it, which the page does not mention
     return [
+        *([("run id", run_id)] if run_id else []),
         ("status", metrics.get("status")),
         ("created at", metrics.get("created_at")),
         ("embedder", f"{metrics.get('embedder', 'facenet')} ({metrics.get('embedding_dim', 512)}-D)"),

@@ -13,8 +13,10 @@ rule); `Answer.as_json()` is that line's dict. The results are checked once, whe
 WeightsError or DeviceError say what is wrong); an image that cannot be examined is an answer with
 `reason` and `error`, as on the command line, never an exception.
 
-Results on S3: this package never imports boto3 (the training job's import contract), so copy the results
-prefix first, e.g. `aws s3 sync s3://BUCKET/results/ results/ --exclude "runs/*"`, then load that folder.
+Results on S3: `Results.from_s3(boto3.client("s3"), "s3://BUCKET/results/")` reads them with the caller's
+own client (this package never imports boto3: the training job's import contract): the run latest.json
+names, from its own folder runs/<run id>/, so that a publish under way never mixes two runs
+(facetrain.results_s3).
 """
 
 from __future__ import annotations
@@ -34,8 +36,18 @@ from . import identify as _identify
 from .accelerator import DeviceError
 from .faces import FaceEncoder
 from .model_files import WeightsError
+from .results_s3 import S3Reader, load_published
 
-__all__ = ["Answer", "Candidate", "DeviceError", "Face", "Results", "ResultsError", "WeightsError"]
+__all__ = [
+    "Answer",
+    "Candidate",
+    "DeviceError",
+    "Face",
+    "Results",
+    "ResultsError",
+    "S3Reader",
+    "WeightsError",
+]
 
 ResultsError = _identify.ResultsError
 PNG_MODES = frozenset({"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"})  # what Pillow's PNG writer takes
@@ -170,9 +182,17 @@ def image_bytes(image: ImageInput) -> bytes:
 class Results:
     """Published results, loaded and checked once, with the face encoder they were made with."""
 
-    def __init__(self, loaded: _identify.Results, encoder: FaceEncoder, top: int, largest_only: bool) -> None:
+    def __init__(
+        self,
+        loaded: _identify.Results,
+        encoder: FaceEncoder,
+        top: int,
+        largest_only: bool,
+        run_id: str | None = None,
+    ) -> None:
         self._loaded, self._encoder = loaded, encoder
         self.top, self.largest_only = top, largest_only
+        self.run_id = run_id  # the published run read from S3 (latest.json's run_id); None from a folder
 
     @classmethod
     def load(
@@ -194,6 +214,29 @@ class Results:
         loaded = _identify.load_results(Path(folder), device)
         encoder = _identify.make_encoder(loaded, None if weights_dir is None else Path(weights_dir))
         return cls(loaded, encoder, top, largest_only)
+
+    @classmethod
+    def from_s3(
+        cls,
+        s3: S3Reader,
+        uri: str,
+        *,
+        device: str = "auto",
+        weights_dir: str | os.PathLike[str] | None = None,
+        top: int = 3,
+        largest_only: bool = False,
+    ) -> Results:
+        """The results published at `uri` (s3://BUCKET/PREFIX/, the stack's data bucket and results prefix),
+        read with the caller's S3 client (boto3's `client("s3")`: get_object alone is used): latest.json,
+        then the files it names in the run's own folder, runs/<run id>/, never the current files at the top,
+        which a publish under way replaces one by one. `run_id` says which run was loaded. Otherwise as
+        load; ResultsError names the S3 key and the fix (nothing published, access denied, a file
+        missing)."""
+        if top < 1:
+            raise ValueError("top must be at least 1")
+        loaded, run_id = load_published(s3, uri, device)
+        encoder = _identify.make_encoder(loaded, None if weights_dir is None else Path(weights_dir))
+        return cls(loaded, encoder, top, largest_only, run_id)
 
     @property
     def identities(self) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .contract.counting import counted
 from .contract.embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
 from .contract.hyperparameters import Hyperparameters
 from .contract.names import EMBEDDINGS_PKL
@@ -99,7 +100,8 @@ def load_previous(channel: Path | None, fingerprint: str, dimension: int) -> Pre
             else:
                 unsound.append(f"{what} {index} ({shorten(record.get('key'))}): {problem}")
     if unsound:
-        log.warning("previous embeddings: %d record(s) unsound, their photos are recomputed", len(unsound))
+        unsound_count = counted(len(unsound), "record")
+        log.warning("previous embeddings: %s unsound, their photos are recomputed", unsound_count)
         log.debug("previous embeddings, unsound (first 20): %s", "; ".join(unsound[:20]))  # keys: not at INFO
     return PreviousEmbeddings(by_sha256=by_sha, run_fingerprint=str(previous))
 

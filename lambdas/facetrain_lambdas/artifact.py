@@ -12,6 +12,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO
 
+from facetrain.contract.counting import counted
 from facetrain.contract.embeddings_file import EmbeddingsFileError, load_embeddings, record_problem
 from facetrain.contract.enrollment_csv import EnrollmentCsvError, parse_csv
 from facetrain.contract.hyperparameters import EMBEDDING_DIMS, FACENET
@@ -142,7 +143,8 @@ def verify_results(files: dict[str, bytes]) -> VerifiedResults:
         raise ResultsInvalid(str(exc)) from None
     if metrics.identities != len(identities):
         raise ResultsInvalid(
-            f"{METRICS_JSON} counts {metrics.identities} identities, the CSV {len(identities)}"
+            f"{METRICS_JSON} counts {counted(metrics.identities, 'identity', 'identities')}, "
+            f"the CSV {len(identities)}"
         )
     if metrics.status != "succeeded":
         raise ResultsInvalid(f"{METRICS_JSON} reports status {shorten(metrics.status)}")

@@ -15,6 +15,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import CloudFormationCustomResourceBaseModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crhelper import CfnResource
+from facetrain.contract.counting import counted
 
 from .clients import client
 from .observability import logger
@@ -51,7 +52,8 @@ def empty_bucket(s3: Any, bucket: str, deadline: float | None = None) -> int:
             if errors:
                 first = errors[0]
                 raise RuntimeError(
-                    f"could not delete {len(errors)} object(s), e.g. {first['Key']}: {first['Message']}"
+                    f"could not delete {counted(len(errors), 'object')}, "
+                    f"e.g. {first['Key']}: {first['Message']}"
                 )
             deleted += len(chunk)
     return deleted

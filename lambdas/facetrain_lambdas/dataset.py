@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from facetrain.contract.counting import counted
 from facetrain.contract.identity_names import identity_name_problems
 from facetrain.contract.names import STRANGERS_FOLDER, is_skipped, is_strangers_key
 from facetrain.contract.photo_files import not_photo_reason, unknown_extension_warning
@@ -105,7 +106,7 @@ def _skipped_root(parts: list[str]) -> str | None:
 def _skipped_warnings(skipped: Counter[str]) -> list[str]:
     return [
         root
-        + (f" ({count} object(s))" if root.endswith("/") else "")
+        + (f" ({counted(count, 'object')})" if root.endswith("/") else "")
         + " is skipped: names starting with '_' or '.' are ignored, as the training job ignores them "
         f"(all but {STRANGERS_FOLDER}/ at the top: the known strangers)"
         for root, count in skipped.items()
@@ -130,17 +131,18 @@ class TooFewPhotos:
     @property
     def warning(self) -> str:
         return (
-            f"{self.count} identit{'y has' if self.count == 1 else 'ies have'} fewer than "
-            f"min_images_per_identity={self.minimum} photo(s) in {self.where}: the training job excludes "
-            "them and enrolls the others (metrics.json identities_excluded and rejected.csv "
+            f"{counted(self.count, 'identity has', 'identities have')} fewer than "
+            f"min_images_per_identity={counted(self.minimum, 'photo')} in {self.where}: the training job "
+            "excludes them and enrolls the others (metrics.json identities_excluded and rejected.csv "
             "identity_excluded name them); add photos or lower min_images_per_identity to enroll them"
         )
 
     @property
     def refusal(self) -> str:
         return (
-            f"every identity ({self.count}) has fewer than min_images_per_identity={self.minimum} photo(s) "
-            f"in {self.where}: none could be enrolled; add photos or lower min_images_per_identity"
+            f"every identity ({self.count}) has fewer than "
+            f"min_images_per_identity={counted(self.minimum, 'photo')} in {self.where}: none could be "
+            "enrolled; add photos or lower min_images_per_identity"
         )
 
 
@@ -236,7 +238,7 @@ def check_photos(
     problems.extend(identity_name_problems(snapshot.identities, lambda shown: f"{shown}/"))
     if not snapshot.identities and not problems:
         only = (
-            f" (only {snapshot.strangers} known stranger photo(s), in {STRANGERS_FOLDER}/, "
+            f" (only {counted(snapshot.strangers, 'known stranger photo')}, in {STRANGERS_FOLDER}/, "
             "which are never enrolled)"
             if snapshot.strangers
             else ""

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+from facetrain.contract.counting import counted
 
 MAX_LISTED_PROBLEMS = 50
 MAX_LISTED_WARNINGS = 10
@@ -25,11 +26,6 @@ TRANSIENT_ERROR_CODES = frozenset(
         "TooManyRequestsException",
     }
 )
-
-
-def counted(count: int, noun: str) -> str:
-    """`1 problem`, `2 problems`: a count with its noun in the right number (nouns that take an s)."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def bulleted(items: list[str], limit: int, where: str | None = None) -> list[str]:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from facetrain.contract.counting import counted
 from facetrain.contract.enrollment_csv import EnrollmentCsvError, parse_csv
 from facetrain.contract.names import ENROLLMENT_CSV, STRANGERS_FOLDER, is_skipped
 from pydantic import BaseModel, ConfigDict, Field
@@ -376,10 +377,11 @@ def summary_text(
     """The notification of a completed forget: counts and pointers, no name."""
     counts = record.counts()
     lines = [
-        f"facetrain forgot {counts['subjects']} person(s) (execution {record.erasure_id}).",
+        f"facetrain forgot {counted(counts['subjects'], 'person', 'people')} "
+        f"(execution {record.erasure_id}).",
         f"Receipt: {receipt_uri} (salted hashes, no names; an operator who knows a name can match it).",
-        f"Photos: {counts['photo_versions_deleted']} object version(s) deleted for good.",
-        f"Results: {counts['results_versions_scanned']} object version(s) scanned, "
+        f"Photos: {counted(counts['photo_versions_deleted'], 'object version')} deleted for good.",
+        f"Results: {counted(counts['results_versions_scanned'], 'object version')} scanned, "
         f"{counts['results_versions_rewritten']} rewritten without them, "
         f"{counts['results_versions_deleted']} deleted.",
     ]
@@ -402,7 +404,8 @@ def summary_text(
         )
     if finished:
         lines.append(
-            f"{finished} earlier forget(s) of the same people that had stopped half-way are completed."
+            f"Also completed: {counted(finished, 'earlier forget')} of the same people that had stopped "
+            "half-way."
         )
     lines.append(
         "Step Functions keeps this execution's input, which names them, for "

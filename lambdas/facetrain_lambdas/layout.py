@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from facetrain.contract.latest_pointer import LATEST_JSON
 from facetrain.contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
 
 # The files the original job published at the results prefix root.
 CURRENT_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL)
-LATEST_JSON = "latest.json"
 
 
 def s3_uri(bucket: str, key: str) -> str:

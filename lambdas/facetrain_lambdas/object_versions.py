@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from facetrain.contract.counting import counted
+
 from .errors import transient_aws_errors
 
 DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -67,14 +69,14 @@ def delete_versions(s3: Any, bucket: str, versions: Iterable[ObjectVersion], wha
     targets = [{"Key": v.key, "VersionId": v.version_id} for v in versions]
     for start in range(0, len(targets), DELETE_BATCH):
         chunk = targets[start : start + DELETE_BATCH]
-        with transient_aws_errors(f"deleting {len(chunk)} object version(s) in s3://{bucket}"):
+        with transient_aws_errors(f"deleting {counted(len(chunk), 'object version')} in s3://{bucket}"):
             response = s3.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
         errors = response.get("Errors", [])
         if errors:
             first = errors[0]
             example = what or f"e.g. {first.get('Key')} version {first.get('VersionId')}"
             raise VersionsNotDeleted(
-                f"S3 did not delete {len(errors)} object version(s) in s3://{bucket} ({example}): "
+                f"S3 did not delete {counted(len(errors), 'object version')} in s3://{bucket} ({example}): "
                 f"{first.get('Code')} {first.get('Message')}; run the request again once that is fixed"
             )
     return len(targets)

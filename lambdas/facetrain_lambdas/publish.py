@@ -21,6 +21,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from facetrain.contract.counting import counted
 from facetrain.contract.metrics import MetricsDocument
 from facetrain.contract.names import REJECTED_CSV, REPORT_HTML
 from pydantic import BaseModel, Field, model_validator
@@ -128,7 +129,8 @@ def _strangers_line(metrics_: MetricsDocument) -> str | None:
     searched = open_set.known_strangers if open_set else None
     accepted = f", {searched.errors} of them accepted at the threshold" if searched else ""
     rejected = f" ({strangers.rejected} rejected)" if strangers.rejected else ""
-    return f"Known strangers: {strangers.used} photo(s) searched{accepted}{rejected}; never enrolled."
+    searched_photos = counted(strangers.used, "photo")
+    return f"Known strangers: {searched_photos} searched{accepted}{rejected}; never enrolled."
 
 
 def _left_out_lines(metrics_: MetricsDocument) -> list[str]:
@@ -138,10 +140,9 @@ def _left_out_lines(metrics_: MetricsDocument) -> list[str]:
     excluded = metrics_.identities_excluded
     if not excluded:
         return []
-    count = len(excluded)
     return [
-        f"Left out, not enrolled: {count} identit{'y' if count == 1 else 'ies'} (the others were published; "
-        "set require_all_identities=true to fail such a run instead):",
+        f"Left out, not enrolled: {counted(len(excluded), 'identity', 'identities')} (the others were "
+        "published; set require_all_identities=true to fail such a run instead):",
         *(f"- {identity}: {why}" for identity, why in excluded.items()),
         "",
     ]
@@ -157,7 +158,7 @@ def _training_job_line(record: RunRecord, job: JobState, metrics_: MetricsDocume
     if job.billable_seconds:
         return (
             f"Training job: {job.training_job_name} on {instances}, ran on {device}: "
-            f"{job.billable_seconds} billable seconds."
+            f"{counted(job.billable_seconds, 'billable second')}."
         )
     return (
         f"Training job: {job.training_job_name} ran on {device} with no billable time reported: not on "
@@ -170,7 +171,8 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
     metrics_ = results.metrics
     left_out = len(metrics_.identities_excluded)
     lines = [
-        f"facetrain run {record.request.run_id} published {len(results.identities)} identities"
+        f"facetrain run {record.request.run_id} published "
+        f"{counted(len(results.identities), 'identity', 'identities')}"
         + (f"; {left_out} left out, named below." if left_out else "."),
         "",
         f"Photos: {metrics_.images_accepted} of {metrics_.images_total} used, "
@@ -186,7 +188,7 @@ def summary_text(record: RunRecord, job: JobState, results: VerifiedResults, lay
     if record.dataset.skipped:
         lines.insert(
             3,
-            f"Left out at validation: {record.dataset.skipped} object(s) under the images prefix "
+            f"Left out at validation: {counted(record.dataset.skipped, 'object')} under the images prefix "
             f"(see warnings in {s3_uri(layout.bucket, layout.run_record_key)}).",
         )
     if results.not_for_production:

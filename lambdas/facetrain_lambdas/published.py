@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from facetrain.contract.documents import DocumentError, parse_document
+from facetrain.contract.latest_pointer import LATEST_FORMAT, LATEST_VERSION
 from pydantic import BaseModel, ConfigDict
 
 from .errors import InvalidInput
@@ -20,8 +21,8 @@ from .observability import logger
 from .quality_gate import QualityGateDecision
 from .s3_json import read_json_if_present
 
-FORMAT = "facetrain.latest"
-VERSION = 2
+FORMAT = LATEST_FORMAT
+VERSION = LATEST_VERSION
 PUBLISHED_JSON = "published.json"
 
 
@@ -30,7 +31,7 @@ class LatestRecord(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: Literal["facetrain.latest"] = FORMAT
+    format: Literal["facetrain.latest"] = FORMAT  # the contract's LATEST_FORMAT (a Literal takes no name)
     version: Literal[2] = VERSION
     run_id: str
     previous_run_id: str | None

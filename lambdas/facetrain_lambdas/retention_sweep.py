@@ -35,6 +35,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from facetrain.contract.counting import counted
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .clients import client
@@ -251,7 +252,8 @@ def sweep_runs(
         swept.append(run_id)
     if failed:
         raise RunsNotSwept(
-            f"{len(failed)} old run(s) not deleted ({len(swept)} other(s) were, {deleted} versions):\n"
+            f"{counted(len(failed), 'old run')} not deleted "
+            f"({counted(len(swept), 'other was', 'others were')}, {counted(deleted, 'version')}):\n"
             + "\n".join(failed)
         )
     return SweepResult(

@@ -14,6 +14,7 @@ from facetrain.contract.names import (
     IMAGES_CHANNEL,
     MANIFEST_PREFIX_HYPERPARAMETERS,
     PREVIOUS_CHANNEL,
+    RUN_ID_HYPERPARAMETER,
 )
 from pydantic import Field
 
@@ -88,9 +89,17 @@ def prefix_hyperparameters(record: RunRecord) -> dict[str, str]:
     return {MANIFEST_PREFIX_HYPERPARAMETERS[channel]: prefix for channel, prefix in prefixes.items()}
 
 
+def fact_hyperparameters(record: RunRecord) -> dict[str, str]:
+    """What the job is told besides its settings (contract.names.NOT_SETTING_HYPERPARAMETERS, which it
+    leaves out of its settings and so of every fingerprint): each manifest channel's key prefix and the
+    run id (for metrics.json and report.html)."""
+    return {**prefix_hyperparameters(record), RUN_ID_HYPERPARAMETER: record.request.run_id}
+
+
 def job_hyperparameters(record: RunRecord) -> dict[str, str]:
-    """The run's settings as CreateTrainingJob strings, plus each manifest channel's key prefix."""
-    return {**record.sagemaker_hyperparameters(), **prefix_hyperparameters(record)}
+    """The run's settings as CreateTrainingJob strings, plus what the job is told besides them
+    (fact_hyperparameters)."""
+    return {**record.sagemaker_hyperparameters(), **fact_hyperparameters(record)}
 
 
 def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[str, Any]:
@@ -104,7 +113,7 @@ def training_job_request(record: RunRecord, training: TrainingSettings) -> dict[
         channels.append(_manifest_channel(CONFIG_CHANNEL, run.bucket, record.cfg_manifest_key))
     if record.previous_manifest_key:
         channels.append(_manifest_channel(PREVIOUS_CHANNEL, run.bucket, record.previous_manifest_key))
-    problems = sagemaker_limit_problems({**run.hyperparameters, **prefix_hyperparameters(record)})
+    problems = sagemaker_limit_problems({**run.hyperparameters, **fact_hyperparameters(record)})
     if problems:  # validate refuses these first; a run record from elsewhere is checked here too
         raise InvalidInput(problems)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": training.max_runtime_seconds}

@@ -8,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from facetrain.contract.counting import counted
 from facetrain.contract.documents import DocumentError
 from facetrain.contract.names import EMBEDDINGS_PKL
 from facetrain.contract.photo_limits import MAX_PHOTO_BYTES
@@ -137,7 +138,8 @@ def validate_run(
     if snapshot.warnings:  # a count and where they are listed: their keys name people, so only at DEBUG
         listed_in = s3_uri(request.bucket, layout.problems_key if problems else layout.run_record_key)
         logger.warning(
-            f"{len(snapshot.warnings)} file(s) or folder(s) under the images prefix are left out of the run",
+            f"left out of the run: {counted(len(snapshot.warnings), 'file or folder', 'files or folders')} "
+            "under the images prefix",
             extra={"run_id": request.run_id, "listed_in": listed_in},
         )
         logger.debug("what was left out", extra={"warnings": snapshot.warnings[:MAX_RECORDED_WARNINGS]})

@@ -11,6 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from facetrain.contract.counting import counted
+
 from . import launch
 
 if TYPE_CHECKING:
@@ -459,8 +461,9 @@ def _forget_in_folder(out_dir: Path, names: list[str], template: Path) -> int:
     images_prefix = load_sam(template)["Parameters"]["ImagesPrefix"]["Default"]
     scrubbed = scrub_folder(out_dir, names, images_prefix)
     print(
-        f"forget {out_dir} (no --state: the runs kept no bucket): {scrubbed.rewritten} file(s) rewritten "
-        f"without them, {scrubbed.deleted} deleted. Delete their folders from your own photos folder too."
+        f"forget {out_dir} (no --state: the runs kept no bucket): {counted(scrubbed.rewritten, 'file')} "
+        f"rewritten without them, {scrubbed.deleted} deleted. Delete their folders from your own photos "
+        "folder too."
     )
     return 0
 

@@ -29,6 +29,9 @@ EXECUTION_EVENTS = 2  # ExecutionStarted, and one of ExecutionSucceeded/Failed/T
 # History events one pass through a state adds when it succeeds the first time (Step Functions' history
 # event types): <Type>StateEntered/Exited, and for a task TaskScheduled, TaskStarted, TaskSucceeded.
 EVENTS_PER_STATE = {"Task": 5, "Wait": 2, "Choice": 2, "Pass": 2, "Succeed": 2, "Fail": 1}
+# A Parallel state's own: ParallelStateEntered, ParallelStateStarted, ParallelStateSucceeded and
+# ParallelStateExited; its branches' states add theirs (a branch runs each of its states once here).
+PARALLEL_OWN_EVENTS = 4
 # The most times one execution passes through a state outside the poll loop: RunEnded runs before and
 # after FinishUploadBatch; every other such state at most once (the upload-settle loop is in the reserve).
 VISITS_OUTSIDE_THE_LOOP = 2
@@ -40,6 +43,10 @@ def load_definition(path: Path = DEFINITION_PATH) -> dict[str, Any]:
 
 
 def _events(state_name: str, state: dict[str, Any]) -> int:
+    if state["Type"] == "Parallel":  # its own events, and each state of each branch once
+        return PARALLEL_OWN_EVENTS + sum(
+            _events(name, inner) for branch in state["Branches"] for name, inner in branch["States"].items()
+        )
     try:
         return EVENTS_PER_STATE[state["Type"]]
     except KeyError:

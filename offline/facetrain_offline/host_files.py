@@ -108,7 +108,7 @@ def download_channel(
 
 def upload_model(job: FakeTrainingJob, bases: list[Path], s3: Any) -> None:
     """One model.tar.gz of every host's model/, merged as SageMaker merges them (the first host's file
-    of a name wins)."""
+    of a name wins); uploaded once the containers have exited, whatever the outcome (training_backend)."""
     buffer = io.BytesIO()
     added: set[str] = set()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:

@@ -1,6 +1,8 @@
-"""The identities a published run left out (not enrolled), for the terminal's last lines: one line each,
-with its photos' reasons, read from the run's metrics.json as copied into the output folder
-(results_copy.copy_results). The terminal is the operator's own: names belong there, as in rejected.csv."""
+"""The identities a run left out (not enrolled), for the terminal's last lines: one line each, with its
+photos' reasons, read from the run's metrics.json as copied into the output folder: a published run's
+(results_copy.copy_results), or the one in the evidence of a run that did not publish (copy_run_evidence:
+e.g. require_all_identities=true refused it for them). The terminal is the operator's own: names belong
+there, as in rejected.csv."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ from facetrain.contract.names import METRICS_JSON
 
 def left_out_lines(out_dir: Path, copied: list[str]) -> list[str]:
     """`left   <identity> not enrolled: <why>` for each identity the copied metrics.json names in
-    identities_excluded; [] when none, or when no metrics.json was copied (nothing published). A metrics.json
-    that cannot be read (publish verified it: only a file changed since) gives one line saying so."""
+    identities_excluded (the first metrics.json of `copied`); [] when none, or when no metrics.json was
+    copied. A metrics.json that cannot be read gives one line saying so."""
     copied_metrics = [name for name in copied if Path(name).name == METRICS_JSON]
     if not copied_metrics:
         return []

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from facetrain.contract.counting import counted
 from facetrain.contract.identity_names import shown_bytes, undecodable
 from facetrain.contract.photo_files import not_photo_reason
 from facetrain.folder_walk import EntryKind, WalkEntry
@@ -149,7 +150,7 @@ def scan_photo_folder(images_dir: Path, prefix: str = "") -> PhotoFolder:
         listed = "\n".join(f"- {name}" for name in list(upload.bad_names)[:MAX_LISTED])
         more = len(upload.bad_names) - MAX_LISTED
         raise PhotoFolderError(
-            f"{len(upload.bad_names)} name(s) in {where} cannot be S3 keys, which must be UTF-8 "
+            f"{counted(len(upload.bad_names), 'name')} in {where} cannot be S3 keys, which must be UTF-8 "
             f"text of at most {MAX_KEY_BYTES} bytes (non-UTF-8 bytes shown as \\xNN):\n{listed}"
             + (f"\n- … and {more} more" if more > 0 else "")
             + "\nRename them to UTF-8 names (convmv renames names written in another encoding), shorten "

@@ -125,10 +125,10 @@ def copy_run_evidence(
     relative to out_dir. A run id that another execution's run.json claims is not this run's (validate
     refused it as reused): nothing is copied; of the rest, only objects written since the execution started
     (to the second: S3's LastModified) are its own. A file publish stored under runs/<run id>/ is taken from
-    there, else from the newest training/<job>/output/model.tar.gz (SageMaker uploads model/ whether the
-    job succeeded or failed): its members of those names, regular files within their cap (contract.
-    result_files), streamed to disk; an archive that cannot be read adds nothing (publish named it in the
-    run's failure)."""
+    there, else from the newest training/<job>/output/model.tar.gz (SageMaker, and the local backend,
+    upload model/ whether the job succeeded, failed or was stopped): its members of those names, regular
+    files within their cap (contract.result_files), streamed to disk; an archive that cannot be read adds
+    nothing (publish named it in the run's failure)."""
     from facetrain_lambdas.run_request import RUN_ID  # lazy: the Lambdas' modules are slow to import
 
     if not RUN_ID.fullmatch(execution.run_id):  # validate refused it: no folder of it exists

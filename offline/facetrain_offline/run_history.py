@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from facetrain.contract.counting import counted
 from facetrain.contract.documents import DocumentError
 from facetrain.contract.metrics import MetricsDocument, read_metrics
 from facetrain.contract.names import METRICS_JSON
@@ -165,9 +166,7 @@ def _without_record(bucket: SavedBucket, folder: str, run_id: str) -> RunEntry:
         note = "no run.json nor problems.json: validate never accepted nor refused this run id"
         return RunEntry(run_id, None, "unreadable", None, None, None, None, note=note)
     listed = problems.get("problems") if isinstance(problems, dict) else None
-    count = (
-        f"{len(listed)} problem{'' if len(listed) == 1 else 's'}" if isinstance(listed, list) else "problems"
-    )
+    count = counted(len(listed), "problem") if isinstance(listed, list) else "problems"
     note = f"{count} in {key}"
     return RunEntry(run_id, bucket.last_modified(key), "refused", None, None, None, None, note=note)
 

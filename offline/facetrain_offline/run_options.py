@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facetrain.contract.counting import counted
+
 from .local_aws import DEFAULT_TEMPLATE
 
 LOCAL_IMAGE_URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/facetrain:local"
@@ -40,7 +42,7 @@ def recorded_input(payload: dict[str, Any]) -> dict[str, Any]:
     lies in --out, which the erasure must leave without a trace of them)."""
     if "forget" not in payload:
         return payload
-    return {**payload, "forget": f"<{len(payload['forget'])} name(s), not recorded>"}
+    return {**payload, "forget": f"<{counted(len(payload['forget']), 'name')}, not recorded>"}
 
 
 def console_input(options: RunOptions, hyperparameters: dict[str, str]) -> dict[str, Any]:

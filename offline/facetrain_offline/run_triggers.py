@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+from facetrain.contract.counting import counted
 from facetrain.contract.names import STRANGERS_FOLDER, is_skipped
 
 from .bucket_state import all_keys
@@ -52,14 +53,15 @@ def uploaded_files(keys: Iterable[str], prefix: str) -> str:
         else:
             people.add(top)
             people_files += 1
-    parts = [f"{people_files} in {len(people)} {'person' if len(people) == 1 else 'people'}'s folders"]
+    folders = counted(len(people), "person's folder", "people's folders")
+    parts = [f"{people_files} in {folders}"]
     if strangers:
-        parts.append(f"{strangers} known strangers' photo(s)")
+        parts.append(f"{strangers} in the known strangers' folder")
     if loose:
         parts.append(f"{loose} outside any person's folder")
     if ignored:
         parts.append(f"{ignored} in folders starting with _ (ignored by the job)")
-    return f"{files} file{'' if files == 1 else 's'} ({', '.join(parts)})"
+    return f"{counted(files, 'file')} ({', '.join(parts)})"
 
 
 def execution_name(now: datetime | None = None) -> str:

@@ -379,7 +379,9 @@ def _summarise(
         failure_reason=reason,
         interrupted=interrupted,
     )
-    for line in left_out_lines(options.out_dir, results):  # nobody left out in silence (issue 27)
+    # Nobody left out in silence (issue 27): read from the published run's metrics.json, or from the one a
+    # run that did not publish left in its evidence (require_all_identities=true refused it, a gate).
+    for line in left_out_lines(options.out_dir, results + evidence):
         say(line)
     if status == "SUCCEEDED":
         say(f"done   SUCCEEDED: {f'results in {options.out_dir}' if jobs else 'nothing changed'}")

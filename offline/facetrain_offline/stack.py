@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from facetrain.contract.counting import counted
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from .identities import active_account
@@ -47,12 +48,14 @@ def _parameters(
     declared = sam.get("Parameters", {})
     unknown = sorted(set(overrides) - set(declared))
     if unknown:
-        raise TemplateError(f"unknown template parameter(s): {', '.join(unknown)}")
+        raise TemplateError(f"{counted(len(unknown), 'unknown template parameter')}: {', '.join(unknown)}")
     defaults = {name: str(spec["Default"]) for name, spec in declared.items() if "Default" in spec}
     parameters = {**defaults, **overrides}
     missing = sorted(set(declared) - set(parameters))
     if missing:
-        raise TemplateError(f"template parameter(s) without a value: {', '.join(missing)}")
+        raise TemplateError(
+            f"{counted(len(missing), 'template parameter')} without a value: {', '.join(missing)}"
+        )
     problems = parameter_problems(declared, parameters, short_waits)
     if problems:
         raise TemplateError("CloudFormation would refuse these parameters:\n- " + "\n- ".join(problems))

@@ -5,8 +5,10 @@ backend runs it in a thread: each host's /opt/ml laid out as SageMaker lays it o
 real container entry point (`train`) run once per host, as a process (host_processes.py) or, given a
 ContainerEngine, inside the training image with podman (host_containers.py), its log streamed and written
 to CloudWatch Logs as SageMaker does (job_logs.py: the SDK's log streaming reads it), every host's
-`model/` merged into `<output path>/<job>/output/model.tar.gz`. DescribeTrainingJob reports InProgress →
-Completed/Failed/Stopped (training_job_status.py), with the FailureReason read from `output/failure`.
+`model/` merged into `<output path>/<job>/output/model.tar.gz` once the container has run, whatever
+the outcome (completed, failed or stopped: as SageMaker, see `_end_unfinished`). DescribeTrainingJob
+reports InProgress → Completed/Failed/Stopped (training_job_status.py), with the FailureReason read from
+`output/failure`.
 A CheckpointConfig (Spot) is honoured: S3Uri's objects go into each host's checkpoints folder before
 the container starts, and the folder's files back to S3Uri once it has exited (host_files.py).
 moto has no StopTrainingJob: this backend adds it and does what SageMaker does (status Stopping, SIGTERM
@@ -228,19 +230,11 @@ class LocalTrainingBackend:
             for base in bases:  # SageMaker syncs them as the job runs; here once, whatever the outcome
                 upload_checkpoints(job, base, s3)
             local.exit_code = next((code for code in codes if code != 0), 0)
-            if local.stop_requested.is_set():
-                self._finish(job, "Stopped", "Stopped", started)
-                return
-            if timed_out:
-                self._finish(job, "Stopped", "MaxRuntimeExceeded", started)
-                return
             failed = [
                 (host, base, code) for host, base, code in zip(hosts, bases, codes, strict=True) if code
             ]
-            if failed:
-                host, base, code = failed[0]
-                reason = failure_reason(base, code, host if len(hosts) > 1 else None)
-                self._finish(job, "Failed", "Failed", started, reason)
+            if local.stop_requested.is_set() or timed_out or failed:
+                self._end_unfinished(job, local, bases, s3, started, timed_out, failed)
                 return
             self._status(job, "InProgress", "Uploading", "Uploading generated training model")
             upload_model(job, bases, s3)
@@ -248,6 +242,47 @@ class LocalTrainingBackend:
         except Exception as exc:  # the local backend itself failed: report it as SageMaker would
             self._emit(local, f"local training backend error: {type(exc).__name__}: {exc}")
             self._finish(job, "Failed", "Failed", started, f"ClientError: {type(exc).__name__}: {exc}"[:1024])
+
+    def _end_unfinished(
+        self,
+        job: FakeTrainingJob,
+        local: LocalJob,
+        bases: list[Path],
+        s3: Any,
+        started: float,
+        timed_out: bool,
+        failed: list[tuple[str, Path, int]],
+    ) -> None:
+        """End a job whose container ran but did not complete: stopped (StopTrainingJob, or
+        MaxRuntimeInSeconds) or failed (a host exited non-zero, its FailureReason read first). Its hosts'
+        model/ is uploaded as for a completed job, before the end is reported: what a failed job wrote
+        there (facetrain's report.html, rejected.csv and metrics.json of a refused run) is the operator's
+        evidence (results_copy.copy_run_evidence). An upload error goes to the job's log, never into the
+        outcome: DescribeTrainingJob still gives the job's own FailureReason.
+
+        Why SageMaker does the same: its documentation says it uploads /opt/ml/model "at the end of the
+        training job" (docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html),
+        and that a stopped job's SIGTERM leaves 120 seconds "to save the model artifacts, so the results of
+        training are not lost" (API_StopTrainingJob.html; API_StoppingCondition.html for MaxRuntimeInSeconds).
+        That a *failed* job's model/ is uploaded too is not stated in AWS's documentation; AWS's own SDK
+        says it: "SageMaker Training exports model/output artifacts even when the training job fails", and
+        its local mode does so, in a `finally` (github.com/aws/sagemaker-python-sdk pull request 746).
+        DescribeTrainingJob keeps ModelArtifacts whatever the outcome: a required member of its response
+        (botocore's service model), the configured location, as moto sets it at CreateTrainingJob."""
+        reason = None  # the outcome is decided before the upload: nothing during it changes it
+        if local.stop_requested.is_set():
+            status, secondary = "Stopped", "Stopped"
+        elif timed_out:
+            status, secondary = "Stopped", "MaxRuntimeExceeded"
+        else:
+            host, base, code = failed[0]
+            status, secondary = "Failed", "Failed"
+            reason = failure_reason(base, code, host if len(local.hosts) > 1 else None)
+        try:
+            upload_model(job, bases, s3)
+        except Exception as exc:  # the evidence is lost, the outcome is not: said in the job's log
+            self._emit(local, f"local training backend: model/ not uploaded: {type(exc).__name__}: {exc}")
+        self._finish(job, status, secondary, started, reason)
 
     def _train(self, local: LocalJob, bases: list[Path], max_runtime: int) -> tuple[list[int], bool]:
         """Run `train` once per host (a process, or a container of the image), streaming the output;

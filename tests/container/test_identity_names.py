@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -216,7 +217,8 @@ def test_the_job_refuses_hostile_identity_names_at_its_start(names, sagemaker_tr
 
     failure = sagemaker_tree.failure()
     assert run.rc == 1 and failure is not None
-    assert "identity folder name problem(s), nothing was embedded" in failure
+    counted = re.search(r"\b(\d+) identity folder name (problems?), nothing was embedded", failure)
+    assert counted and (counted[1] == "1") == (counted[2] == "problem"), failure
     assert "Internal error" not in failure and "Traceback" not in failure
     for name in names:
         assert f"face_imgs/{shown(name)}/" in failure

@@ -140,7 +140,7 @@ def test_identity_with_a_good_photo_is_enrolled_despite_broken_ones(inputs_run):
 def test_identity_without_usable_photo_is_excluded_and_reported(inputs_run):
     metrics = inputs_run.metrics()
     assert set(metrics["identities_excluded"]) == {"all_broken"}
-    assert "0 usable photo(s)" in metrics["identities_excluded"]["all_broken"]
+    assert "0 usable photos" in metrics["identities_excluded"]["all_broken"]
     assert "all_broken" not in [name for name, _, _ in inputs_run.enrollment()]
     assert "all_broken" not in inputs_run.rules()["identities"]
     rows = inputs_run.rejected_by_photo()
@@ -187,7 +187,7 @@ def test_min_images_per_identity_excludes_small_identities(sagemaker_tree, share
     assert "fewer than min_images_per_identity=2" in row["message"]
     metrics = sagemaker_tree.metrics()
     assert set(metrics["identities_excluded"]) == {"kate"}
-    assert "1 usable photo(s)" in metrics["identities_excluded"]["kate"]
+    assert "1 usable photo" in metrics["identities_excluded"]["kate"]
     assert (metrics["images_total"], metrics["images_accepted"], metrics["images_rejected"]) == (3, 2, 1)
     assert sagemaker_tree.rules()["identities"] == ["person_02"]
     assert set(sagemaker_tree.records()) == {"person_02/img12.jpg", "person_02/img53.jpg"}

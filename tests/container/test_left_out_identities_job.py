@@ -3,8 +3,9 @@ new hire whose photos are all unusable (a blank image and a non-image, derived a
 
 By default (require_all_identities=false) the others are enrolled and published, and the new hire is named
 with their photos' reasons in metrics.json and report.html's run summary; with require_all_identities=true
-the job fails, naming them, the reasons and the fix, and writes the evidence but no enrollment. Either way
-the log (SageMaker's, outside the stack's retention) counts them at INFO and names nobody."""
+the job fails with a reason that counts them and gives the fix but names nobody (SageMaker keeps it for
+good), and writes the evidence, which names them, but no enrollment. Either way the log (SageMaker's,
+outside the stack's retention) counts them and names nobody."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from PIL import Image
 pytestmark = pytest.mark.slow
 TRAIN = Path(sys.executable).with_name("train")  # the console script of the venv running the tests
 NEW_HIRE = "new_hire"  # not one of faces-dev's people
-REASONS = "0 usable photo(s) of 2 (no_face: 1, not_an_image: 1)"
+REASONS = "0 usable photos of 2 (no_face: 1, not_an_image: 1)"
 COUNTED = "1 identity left out, not enrolled (fewer usable photos than min_images_per_identity)"
 
 
@@ -110,17 +111,22 @@ def test_by_default_the_others_are_published_and_the_new_hire_named(by_default) 
     ) in summary
 
 
-def test_all_required_fails_naming_the_new_hire_their_reasons_and_the_fix(all_required) -> None:
+def test_all_required_fails_counting_the_new_hire_naming_nobody_and_giving_the_fix(all_required) -> None:
     tree, output = all_required
     assert output.startswith("exit 1"), output
     reason = tree.failure()
     assert reason is not None
-    assert reason.startswith(
-        "1 identity could not be enrolled and require_all_identities=true fails the run: no enrollment was "
-        "written, the published results are unchanged. Give each of them usable photos"
+    # Counted, pointed at and the fix; named nowhere in it: SageMaker's FailureReason cannot be deleted.
+    assert reason == (
+        "1 identity could not be enrolled (fewer usable photos than min_images_per_identity) and "
+        "require_all_identities=true fails the run: no enrollment was written, the published results are "
+        "unchanged. The run's metrics.json (identities_excluded), report.html's run summary and rejected.csv "
+        "name them with each photo's reason (facetrain run prints them on its last lines); they are not "
+        "named here, because a training job's failure reason cannot be deleted. Give each of them usable "
+        "photos (one face, clearly visible) and run again, or set require_all_identities=false to publish "
+        "the others and name the left-out ones."
     )
-    assert "or set require_all_identities=false to publish the others" in reason
-    assert reason.endswith(f"Left out:\n- {NEW_HIRE}: {REASONS}, fewer than min_images_per_identity=1")
+    assert _names_in(reason, tree) == []
     # The evidence, and no enrollment that anything could publish.
     assert tree.model_files() == ["metrics.json", "rejected.csv", "report.html"]
     metrics = tree.metrics()

@@ -119,7 +119,7 @@ def test_an_unsound_previous_record_is_counted_not_named(with_unsound_previous) 
     result = train(tree, base / "cwd-info")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    assert "previous embeddings: 1 record(s) unsound, their photos are recomputed" in output
+    assert "previous embeddings: 1 record unsound, their photos are recomputed" in output
     assert key not in output
     assert named_in(output, identifying_words(tree)) == []
 

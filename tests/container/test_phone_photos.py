@@ -1,5 +1,5 @@
 """Photos as people have them (issue 27): HEIC/HEIF (iPhone) and AVIF photos are decoded upright, whatever
-their orientation, and files that are not photos are rejected unread with their reason, never decoded.
+their orientation, and files that are not photos are skipped unread with their reason, never decoded.
 The photos are derived at test time from a faces-dev JPEG (support.phone_photos)."""
 
 from __future__ import annotations
@@ -59,10 +59,10 @@ def test_every_photo_extension_is_read_and_stray_files_are_not(tmp_path) -> None
     assert (unknown_extension_warning("x.dng") or "").startswith("extension .dng is not a photo format's")
 
 
-def test_the_job_rejects_stray_files_unread_with_their_reason(shared_data, tmp_path) -> None:
-    """list_channel: the stray files of a person's folder are rejected unread, reason not_a_photo and its
-    sentence, keyed by their path in the channel (.DS_Store, a `.` name, is ignored as every such name);
-    the HEIC photo is a photo."""
+def test_the_job_skips_stray_files_unread_with_their_reason(shared_data, tmp_path) -> None:
+    """list_channel: the stray files of a person's folder are skipped unread, apart from the photos and
+    the rejections (`skipped`), reason not_a_photo and its sentence, keyed by their path in the channel
+    (.DS_Store, a `.` name, is ignored as every such name); the HEIC photo is a photo."""
     person = tmp_path / "face_imgs" / "person_02"
     person.mkdir(parents=True)
     (person / "IMG_0001.HEIC").write_bytes(
@@ -75,10 +75,11 @@ def test_the_job_rejects_stray_files_unread_with_their_reason(shared_data, tmp_p
     listing = list_channel(tmp_path / "face_imgs")
 
     assert [photo.key for photo in listing.photos] == ["person_02/IMG_0001.HEIC"]
-    rejected = {ref.key: rejection for ref, rejection in listing.misnamed}
-    assert sorted(rejected) == sorted(f"person_02/{name}" for name in STRAY_FILES if name != ".DS_Store")
+    assert listing.misnamed == []
+    skipped = {item.photo.key: item for item in listing.skipped}
+    assert sorted(skipped) == sorted(f"person_02/{name}" for name in STRAY_FILES if name != ".DS_Store")
     for name, reason in STRAY_REASONS.items():
         if name == ".DS_Store":
             continue
-        rejection = rejected[f"person_02/{name}"]
-        assert rejection.reason == NOT_A_PHOTO and rejection.message.startswith(reason), name
+        item = skipped[f"person_02/{name}"]
+        assert item.reason == NOT_A_PHOTO and item.message.startswith(reason), name

@@ -54,7 +54,7 @@ def synthetic(sizes, names, seed=0, spread=0.5):
     return embeddings, labels, keys
 
 
-def render(names, sizes, warning=None, rejected=(), target_far=0.01, default=1.1, target_fpir=0.05):
+def render(names, sizes, warning=None, rejected=(), target_far=0.01, default=1.1, target_fpir=0.05, **extra):
     embeddings, labels, keys = synthetic(sizes, names)
     rejections: dict[str, dict[str, int]] = {}
     for row in rejected:
@@ -68,7 +68,7 @@ def render(names, sizes, warning=None, rejected=(), target_far=0.01, default=1.1
         "created_at": "2026-01-02T03:04:05+00:00",
         "warning": warning,
         "identities": len(names),
-        "identities_excluded": {"gone": "0 usable photo(s), fewer than min_images_per_identity=1"},
+        "identities_excluded": {"gone": "0 usable photos, fewer than min_images_per_identity=1"},
         "images_total": int(sum(sizes)) + len(rejected),
         "images_accepted": int(sum(sizes)),
         "images_rejected": len(rejected),
@@ -77,6 +77,7 @@ def render(names, sizes, warning=None, rejected=(), target_far=0.01, default=1.1
         "timings": {"total": 1.5},
         "versions": {"facetrain": "0.1.0"},
         "evaluation": evaluation.summary,
+        **extra,
     }
     text = render_report(metrics, evaluation, embeddings, labels, names, list(rejected))
     page = Page()
@@ -125,7 +126,7 @@ def test_report_has_its_sections_and_decodable_plots():
     assert f"{evaluation.threshold:.4f}" in visible  # the calibrated threshold, with how it was found
     assert evaluation.summary["threshold_note"] in visible
     assert "plain/blurry.jpg" in visible and "no_face: 1" in visible
-    assert "excluded: 0 usable photo(s)" in visible
+    assert "excluded: 0 usable photos" in visible
 
 
 def test_page_is_self_contained():
@@ -269,7 +270,7 @@ def test_known_strangers_are_counted_with_the_errors_they_cause():
     mated, hit = np.linspace(0.15, 0.45, 12), np.array([True] * 11 + [False])
     _, _, visible = open_set_evaluation(non_mated, mated, hit, strangers, source="calibrated")
     assert (
-        "5 known stranger photo(s) searched, 1 accepted at the threshold (20 %; 95 % upper bound 71.64 %)"
+        "5 known stranger photos searched, 1 accepted at the threshold (20 %; 95 % upper bound 71.64 %)"
         in visible
     )
     # FPIR counts every non-mated search, strangers included: 1 of 25; FNIR: 1 missed + 2 beyond 0.39.
@@ -349,3 +350,32 @@ def test_a_summary_without_open_set_still_renders():
     visible = " ".join(page.text)
     assert "not measured: this evaluation predates open-set evaluation" in visible
     assert len(page.images) == 3
+
+
+def _visible(page: Page) -> str:
+    return " ".join(" ".join(page.text).split())
+
+
+def test_the_run_id_heads_the_page_and_its_run_facts():
+    """metrics.json's run_id (the facetrain_run_id hyperparameter start passes): in the title, the line
+    under the heading and the run facts; escaped like every value from the data."""
+    text, page, _ = render(["a", "b"], [3, 3], run_id="weekly-7")
+    assert "<title>facetrain enrollment report — run weekly-7 — 2026-01-02T03:04:05+00:00</title>" in text
+    assert '<p class="meta">run weekly-7 · 2 identities' in text
+    assert "<tr><th>run id</th><td>weekly-7</td></tr>" in text
+    hostile, page, _ = render(["a", "b"], [3, 3], run_id=HOSTILE)
+    assert HOSTILE not in hostile and "script" not in page.tags
+
+
+@pytest.mark.parametrize("absent", [{}, {"run_id": None}], ids=["older-metrics", "job-without-run-id"])
+def test_a_job_without_a_run_id_shows_none(absent):
+    text, _, _ = render(["a", "b"], [3, 3], **absent)
+    assert "run id" not in text and "— run " not in text and '<p class="meta">2 identities' in text
+
+
+def test_the_files_skipped_as_no_photos_are_noted_apart_from_the_photos():
+    for skipped, note in ((2, "; 2 files skipped, not photos"), (1, "; 1 file skipped, not photos")):
+        _, page, _ = render(["a", "b"], [3, 3], files_skipped=skipped)
+        assert f"of 6; 0 rejected{note}" in _visible(page)
+    _, page, _ = render(["a", "b"], [3, 3])
+    assert "skipped" not in _visible(page)

@@ -50,7 +50,7 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(sagemaker_tree_class, sh
     interrupted_seconds = time.monotonic() - started
     assert rc == 143, output
     assert f"progress: {total}/{total}" not in output
-    segments = re.findall(r"checkpoint: (\d+) embedding\(s\) and (\d+) rejection\(s\) saved", output)
+    segments = re.findall(r"checkpoint: (\d+) embeddings? and (\d+) rejections? saved", output)
     assert segments, output
     saved = sum(int(embeddings) for embeddings, _ in segments)
     assert 0 < saved < total

@@ -36,7 +36,7 @@ def test_train_script_enrolls(sagemaker_tree, shared_data, tmp_path, argv):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 photos of 4 identities and 0 known stranger photo(s) on host algo-1 (1 of 1); weights=none" in (
+    assert "4 photos of 4 identities and 0 known stranger photos on host algo-1 (1 of 1); weights=none" in (
         result.stdout
     )
     assert "NOT FOR PRODUCTION" in result.stdout

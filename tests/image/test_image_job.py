@@ -67,7 +67,7 @@ def test_photos_without_faces_fail_the_job_with_a_clear_failure_file(
     assert done.returncode != 0
     failure = job.failure()
     assert failure, done.stdout[-2000:] + done.stderr[-2000:]
-    assert failure.startswith("No identity could be enrolled: 4 file(s), 0 usable"), failure
+    assert failure.startswith("No identity could be enrolled: 4 files, 0 usable"), failure
     assert "Traceback" not in failure
     assert "final_mean_embeddings.csv" not in job.model_files()
 

@@ -118,7 +118,8 @@ def test_every_event_file_runs_through_its_handler(monkeypatch: pytest.MonkeyPat
         handled.add("forget-begin.json")
         purged = forget.handler(_load("forget-purge.json"), LambdaContext("forget"))
         assert (
-            purged["record_key"] == "erasures/forget-example.json" and "forgot 1 person" in purged["summary"]
+            purged["record_key"] == "erasures/forget-example.json"
+            and "forgot 1 person (execution" in purged["summary"]
         )
         handled.add("forget-purge.json")
 

@@ -58,7 +58,7 @@ def test_min_images_per_identity_does_not_apply_to_the_strangers() -> None:
     # one stranger photo counts for no identity; nothing is left out (snapshot.warnings), bob is warned apart
     assert problems == [] and snapshot.warnings == [] and snapshot.too_few is not None
     assert snapshot.all_warnings == [
-        "1 identity has fewer than min_images_per_identity=2 photo(s) in the photos folder: the training "
+        "1 identity has fewer than min_images_per_identity=2 photos in the photos folder: the training "
         "job excludes them and enrolls the others (metrics.json identities_excluded and rejected.csv "
         "identity_excluded name them); add photos or lower min_images_per_identity to enroll them"
     ]
@@ -81,8 +81,8 @@ def test_names_skipped_inside_the_strangers_folder_and_other_underscore_folders_
     # warning names the key relative to the images prefix (the person's own path).
     assert [warning.split(" is skipped")[0].split(": not a photo")[0] for warning in snapshot.warnings] == [
         "_strangers/.DS_Store",
-        "_strangers/_old/ (1 object(s))",
-        "_stranger/ (1 object(s))",
+        "_strangers/_old/ (1 object)",
+        "_stranger/ (1 object)",
         "_strangers",
     ]
     assert snapshot.warnings[0].startswith("_strangers/.DS_Store: not a photo (a macOS folder settings file)")
@@ -115,7 +115,7 @@ def test_a_strangers_photo_gets_the_checks_of_a_persons_photo() -> None:
 def test_strangers_alone_are_no_enrollment() -> None:
     snapshot, problems = _check(_objects(*STRANGERS))
     assert problems == [
-        "no photos in the photos folder (only 3 known stranger photo(s), in _strangers/, which are never "
+        "no photos in the photos folder (only 3 known stranger photos, in _strangers/, which are never "
         "enrolled): put them in one folder per person, <name>/<photo>.jpg (on AWS under face_imgs/ in the "
         "data bucket)"
     ]
@@ -244,7 +244,7 @@ def test_the_notification_says_how_many_strangers_were_searched_and_accepted() -
     counted = StrangerPhotos(photos=5, used=4, rejected=1, rejections_by_reason={"no_face": 1})
     lines = text(strangers=counted)
     assert lines[lines.index(next(line for line in lines if line.startswith("Photos: "))) + 1] == (
-        "Known strangers: 4 photo(s) searched (1 rejected); never enrolled."
+        "Known strangers: 4 photos searched (1 rejected); never enrolled."
     )
     searched = ErrorRate(errors=1, trials=4, rate=0.25, lower_95=0.0063, upper_95=0.8059)
     open_set = OpenSetEvaluation(
@@ -259,6 +259,6 @@ def test_the_notification_says_how_many_strangers_were_searched_and_accepted() -
     assert verified.metrics.evaluation is not None
     evaluation = verified.metrics.evaluation.model_copy(update={"open_set": open_set})
     assert (
-        "Known strangers: 4 photo(s) searched, 1 of them accepted at the threshold (1 rejected); "
+        "Known strangers: 4 photos searched, 1 of them accepted at the threshold (1 rejected); "
         "never enrolled."
     ) in text(strangers=counted, evaluation=evaluation)

@@ -78,7 +78,7 @@ def test_validate_logs_counts_and_where_the_details_are_at_info(s3, function_env
     logged = records(buffer)
     (left_out,) = [r for r in logged if "left out of the run" in r["message"]]
     assert left_out["level"] == "WARNING"
-    assert left_out["message"].startswith("3 file(s) or folder(s) under the images prefix")
+    assert left_out["message"] == "left out of the run: 3 files or folders under the images prefix"
     assert left_out["listed_in"] == f"s3://{BUCKET}/{pointer['run_record_key']}"
     assert any(r["message"].startswith("1 identity has fewer than") for r in logged)
     assert named_in(buffer.getvalue()) == []
@@ -122,7 +122,7 @@ FAILED_JOB = PollResult(
     training_job_name="facetrain-exec-1",
     status="Failed",
     secondary_status="Failed",
-    failure_reason="No identity could be enrolled: 1 file(s), 0 usable (no_face: 1). See rejected.csv. "
+    failure_reason="No identity could be enrolled: 1 file, 0 usable (no_face: 1). See rejected.csv. "
     "First problems: alice/000.jpg: no face found",
     billable_seconds=60,
     model_artifacts="",

@@ -12,7 +12,7 @@ from handler_fixtures import run_record
 from support.testkit import model_files
 
 WHY = (
-    "0 usable photo(s) of 2 (no_face: 1, not_an_image: 1), fewer than min_images_per_identity=1; add photos "
+    "0 usable photos of 2 (no_face: 1, not_an_image: 1), fewer than min_images_per_identity=1; add photos "
     "in which this person's face shows clearly (rejected.csv gives each photo's reason), or lower the setting"
 )
 

@@ -66,9 +66,9 @@ def test_validate_the_upload_and_the_job_skip_the_same_files_for_the_same_reason
     # What is skipped, and why: one line per stray file, its path relative to the photos folder first.
     skipped_by_upload = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in uploaded.skipped}
     skipped_by_validate = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in snapshot.warnings}
-    skipped_by_job = {ref.key: rejection for ref, rejection in listing.misnamed}
+    skipped_by_job = {item.photo.key: item for item in listing.skipped}
     assert sorted(skipped_by_upload) == sorted(skipped_by_validate) == folder.stray
-    # The job rejects them unread (rejected.csv rows), but for .DS_Store: a `.` name, which it ignores.
+    # The job skips them unread (rejected.csv rows), but for .DS_Store: a `.` name, which it ignores.
     assert sorted(skipped_by_job) == [key for key in folder.stray if not key.endswith("/.DS_Store")]
     for relative in folder.stray:
         reason = STRAY_REASONS[relative.split("/")[-1]]

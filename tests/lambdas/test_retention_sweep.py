@@ -214,8 +214,8 @@ def test_versions_s3_refuses_to_delete_are_named_after_the_other_runs_are_swept(
     with pytest.raises(RunsNotSwept) as failed:
         sweep_runs(s3, BUCKET, "results/", DAYS, now=NOW)
     message = str(failed.value)
-    assert message.startswith("1 old run(s) not deleted (1 other(s) were")
-    assert "run old-locked: S3 did not delete 1 object version(s)" in message
+    assert message.startswith("1 old run not deleted (1 other was, ")
+    assert "run old-locked: S3 did not delete 1 object version in s3://" in message
     assert "results/runs/old-locked/manifest.json" in message
     assert _versions(s3, "results/runs/old-1/") == set()
 

@@ -61,16 +61,39 @@ def test_request_has_manifest_channels_isolation_and_tags() -> None:
     assert channels["cfg"]["S3Uri"].endswith("/cfg-manifest.json")
     assert request["OutputDataConfig"] == {"S3OutputPath": f"s3://{BUCKET}/results/runs/r1/training/"}
     assert request["EnableNetworkIsolation"] is True
-    # The settings, and the key prefix of each manifest's "prefix" entry for the job (channel_layout.py).
+    # The settings, the key prefix of each manifest's "prefix" entry for the job (channel_layout.py), and
+    # the run id for its metrics.json and report.html.
     assert request["HyperParameters"] == {
         "batch_size": "8",
         "facetrain_images_prefix": "face_imgs/",
         "facetrain_cfg_prefix": "config/",
+        "facetrain_run_id": "r1",
     }
     assert {"Key": "project", "Value": "facetrain"} in request["Tags"]
     assert {"Key": "facetrain:run-id", "Value": "r1"} in request["Tags"]
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 21600}
     assert "EnableManagedSpotTraining" not in request
+
+
+def test_the_job_is_told_its_run_id_and_reads_it_as_no_setting(tmp_path) -> None:
+    """CreateTrainingJob carries the run id (RUN_ID_HYPERPARAMETER); the job, given those hyperparameters as
+    SageMaker writes them, has the run id for its outputs and the same settings as without it: the run id
+    enters no settings or embedding fingerprint (a run with another id reuses the previous embeddings)."""
+    from facetrain.contract.names import RUN_ID_HYPERPARAMETER
+    from facetrain.job import job_run_id, resolve_settings
+    from facetrain.sagemaker_env import load_environment, write_tree
+
+    settings = TrainingSettings(training_image=IMAGE, role_arn=ROLE)
+    request = training_job_request(_record(run_id="weekly_7.b"), settings)
+    assert request["HyperParameters"][RUN_ID_HYPERPARAMETER] == "weekly_7.b"
+    write_tree(tmp_path / "told", request["HyperParameters"], {})
+    told = load_environment(tmp_path / "told")
+    untold = {k: v for k, v in request["HyperParameters"].items() if k != RUN_ID_HYPERPARAMETER}
+    write_tree(tmp_path / "untold", untold, {})
+    older = load_environment(tmp_path / "untold")  # a request from before the run id was passed
+    assert (job_run_id(told.hyperparameters), job_run_id(older.hyperparameters)) == ("weekly_7.b", None)
+    assert resolve_settings(told) == resolve_settings(older)
+    assert resolve_settings(told).batch_size == 8
 
 
 def test_request_without_config_and_with_spot() -> None:

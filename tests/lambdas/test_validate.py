@@ -57,7 +57,7 @@ def test_stray_files_are_left_out_with_warnings_not_refused(s3, function_env) ->
     first, second = record["warnings"]
     # Each named by its key relative to the images prefix; README.md is no photo: skipped as one (issue 27).
     assert first.startswith("README.md: not a photo (a text or document file, .md): skipped")
-    assert second.startswith("_archive/ (1 object(s)) is skipped")
+    assert second.startswith("_archive/ (1 object) is skipped")
 
 
 def test_stray_files_without_any_identity_folder_are_refused(s3, function_env) -> None:
@@ -157,7 +157,7 @@ def test_people_with_too_few_photos_are_left_to_the_job_with_a_counted_warning(
     assert record["settings"]["min_images_per_identity"] == minimum
     (warning,) = record["warnings"]
     assert warning.startswith(f"{below} identit")
-    assert f"fewer than min_images_per_identity={minimum} photo(s) in the photos folder" in warning
+    assert f"fewer than min_images_per_identity={minimum} photos in the photos folder" in warning
     assert "the training job excludes them and enrolls the others" in warning
     logged = " ".join(str(entry.__dict__) for entry in caplog.records)  # messages and their extra keys
     assert "fewer than min_images_per_identity" in logged  # the warning is logged (WARNING), …
@@ -197,7 +197,9 @@ def test_the_left_out_count_counts_only_what_was_left_out(
     left_out = [message for message in messages if "left out of the run" in message]
     if strays:
         assert left_out == [
-            f"{len(left_out_roots)} file(s) or folder(s) under the images prefix are left out of the run"
+            f"left out of the run: {len(left_out_roots)} files or folders under the images prefix"
+            if len(left_out_roots) > 1
+            else "left out of the run: 1 file or folder under the images prefix"
         ]
     else:
         assert left_out == []

@@ -84,7 +84,7 @@ def test_the_upload_line_counts_files_as_the_job_sees_them() -> None:
         "face_imgs/loose.jpg",
     ]
     assert uploaded_files(keys, "face_imgs/") == (
-        "6 files (3 in 2 people's folders, 1 known strangers' photo(s), 1 outside any person's folder, "
+        "6 files (3 in 2 people's folders, 1 in the known strangers' folder, 1 outside any person's folder, "
         "1 in folders starting with _ (ignored by the job))"
     )
-    assert uploaded_files(["p/ann/1.jpg"], "p/") == "1 file (1 in 1 person's folders)"
+    assert uploaded_files(["p/ann/1.jpg"], "p/") == "1 file (1 in 1 person's folder)"

@@ -148,6 +148,7 @@ def test_launch_runs_the_start_lambdas_job_and_streams_its_log(local_sagemaker, 
         "RoleArn",
     ):
         assert job[key] == expected[key], key
+    assert job["HyperParameters"]["facetrain_run_id"] == "sdk-1"  # for the job's metrics.json and report
     assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE
     assert job["OutputDataConfig"]["S3OutputPath"] == expected["OutputDataConfig"]["S3OutputPath"]
     tags = local_sagemaker.sagemaker.list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from facetrain_offline.left_out import left_out_lines
 from support.testkit import model_files
 
-WHY = "0 usable photo(s) of 2 (no_face: 1, not_an_image: 1), fewer than min_images_per_identity=1; add photos"
+WHY = "0 usable photos of 2 (no_face: 1, not_an_image: 1), fewer than min_images_per_identity=1; add photos"
 COPIED = ["final_mean_embeddings.csv", "runs/r1/metrics.json", "runs/r1/rejected.csv", "latest.json"]
 
 

@@ -1,7 +1,8 @@
 """Nobody left out in silence (issue 27), through `facetrain run`: faces-dev plus a new hire whose photos are
 all unusable (a blank image and a non-image, derived at test time). By default the run succeeds and names
 the new hire, with their photos' reasons, on the terminal's last lines and in the notification; with
-require_all_identities=true it fails and its reason names them and the fix. The training job's log lines
+require_all_identities=true it fails, its reason counts them and gives the fix (naming nobody: SageMaker
+keeps a job's failure reason for good), and the last lines name them. The training job's log lines
 (`train  …` on the screen) name nobody."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from PIL import Image
 
 pytestmark = pytest.mark.slow
 NEW_HIRE = "new_hire"  # not one of faces-dev's people
-REASONS = "0 usable photo(s) of 2 (no_face: 1, not_an_image: 1)"
+REASONS = "0 usable photos of 2 (no_face: 1, not_an_image: 1)"
 
 
 def _photos(shared_data: Path, target: Path) -> Path:
@@ -61,18 +62,27 @@ def test_by_default_the_run_succeeds_and_its_last_lines_name_the_new_hire(shared
     assert NEW_HIRE not in (tmp_path / "out" / "lambdas.log").read_text(encoding="utf-8")
 
 
-def test_with_all_required_the_run_fails_naming_the_new_hire_and_the_fix(shared_data, tmp_path, capsys):
+def test_with_all_required_the_run_fails_with_the_fix_and_its_last_lines_name_the_new_hire(
+    shared_data, tmp_path, capsys
+):
     images = _photos(shared_data, tmp_path / "photos")
     code, screen, summary = _run(capsys, images, tmp_path / "out", "-p", "require_all_identities=true")
 
     assert code == 1, screen
     assert summary.status == "FAILED" and summary.training_jobs_started == 1
-    assert "require_all_identities=true fails the run" in summary.failure_reason
-    assert f"- {NEW_HIRE}: {REASONS}, fewer than min_images_per_identity=1" in summary.failure_reason
+    # The job's failure reason (SageMaker's FailureReason, which cannot be deleted) counts and names nobody.
+    assert "1 identity could not be enrolled (fewer usable photos than min_images_per_identity) and " in (
+        summary.failure_reason
+    )
     assert "set require_all_identities=false to publish the others" in summary.failure_reason
-    assert f"{NEW_HIRE}: {REASONS}" in screen
+    assert NEW_HIRE not in summary.failure_reason
+    # The terminal's last lines name them, from the run's evidence (metrics.json) copied into --out.
+    lines = screen.splitlines()
+    (left,) = [line for line in lines if line.startswith("left   ")]
+    assert left.startswith(f"left   {NEW_HIRE} not enrolled: {REASONS}, fewer than min_images_per_identity=1")
+    assert lines.index(left) < next(i for i, line in enumerate(lines) if line.startswith("done   FAILED"))
     (notification,) = summary.notifications
     assert notification.Subject == "facetrain retraining failed"
-    assert f"{NEW_HIRE}: {REASONS}" in notification.Message
+    assert "1 identity could not be enrolled" in notification.Message
     assert not (tmp_path / "out" / "final_mean_embeddings.csv").exists()
     assert "train  " in screen and NEW_HIRE not in _job_log(screen)

@@ -270,7 +270,7 @@ def test_names_that_are_not_utf8_are_refused_before_any_upload(s3, images, photo
 
     message = str(refused.value)
     message.encode("utf-8")  # printable as it is: no surrogates
-    assert f"1 name(s) in {images} cannot be S3 keys" in message and f"- {images}/{shown}\n" in message
+    assert f"1 name in {images} cannot be S3 keys" in message and f"- {images}/{shown}\n" in message
     assert "must be UTF-8" in message and "Rename them" in message
     assert _uploaded(s3) == {}
 
@@ -284,7 +284,7 @@ def test_every_bad_name_is_listed_once_and_hidden_ones_are_ignored(s3, images, p
         scan_photo_folder(images)
 
     message = str(refused.value)
-    assert message.startswith(f"12 name(s) in {images}") and "… and 2 more" in message
+    assert message.startswith(f"12 names in {images}") and "… and 2 more" in message
     assert message.count("\\xe9") == 10
 
 

@@ -27,6 +27,7 @@ FAKE_TRAIN = textwrap.dedent(
                     for p in (base / "input/data/face_imgs").rglob("*") if p.is_file())
     host = resources["current_host"]
     if host == os.environ.get("FAIL_HOST"):
+        (base / "model" / "report.html").write_text(f"why {host} failed")  # its evidence, as facetrain's
         (base / "output/failure").write_text("no usable weights on this host")
         sys.exit(1)
     if os.environ.get("FAIL_HOST") and host != resources["hosts"][0]:
@@ -53,7 +54,7 @@ def _wait(sagemaker, name: str, until) -> dict:
     raise TimeoutError(name)
 
 
-def _create(sagemaker, s3, name: str, hosts: int) -> None:
+def _create(sagemaker, s3, name: str, hosts: int, output: str = "s3://photos-bkt/out") -> None:
     s3.put_object(
         Bucket="photos-bkt",
         Key="m.json",
@@ -77,7 +78,7 @@ def _create(sagemaker, s3, name: str, hosts: int) -> None:
                 },
             }
         ],
-        OutputDataConfig={"S3OutputPath": "s3://photos-bkt/out"},
+        OutputDataConfig={"S3OutputPath": output},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": hosts, "VolumeSizeInGB": 1},
         StoppingCondition={"MaxRuntimeInSeconds": 120},
     )
@@ -132,14 +133,62 @@ def test_a_failing_host_fails_the_job_with_its_reason_and_stops_the_others(tmp_p
     assert time.monotonic() - started < 25  # algo-2 (sleeping 30 s) was stopped
 
 
+def _archive(s3, key: str) -> dict[str, bytes]:
+    """The members of the model.tar.gz at photos-bkt/key."""
+    body = s3.get_object(Bucket="photos-bkt", Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return {member.name: tar.extractfile(member).read() for member in tar if member.isfile()}
+
+
+def test_a_failed_jobs_model_dir_is_uploaded_as_sagemaker_does_and_its_reason_kept(tmp_path):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    with local_aws():
+        s3, sagemaker = _clients()
+        backend = LocalTrainingBackend(
+            tmp_path / "jobs", train_command=[sys.executable, str(script)], extra_env={"FAIL_HOST": "algo-1"}
+        )
+        with backend.installed():
+            job = _job(sagemaker, s3, "refused", hosts=1)
+        archive = _archive(s3, "out/refused/output/model.tar.gz")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == "AlgorithmError: no usable weights on this host"
+    # What the job left in model/ before it failed is in S3 (the operator's evidence: results_copy.py),
+    # where ModelArtifacts says (a required member of DescribeTrainingJob's response, whatever the outcome).
+    assert job["ModelArtifacts"] == {"S3ModelArtifacts": "s3://photos-bkt/out/refused/output/model.tar.gz"}
+    assert archive == {"report.html": b"why algo-1 failed"}
+
+
+def test_an_upload_error_of_a_failed_job_is_logged_and_never_hides_its_reason(tmp_path):
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    with local_aws():
+        s3, sagemaker = _clients()
+        backend = LocalTrainingBackend(
+            tmp_path / "jobs", train_command=[sys.executable, str(script)], extra_env={"FAIL_HOST": "algo-1"}
+        )
+        with backend.installed():
+            _create(sagemaker, s3, "lost", hosts=1, output="s3://no-such-bkt/out")  # cannot be written
+            job = _wait(sagemaker, "lost", until=lambda status: status != "InProgress")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == "AlgorithmError: no usable weights on this host"
+    (said,) = [line for line in backend.jobs["lost"].log if "model/ not uploaded" in line]
+    assert said.startswith("local training backend: model/ not uploaded: AccessDenied: ")  # the role's
+    assert "model.tar.gz" in said
+
+
 # Stand-in for `train` under StopTrainingJob: prints once it runs; STUBBORN ignores SIGTERM.
 STOPPABLE_TRAIN = textwrap.dedent(
     """
-    import os, signal, sys, time
+    import os, pathlib, signal, sys, time
     if os.environ.get("STUBBORN"):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    else:
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    else:  # what a job saves in the 120 s SIGTERM gives it, "so the results of training are not lost"
+        base = pathlib.Path(os.environ["SAGEMAKER_BASE_DIR"])
+        def save_and_exit(*_):
+            (base / "model" / "saved-on-sigterm.txt").write_text("partial")
+            sys.exit(143)
+        signal.signal(signal.SIGTERM, save_and_exit)
     print("running", flush=True)
     time.sleep(60)
     """
@@ -148,9 +197,10 @@ STOPPABLE_TRAIN = textwrap.dedent(
 
 def _stop_running_job(
     tmp_path, name: str, extra_env: dict[str, str]
-) -> tuple[dict, LocalTrainingBackend, list]:
-    """Start a two-host job and stop it once both hosts run. Returns the job at the end, the backend, and
-    the statuses it reported followed by what DescribeTrainingJob said right after the stop request."""
+) -> tuple[dict, LocalTrainingBackend, list, dict[str, bytes]]:
+    """Start a two-host job and stop it once both hosts run. Returns the job at the end, the backend, the
+    statuses it reported followed by what DescribeTrainingJob said right after the stop request, and the
+    members of the model.tar.gz uploaded by the time it was Stopped."""
     script = tmp_path / "stoppable_train.py"
     script.write_text(STOPPABLE_TRAIN)
     with local_aws():
@@ -175,19 +225,21 @@ def _stop_running_job(
             job = _wait(sagemaker, name, until=lambda status: status == "Stopped")
             with pytest.raises(ClientError, match="in status Stopped"):  # as SageMaker answers
                 sagemaker.stop_training_job(TrainingJobName=name)
-    return job, backend, [*statuses, f"described right after the stop: {stopping}"]
+        archive = _archive(s3, f"out/{name}/output/model.tar.gz")
+    return job, backend, [*statuses, f"described right after the stop: {stopping}"], archive
 
 
 def test_stop_training_job_sigterms_the_hosts_and_ends_stopped(tmp_path):
-    job, backend, statuses = _stop_running_job(tmp_path, "stopped", {})
+    job, backend, statuses, archive = _stop_running_job(tmp_path, "stopped", {})
     assert job["TrainingJobStatus"] == "Stopped" and job["SecondaryStatus"] == "Stopped"
     assert backend.jobs["stopped"].exit_code == 143
+    assert archive == {"saved-on-sigterm.txt": b"partial"}  # what it saved on SIGTERM (hosts merged)
     assert statuses[-3:-1] == ["Stopping", "Stopped"]
 
 
 def test_a_container_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
     started = time.monotonic()
-    job, backend, statuses = _stop_running_job(tmp_path, "stubborn", {"STUBBORN": "1"})
+    job, backend, statuses, _ = _stop_running_job(tmp_path, "stubborn", {"STUBBORN": "1"})
     assert statuses[-1] == "described right after the stop: Stopping"  # until the grace period is over
     assert job["TrainingJobStatus"] == "Stopped"
     assert backend.jobs["stubborn"].exit_code == -9  # SIGKILL

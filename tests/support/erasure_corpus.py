@@ -149,8 +149,10 @@ def _lambda_documents(photos: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
         # the previous manifest validate writes once r1 is published (validate.previous_embeddings_key)
         previous = manifest(BUCKET, f"{RESULTS_PREFIX}runs/r1/", ["saved_embeddings.pkl"])
         write_json(s3, BUCKET, f"{RESULTS_PREFIX}runs/r2/previous-manifest.json", previous)
+        # refused (a problem naming their empty photo), with a warning naming their notes.txt (skipped)
         s3.put_object(Bucket=BUCKET, Key=f"{IMAGES_PREFIX}{FORGOTTEN}/notes.txt", Body=b"notes")
-        with pytest.raises(InvalidInput):
+        s3.put_object(Bucket=BUCKET, Key=f"{IMAGES_PREFIX}{FORGOTTEN}/empty.jpg", Body=b"")
+        with pytest.raises(InvalidInput, match=r"empty\.jpg is empty"):
             validate_run(s3, _request("r3"))
         documents: dict[str, dict[str, bytes]] = {"r1": {}, "r2": {}, "r3": {}}
         listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{RESULTS_PREFIX}runs/")

@@ -46,6 +46,7 @@ def test_successful_run_publishes_results_and_notifies(stack: WorkflowStack) -> 
         "accept_threshold": "0.9",
         "facetrain_images_prefix": "face_imgs/",
         "facetrain_cfg_prefix": "config/",  # the cfg manifest's prefix (channel_layout.py)
+        "facetrain_run_id": "weekly-1",  # for the job's metrics.json and report.html; no setting
     }
     assert [c["ChannelName"] for c in job["input_data_config"]] == ["face_imgs", "cfg"]
     csv_rows = parse_csv(stack.read("results/final_mean_embeddings.csv").decode())
@@ -173,7 +174,7 @@ def test_invalid_input_fails_before_any_training_job(stack: WorkflowStack) -> No
     assert "bob/empty.jpg is empty (0 bytes)" in cause
     # bob's 1 photo < min_images_per_identity=2 is no refusal since issue 25, a counted warning listed after
     # the problems (the job would exclude him and enroll alice)
-    assert "1 identity has fewer than min_images_per_identity=2 photo(s)" in cause
+    assert "1 identity has fewer than min_images_per_identity=2 photos" in cause
     assert stack.fake_sagemaker.created == []
     assert stack.sagemaker.list_training_jobs()["TrainingJobSummaries"] == []
     (notification,) = stack.notifications()
@@ -193,7 +194,7 @@ def test_stray_files_are_left_out_with_a_warning_and_the_run_succeeds(stack: Wor
     (warning,) = json.loads(stack.read("results/runs/with-readme/run.json"))["warnings"]
     assert warning.startswith("README.md: not a photo (a text or document file, .md): skipped")
     (notification,) = stack.notifications()
-    assert "Left out at validation: 1 object(s)" in notification["Message"]
+    assert "Left out at validation: 1 object under the images prefix" in notification["Message"]
 
 
 def test_unknown_console_field_is_refused_by_name(stack: WorkflowStack) -> None:

@@ -144,8 +144,9 @@ class Hyperparameters(BaseModel):
         "and published, and the left-out ones are named with their photos' reasons in the notification, "
         "the report's summary, metrics.json (identities_excluded) and the offline run's last lines: one "
         "person's unusable photos do not hold back everyone else's changes, and nobody is left out in "
-        "silence. true: nothing is published and the failure names them and the fix; for a gallery that "
-        "must hold everyone (e.g. access control).",
+        "silence. true: nothing is published and the failure counts them and gives the fix, naming no one "
+        "(a training job's failure reason cannot be deleted; the run's report names them); for a gallery "
+        "that must hold everyone (e.g. access control).",
     )
     accept_threshold: Annotated[float, Field(gt=0.0, le=2.0)] | None = Field(
         None,

@@ -140,12 +140,15 @@ class MetricsDocument(_Document):
     """metrics.json. `evaluation` is absent when no identity could be enrolled (status failed).
 
     images_total = images_accepted + images_rejected: the enrollment's files (identity folders and stray
-    top-level files); the known strangers are counted in `strangers`. rejected.csv holds images_rejected +
-    strangers.rejected rows. embeddings_computed, embeddings_reused, photos_examined and images_per_second
-    count the strangers' photos too. photos_examined: the photos this run decoded and searched for a face
-    (embedded or rejected), neither reused from the previous run nor resumed from a checkpoint;
-    images_per_second is photos_examined per second of the slowest host's photo loop, None when no photo
-    was examined."""
+    top-level files); the known strangers are counted in `strangers`. embeddings_computed,
+    embeddings_reused, photos_examined and images_per_second count the strangers' photos too.
+    photos_examined: the photos this run decoded and searched for a face (embedded or rejected), neither
+    reused from the previous run nor resumed from a checkpoint; images_per_second is photos_examined per
+    second of the slowest host's photo loop, None when no photo was examined. files_skipped: the files known
+    not to be photos (Thumbs.db, text, videos: contract.photo_files) in a person's or the strangers' folder,
+    counted in no images_* and no rejections_by_reason; rejected.csv lists each (reason `not_a_photo`), so
+    it holds images_rejected + files_skipped + strangers.rejected rows. run_id: the run's id as start
+    passed it (None: a job started without it)."""
 
     format: Literal["facetrain.metrics"] = FORMAT
     version: Literal[1] = VERSION
@@ -177,6 +180,9 @@ class MetricsDocument(_Document):
     strangers: StrangerPhotos | None = None
     # Absent only in metrics.json written before issue 25 (their images_per_second counted reused photos).
     photos_examined: int | None = None
+    # Absent in metrics.json written before issue 27 (which counted such files among the rejected photos).
+    files_skipped: int = 0
+    run_id: str | None = None  # absent before issue 27, None in a job started without it
     evaluation: EvaluationSummary | None = None
     timings: dict[str, float]
 

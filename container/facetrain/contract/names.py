@@ -26,6 +26,13 @@ MANIFEST_PREFIX_HYPERPARAMETERS = {
     PREVIOUS_CHANNEL: "facetrain_previous_prefix",
 }
 IMAGES_PREFIX_HYPERPARAMETER = MANIFEST_PREFIX_HYPERPARAMETERS[IMAGES_CHANNEL]
+# The run's id (start's RunRequest.run_id), which the job writes into metrics.json and report.html; no
+# setting either: taken out before the settings are read, so it never enters a settings or embedding
+# fingerprint (a run with another id still reuses the previous run's embeddings). A job started without it
+# (an older request, `make job`) shows no run id.
+RUN_ID_HYPERPARAMETER = "facetrain_run_id"
+# Every hyperparameter start adds that is not a setting (facetrain.job.resolve_settings leaves them out).
+NOT_SETTING_HYPERPARAMETERS = frozenset({*MANIFEST_PREFIX_HYPERPARAMETERS.values(), RUN_ID_HYPERPARAMETER})
 
 # Files the job writes into model/ (and so into model.tar.gz).
 ENROLLMENT_CSV = "final_mean_embeddings.csv"
