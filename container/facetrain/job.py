@@ -110,10 +110,12 @@ def left_out_failure(left_out: list[LeftOut]) -> str:
         f"{counted(len(left_out), 'identity', 'identities')} could not be enrolled (fewer usable photos than "
         "min_images_per_identity) and require_all_identities=true fails the run: no enrollment was written, "
         f"the published results are unchanged. The run's {METRICS_JSON} (identities_excluded), "
-        f"{REPORT_HTML}'s run summary and {REJECTED_CSV} name them with each photo's reason (facetrain run "
-        "prints them on its last lines); they are not named here, because a training job's failure reason "
-        "cannot be deleted. Give each of them usable photos (one face, clearly visible) and run again, or "
-        "set require_all_identities=false to publish the others and name the left-out ones."
+        f"{REPORT_HTML}'s run summary and {REJECTED_CSV} name them with each photo's reason (in the job's "
+        "model.tar.gz, on AWS under the run's folder runs/<run id>/training/; facetrain run copies them to "
+        "OUT_DIR/runs/<run id>/ and prints them on its last lines); they are not named here, because a "
+        "training job's failure reason cannot be deleted. Give each of them usable photos (one face, clearly "
+        "visible) and run again, or set require_all_identities=false to publish the others and name the "
+        "left-out ones."
     )
 
 
@@ -242,10 +244,10 @@ def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer)
     resumed_embeddings = sum(isinstance(o, Accepted) for o in resumed)
     if checkpointed:
         log.info(
-            "checkpoint: %d photo outcome(s) resumed (%d embeddings, %d rejections)",
-            len(resumed),
-            resumed_embeddings,
-            len(resumed) - resumed_embeddings,
+            "checkpoint: %s resumed (%s, %s)",
+            counted(len(resumed), "photo outcome"),
+            counted(resumed_embeddings, "embedding"),
+            counted(len(resumed) - resumed_embeddings, "rejection"),
         )
     stopping.check()
     log.info(
@@ -405,7 +407,7 @@ def _run_with_hosts(env: TrainingEnvironment, inputs: JobInputs, hosts: HostExch
     open_set = summary["open_set"]  # counts and bounds only: no name, no embedding
     log.info(
         "evaluation: identification accuracy %s, threshold %s (%s), FPIR %s of %s (95 %% <= %s), "
-        "FNIR %s of %s (95 %% <= %s), %d suspected mislabel(s)",
+        "FNIR %s of %s (95 %% <= %s), %s",
         summary["identification_accuracy"],
         summary["threshold"],
         summary["threshold_source"],
@@ -415,6 +417,6 @@ def _run_with_hosts(env: TrainingEnvironment, inputs: JobInputs, hosts: HostExch
         open_set["fnir"]["errors"],
         open_set["fnir"]["trials"],
         open_set["fnir"]["upper_95"],
-        summary["suspected_mislabels_total"],
+        counted(summary["suspected_mislabels_total"], "suspected mislabel"),
     )
     return metrics

@@ -210,8 +210,12 @@ def list_channel(channel: Path, manifest_prefix: str | None = None) -> ChannelLi
             misnamed.append(_unlisted(entry, root, identity))
         elif entry.kind in (EntryKind.FOLDER, EntryKind.CYCLE):
             continue
-        elif len(entry.parts) == 1:  # a file, a broken link, a FIFO at the top: reported, never enrolled
-            stray.append(shown_bytes(entry.name))
+        elif len(entry.parts) == 1:  # at the top: never enrolled
+            if not undecodable(entry.name) and (reason := not_photo_reason(entry.name)) is not None:
+                # a Thumbs.db beside the folders: skipped, as validate and the upload skip it (no identity)
+                skipped.append(SkippedFile(PhotoRef(identity="", key=entry.name, path=entry.path), reason))
+            else:  # a file, a broken link, a FIFO: a stray file, reported
+                stray.append(shown_bytes(entry.name))
         else:
             ref, rejection = _listed(entry.path, root, identity)
             if (reason := not_photo_reason(entry.name)) is not None:

@@ -5,9 +5,13 @@ Which files: publish (facetrain_lambdas.publish) stores a run's files under <res
 then copies them to the top of the prefix (the current files), and writes latest.json last, naming the run
 (`run_id`) and its own files (`run_files`: file name -> key). The current files at the top are replaced
 one by one while a new run is published, so reading them could mix two runs; a run's own files are
-written once, before any latest.json names them, and never replaced (validate refuses a run id that is
-taken; the retention sweep keeps the published run). So latest.json is read first, then the files it
-names under runs/<run id>/: a publish in progress gives the run published before it, whole.
+written once, before any latest.json names them, and never replaced by a publish (validate refuses a run
+id that is taken; the retention sweep keeps the published run). So latest.json is read first, then the
+files it names under runs/<run id>/: a publish in progress gives the run published before it, whole.
+The one exception is a forget (facetrain_lambdas.erasure_purge), which rewrites the forgotten people out
+of every run's files in place, object by object: a load during its purge may get files rewritten and
+files not yet rewritten together (or fail their checks, ResultsError); load again once the forget has
+ended.
 
 Every object is read within a cap (contract.result_files, as `facetrain identify` reads a folder) into
 memory; the results are checked as a folder's are (identify.results_from). S3's refusals become a

@@ -16,11 +16,10 @@ from typing import Any
 from facetrain.contract.metrics import parse_metrics
 
 from .erasure_traces import NoSafeRewrite, Traces, check_no_trace_left, json_text
+from .layout import PROBLEMS_JSON, RUN_JSON
 from .run_record import ValidationProblems, parse_run_record
 
 MANIFESTS = ("manifest.json", "cfg-manifest.json", "previous-manifest.json")
-RUN_JSON = "run.json"
-PROBLEMS_JSON = "problems.json"
 METRICS_INDENT = 2  # facetrain.outputs.render_reports: json.dumps(indent=2, ensure_ascii=False) + "\n"
 LAMBDA_JSON_INDENT = 1  # s3_json.write_json: json.dumps(indent=1, ensure_ascii=False)
 

@@ -40,8 +40,9 @@ class InvalidInput(Exception):
     """The run's input, photos or settings need fixing by a person; the message lists every problem, one
     per line, each saying what to do (it reaches the notification and the Step Functions failure as is).
 
-    `warnings` (what validation left out without refusing it) follow the problems, since they may explain
-    them (e.g. photos directly under the images prefix when no person folder was found).
+    `warnings` (what validation left out without refusing it, or kept with a warning) follow the problems,
+    since they may explain them (e.g. photos directly under the images prefix when no person folder was
+    found).
     """
 
     def __init__(self, problems: list[str], where: str | None = None, warnings: Sequence[str] = ()) -> None:
@@ -52,7 +53,8 @@ class InvalidInput(Exception):
             *bulleted(problems, MAX_LISTED_PROBLEMS, where),
         ]
         if self.warnings:
-            lines.append(f"Left out of the run ({len(self.warnings)}, not errors):")
+            # each line says what happened to its file: left out of the run, or read with a warning
+            lines.append(f"Warnings, not errors ({len(self.warnings)}):")
             lines.extend(bulleted(self.warnings, MAX_LISTED_WARNINGS, where))
         super().__init__("\n".join(lines))
 

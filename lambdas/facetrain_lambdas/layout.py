@@ -18,6 +18,15 @@ from dataclasses import dataclass
 from facetrain.contract.latest_pointer import LATEST_JSON
 from facetrain.contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
 
+# The documents of a run's folder runs/<run id>/, by who writes them: validate (run.json, or problems.json
+# when it refuses the run), publish (quality_gate.json once it checked the archive, published.json once the
+# run became current). Their names are here once, for their writers and every reader (the offline runner's
+# copy and history, the erasure scrubber, the retention sweep).
+RUN_JSON = "run.json"
+PROBLEMS_JSON = "problems.json"
+QUALITY_GATE_JSON = "quality_gate.json"
+PUBLISHED_JSON = "published.json"
+
 # The files the original job published at the results prefix root.
 CURRENT_FILES = (ENROLLMENT_CSV, RULES_PY, EMBEDDINGS_PKL)
 
@@ -41,7 +50,7 @@ class RunLayout:
 
     @property
     def run_record_key(self) -> str:
-        return f"{self.run_prefix}run.json"
+        return f"{self.run_prefix}{RUN_JSON}"
 
     @property
     def manifest_key(self) -> str:
@@ -57,7 +66,7 @@ class RunLayout:
 
     @property
     def problems_key(self) -> str:
-        return f"{self.run_prefix}problems.json"
+        return f"{self.run_prefix}{PROBLEMS_JSON}"
 
     @property
     def training_output_uri(self) -> str:

@@ -32,9 +32,9 @@ from .erasure_record import DEFAULT_PREFIX as ERASURE_PREFIX
 from .erasure_record import read_records, subjects_in
 from .errors import ResultsInvalid, transient_aws_errors
 from .function_settings import FunctionSettings
-from .layout import CURRENT_FILES, RunLayout, s3_uri
+from .layout import CURRENT_FILES, PUBLISHED_JSON, QUALITY_GATE_JSON, RunLayout, s3_uri
 from .observability import CORRELATION_ID_PATH, logger, metrics, tracer
-from .published import PUBLISHED_JSON, LatestRecord, read_published
+from .published import LatestRecord, read_published
 from .quality_gate import QualityGateDecision, QualityGateFailed, fpir_upper_bound, gate_problems
 from .run_record import RunPointer, RunRecord, load_run_record
 from .s3_json import read_json, write_json
@@ -45,7 +45,6 @@ CONTENT_TYPES = {
     ".pkl": "application/octet-stream",
     ".html": "text/html; charset=utf-8",
 }
-QUALITY_GATE_JSON = "quality_gate.json"
 
 
 class JobState(BaseModel):

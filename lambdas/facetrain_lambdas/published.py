@@ -23,7 +23,6 @@ from .s3_json import read_json_if_present
 
 FORMAT = LATEST_FORMAT
 VERSION = LATEST_VERSION
-PUBLISHED_JSON = "published.json"
 
 
 class LatestRecord(BaseModel):

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .clients import client
 from .errors import InvalidInput
 from .function_settings import FunctionSettings
-from .layout import LATEST_JSON, s3_uri
+from .layout import LATEST_JSON, RUN_JSON, s3_uri
 from .object_versions import VersionsNotDeleted, delete_versions, list_versions
 from .observability import logger, metrics, tracer
 from .published import parse_latest
@@ -49,7 +49,6 @@ from .s3_json import read_json_if_present
 
 MIN_RUN_HISTORY_DAYS = 3  # > the state machine's 50 h timeout (template.yaml RunHistoryDays MinValue)
 TIME_MARGIN_SECONDS = 60.0  # stop starting on another run this long before the Lambda's timeout
-RUN_RECORD = "run.json"
 
 
 class RetentionSettings(FunctionSettings):
@@ -150,7 +149,7 @@ def run_folders(s3: Any, bucket: str, results_prefix: str) -> list[RunFolder]:
         if not run_id or not separator:
             continue
         newest[run_id] = max(newest.get(run_id, version.last_modified), version.last_modified)
-        if rest == RUN_RECORD and version.is_latest and not version.is_delete_marker:
+        if rest == RUN_JSON and version.is_latest and not version.is_delete_marker:
             with_record.add(run_id)
     return [
         RunFolder(run_id, f"{prefix}{run_id}/", newest[run_id], run_id in with_record)
@@ -167,7 +166,7 @@ def run_age(s3: Any, bucket: str, folder: RunFolder) -> RunAge:
     """The run's created_at and previous_run_id from its run.json; without a readable one (none, not
     JSON, no created_at), the folder's newest change, with a warning naming the run."""
     if folder.has_run_record:
-        key = f"{folder.prefix}{RUN_RECORD}"
+        key = f"{folder.prefix}{RUN_JSON}"
         try:
             data = read_json_if_present(s3, bucket, key)
             if data is not None:

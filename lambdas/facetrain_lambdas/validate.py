@@ -138,11 +138,11 @@ def validate_run(
     if snapshot.warnings:  # a count and where they are listed: their keys name people, so only at DEBUG
         listed_in = s3_uri(request.bucket, layout.problems_key if problems else layout.run_record_key)
         logger.warning(
-            f"left out of the run: {counted(len(snapshot.warnings), 'file or folder', 'files or folders')} "
-            "under the images prefix",
+            f"validation: {counted(len(snapshot.warnings), 'warning')} about files or folders under the "
+            f"images prefix ({counted(snapshot.skipped, 'object')} left out of the run)",
             extra={"run_id": request.run_id, "listed_in": listed_in},
         )
-        logger.debug("what was left out", extra={"warnings": snapshot.warnings[:MAX_RECORDED_WARNINGS]})
+        logger.debug("the warnings", extra={"warnings": snapshot.warnings[:MAX_RECORDED_WARNINGS]})
     if snapshot.too_few:  # a count, never the names
         logger.warning(snapshot.too_few.warning, extra={"run_id": request.run_id})
     if problems:
@@ -154,7 +154,10 @@ def validate_run(
                 mode="json"
             ),
         )
-        raise InvalidInput(problems, where=s3_uri(request.bucket, layout.problems_key), warnings=warnings)
+        # where the person finds the whole list: the run's folder, relative, as on AWS and offline alike
+        # (never the bucket's URI: offline it is a local bucket the person never sees)
+        where = f"runs/{request.run_id}/problems.json under the results prefix; offline, in OUT_DIR"
+        raise InvalidInput(problems, where=where, warnings=warnings)
 
     assert resolved.settings is not None
     write_json(

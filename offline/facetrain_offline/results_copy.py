@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from facetrain.contract.documents import DocumentError
 from facetrain.contract.names import METRICS_JSON, REJECTED_CSV, REPORT_HTML
 from facetrain.contract.result_files import result_file_cap
-from facetrain_lambdas.layout import LATEST_JSON, RunLayout
+from facetrain_lambdas.layout import LATEST_JSON, PROBLEMS_JSON, QUALITY_GATE_JSON, RunLayout
 
 if TYPE_CHECKING:
     from facetrain_lambdas.published import LatestRecord
@@ -78,8 +78,6 @@ def copy_results(s3: Any, bucket: str, results_prefix: str, out_dir: Path) -> li
     return copied
 
 
-PROBLEMS_JSON = "problems.json"  # RunLayout.problems_key's file: validate's refusal
-QUALITY_GATE_JSON = "quality_gate.json"  # publish's decision (facetrain_lambdas.publish, not imported here)
 # What a run that did not publish leaves for its operator, in the order the terminal points at it, with
 # what each holds (None: copied, not pointed at). The enrollment files of an unpublished run stay in the
 # bucket: in the output folder they could be taken for results.

@@ -22,13 +22,10 @@ from facetrain.contract.counting import counted
 from facetrain.contract.documents import DocumentError
 from facetrain.contract.metrics import MetricsDocument, read_metrics
 from facetrain.contract.names import METRICS_JSON
-from facetrain_lambdas.layout import LATEST_JSON
+from facetrain_lambdas.layout import LATEST_JSON, PROBLEMS_JSON, PUBLISHED_JSON, QUALITY_GATE_JSON, RUN_JSON
 
 from .bucket_state import MANIFEST, SAVED
-from .results_copy import PROBLEMS_JSON, QUALITY_GATE_JSON
 
-PUBLISHED_JSON = "published.json"  # facetrain_lambdas.published.PUBLISHED_JSON (imported lazily there)
-RUN_JSON = "run.json"
 MISSING = "-"
 
 

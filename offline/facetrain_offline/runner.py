@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import boto3
+from facetrain.contract.counting import counted
 from facetrain_lambdas.layout import LATEST_JSON
 
 from .bucket_state import recover_state, restore_state, save_state, state_lock
@@ -280,7 +281,7 @@ def _set_aside_broken_pointer(s3: Any, bucket: str, results_prefix: str, say: Pr
     )
     s3.delete_object(Bucket=bucket, Key=latest_key)
     say(
-        f"state  {latest_key} named {len(missing)} file(s) the saved state does not hold (e.g. "
+        f"state  {latest_key} named {counted(len(missing), 'file')} the saved state does not hold (e.g. "
         f"{missing[0]}), left by an interrupted run: set aside as {latest_key}.broken; "
         "this run publishes afresh"
     )
@@ -356,7 +357,7 @@ def _summarise(
         # failed after the purge, a name found nowhere in the bucket any more): the request stands.
         scrubbed = scrub_folder(options.out_dir, options.forget, stack.parameters["ImagesPrefix"])
         say(
-            f"forget {options.out_dir}: {scrubbed.rewritten} file(s) rewritten without them, "
+            f"forget {options.out_dir}: {counted(scrubbed.rewritten, 'file')} rewritten without them, "
             f"{scrubbed.deleted} deleted"
         )
     summary = RunSummary(

@@ -281,7 +281,11 @@ class LocalTrainingBackend:
         try:
             upload_model(job, bases, s3)
         except Exception as exc:  # the evidence is lost, the outcome is not: said in the job's log
-            self._emit(local, f"local training backend: model/ not uploaded: {type(exc).__name__}: {exc}")
+            line = f"local training backend: model/ not uploaded: {type(exc).__name__}: {exc}"
+            # the log group may be gone with the bucket (a stack deleted under an interrupted run): the
+            # line stays in the job's own log (LocalJob.log) and the outcome is still reported
+            with contextlib.suppress(Exception):
+                self._emit(local, line)
         self._finish(job, status, secondary, started, reason)
 
     def _train(self, local: LocalJob, bases: list[Path], max_runtime: int) -> tuple[list[int], bool]:

@@ -273,7 +273,7 @@ def test_the_job_saves_every_outcome_and_a_restart_computes_nothing(
     with caplog.at_level(logging.INFO, logger="facetrain"):
         assert run_job(restarted).rc == 0
 
-    assert "checkpoint: 7 photo outcome(s) resumed (6 embeddings, 1 rejections)" in caplog.text
+    assert "checkpoint: 7 photo outcomes resumed (6 embeddings, 1 rejection)" in caplog.text
     assert (restarted.metrics()["embeddings_computed"], restarted.metrics()["embeddings_reused"]) == (0, 6)
     assert restarted.rejected_by_photo()["person_04/blank.png"]["reason"] == "no_face"
     assert restarted.enrollment_text() == first.enrollment_text()

@@ -56,7 +56,7 @@ def inputs_run(sagemaker_tree_class, tmp_path_factory, shared_data, forge, modul
     tree.add_photo("all_broken", "truncated.jpg", forge.truncated(kate_bytes))
     tree.add_photo("all_broken", "notes.jpg", b"not a photo")
 
-    tree.add_photo("", "README.txt", b"photos go in folders")
+    tree.add_photo("", "group.jpg", b"photos go in folders")  # a stray file (a .txt is skipped)
     tree.add_photo("_drafts", "1.jpg", shared_data / KATE)
     tree.add_photo(".cache", "1.jpg", shared_data / KATE)
 
@@ -118,7 +118,7 @@ def test_other_modes_and_formats_are_accepted(inputs_run):
         ("broken/tiny.jpg", "too_small", "10x10 px"),
         ("broken/huge.png", "too_large", "max_image_pixels"),
         ("broken/flat.png", "no_face", "no face found"),
-        ("README.txt", "not_in_identity_folder", "face_imgs/<person>/"),
+        ("group.jpg", "not_in_identity_folder", "face_imgs/<person>/"),
     ],
 )
 def test_broken_photos_are_rejected_with_their_reason(inputs_run, photo, reason, words):

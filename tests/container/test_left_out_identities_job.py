@@ -121,10 +121,11 @@ def test_all_required_fails_counting_the_new_hire_naming_nobody_and_giving_the_f
         "1 identity could not be enrolled (fewer usable photos than min_images_per_identity) and "
         "require_all_identities=true fails the run: no enrollment was written, the published results are "
         "unchanged. The run's metrics.json (identities_excluded), report.html's run summary and rejected.csv "
-        "name them with each photo's reason (facetrain run prints them on its last lines); they are not "
-        "named here, because a training job's failure reason cannot be deleted. Give each of them usable "
-        "photos (one face, clearly visible) and run again, or set require_all_identities=false to publish "
-        "the others and name the left-out ones."
+        "name them with each photo's reason (in the job's model.tar.gz, on AWS under the run's folder "
+        "runs/<run id>/training/; facetrain run copies them to OUT_DIR/runs/<run id>/ and prints them on "
+        "its last lines); they are not named here, because a training job's failure reason cannot be "
+        "deleted. Give each of them usable photos (one face, clearly visible) and run again, or set "
+        "require_all_identities=false to publish the others and name the left-out ones."
     )
     assert _names_in(reason, tree) == []
     # The evidence, and no enrollment that anything could publish.

@@ -30,6 +30,8 @@ def _channel(root: Path) -> Path:
     (root / GHOST / "notes.txt").write_text("the new hire's photos come next week")
     (root / "_strangers").mkdir()
     (root / "_strangers" / "desktop.ini").write_text("[.ShellClassInfo]")
+    (root / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")  # beside the folders: skipped, no identity
+    (root / "group.jpg").write_bytes(b"a photo in no person's folder")  # a stray file, as before
     return root
 
 
@@ -38,7 +40,9 @@ def test_the_listing_puts_files_that_are_not_photos_apart(tmp_path) -> None:
 
     assert [photo.key for photo in listing.photos] == ["person_01/1.jpg"]
     assert listing.misnamed == [] and listing.strangers == []
+    assert listing.stray_files == ["group.jpg"]
     assert [(item.photo.identity, item.photo.key) for item in listing.skipped] == [
+        ("", "Thumbs.db"),
         ("_strangers", "_strangers/desktop.ini"),
         (GHOST, "ghost/Thumbs.db"),
         (GHOST, "ghost/notes.txt"),

@@ -3,11 +3,13 @@ container per host (facetrain_offline.host_containers), and StopTrainingJob reac
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -125,10 +127,16 @@ def test_stop_training_job_sigterms_train_inside_its_container(image, shared_dat
             sagemaker.stop_training_job(TrainingJobName="stopped-in-image")
             backend.wait_all(timeout=120)
             job = sagemaker.describe_training_job(TrainingJobName="stopped-in-image")
-            outputs = s3.list_objects_v2(Bucket="photos-bkt", Prefix="out/").get("KeyCount", 0)
+            listed = s3.list_objects_v2(Bucket="photos-bkt", Prefix="out/").get("Contents", [])
+            keys = [item["Key"] for item in listed]
+            archives = {key: s3.get_object(Bucket="photos-bkt", Key=key)["Body"].read() for key in keys}
     assert job["TrainingJobStatus"] == "Stopped", job.get("FailureReason")
     assert backend.jobs["stopped-in-image"].exit_code == 143  # train's own SIGTERM exit, not a SIGKILL
-    assert outputs == 0  # a stopped job uploads no model
+    # SageMaker uploads a stopped job's model/ too (the SIGTERM grace period is there to save it), and
+    # train leaves nothing there when stopped: the archive holds no partial outputs
+    assert list(archives) == ["out/stopped-in-image/output/model.tar.gz"]
+    with tarfile.open(fileobj=io.BytesIO(archives["out/stopped-in-image/output/model.tar.gz"])) as archive:
+        assert [member.name for member in archive.getmembers() if member.isfile()] == []
     model_dir = tmp_path / "jobs" / "stopped-in-image" / "algo-1" / "model"
     assert not any(model_dir.iterdir())
     assert _left_over(image, "stopped-in-image", hosts=1) == []

@@ -78,7 +78,10 @@ def test_validate_logs_counts_and_where_the_details_are_at_info(s3, function_env
     logged = records(buffer)
     (left_out,) = [r for r in logged if "left out of the run" in r["message"]]
     assert left_out["level"] == "WARNING"
-    assert left_out["message"] == "left out of the run: 3 files or folders under the images prefix"
+    assert left_out["message"] == (
+        "validation: 3 warnings about files or folders under the images prefix "
+        "(3 objects left out of the run)"
+    )
     assert left_out["listed_in"] == f"s3://{BUCKET}/{pointer['run_record_key']}"
     assert any(r["message"].startswith("1 identity has fewer than") for r in logged)
     assert named_in(buffer.getvalue()) == []
@@ -90,7 +93,7 @@ def test_validate_names_the_left_out_files_at_debug(s3, function_env, log_output
 
     _validate("exec-1")
 
-    (detail,) = [r for r in records(buffer) if r["message"] == "what was left out"]
+    (detail,) = [r for r in records(buffer) if r["message"] == "the warnings"]
     assert detail["level"] == "DEBUG"
     for key in LEFT_OUT:
         folder_or_file = key if not key.startswith("face_imgs/_carol/") else "face_imgs/_carol/"

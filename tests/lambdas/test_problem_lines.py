@@ -18,7 +18,7 @@ def test_problems_are_counted_with_the_warnings_apart() -> None:
     message = str(InvalidInput(["a: fix a", "b: fix b"], warnings=["c.txt: skipped"]))
     assert message == (
         "The retraining input has 2 problems to fix:\n- a: fix a\n- b: fix b\n"
-        "Left out of the run (1, not errors):\n- c.txt: skipped"
+        "Warnings, not errors (1):\n- c.txt: skipped"
     )
 
 

@@ -60,6 +60,26 @@ def test_stray_files_are_left_out_with_warnings_not_refused(s3, function_env) ->
     assert second.startswith("_archive/ (1 object) is skipped")
 
 
+def test_a_long_refusal_points_at_the_runs_problems_json_never_at_the_bucket(s3, function_env) -> None:
+    """Over MAX_LISTED_WARNINGS warnings (an iPhone export's .AAE sidecars, say) the refusal ends with where
+    the whole list is: the run's folder, as the person finds it on AWS and in OUT_DIR offline."""
+    upload_photos(s3, BUCKET, {"alice": 2})
+    for index in range(12):
+        s3.put_object(Bucket=BUCKET, Key=f"face_imgs/alice/IMG_{index:04}.AAE", Body=b"<plist/>")
+    s3.put_object(Bucket=BUCKET, Key="face_imgs/alice/empty.jpg", Body=b"")
+
+    with pytest.raises(InvalidInput) as raised:
+        _run("exec-1", {})
+
+    message = str(raised.value)
+    assert "Warnings, not errors (12):" in message and "s3://" not in message
+    assert message.endswith(
+        "- … and 2 more (all listed in runs/exec-1/problems.json under the results prefix; offline, in "
+        "OUT_DIR)"
+    )
+    assert len(_read(s3, "results/runs/exec-1/problems.json")["warnings"]) == 12
+
+
 def test_stray_files_without_any_identity_folder_are_refused(s3, function_env) -> None:
     s3.put_object(Bucket=BUCKET, Key="face_imgs/README.md", Body=b"# photos of the team")
     s3.put_object(Bucket=BUCKET, Key="face_imgs/alice.jpg", Body=b"x")
@@ -69,7 +89,7 @@ def test_stray_files_without_any_identity_folder_are_refused(s3, function_env) -
 
     message = str(raised.value)
     assert "no photos in the photos folder" in message and "s3://" not in message
-    assert "Left out of the run (2, not errors):" in message
+    assert "Warnings, not errors (2):" in message
     assert "- alice.jpg lies at the top of the photos folder, in no person's folder" in message
     problems = _read(s3, "results/runs/exec-1/problems.json")
     assert len(problems["problems"]) == 1 and len(problems["warnings"]) == 2
@@ -196,10 +216,11 @@ def test_the_left_out_count_counts_only_what_was_left_out(
     messages = [entry.getMessage() for entry in caplog.records]
     left_out = [message for message in messages if "left out of the run" in message]
     if strays:
+        warnings = f"{len(left_out_roots)} warning" + ("s" if len(left_out_roots) > 1 else "")
+        objects = f"{len(strays)} object" + ("s" if len(strays) > 1 else "")
         assert left_out == [
-            f"left out of the run: {len(left_out_roots)} files or folders under the images prefix"
-            if len(left_out_roots) > 1
-            else "left out of the run: 1 file or folder under the images prefix"
+            f"validation: {warnings} about files or folders under the images prefix ({objects} left out of "
+            "the run)"
         ]
     else:
         assert left_out == []

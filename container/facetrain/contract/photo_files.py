@@ -53,7 +53,7 @@ NOT_PHOTO_NAMES = {
 
 _TEXT = "a text or document file"
 _VIDEO = "a video"
-_SIDECAR = "a photo's sidecar file (edits or metadata, not the photo)"
+_SIDECAR = "a sidecar file of a photo's edits or metadata"
 _OTHER = "not an image file"
 NOT_PHOTO_EXTENSIONS = {
     **dict.fromkeys((".txt", ".md", ".rtf", ".doc", ".docx", ".odt", ".pdf", ".csv", ".json"), _TEXT),
