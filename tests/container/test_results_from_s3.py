@@ -9,7 +9,6 @@ access denied, a file missing, a file over its cap) are ResultsErrors naming the
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,18 +20,11 @@ from facetrain.contract.rules_file import MAX_RULES_BYTES
 from facetrain.results import Results, ResultsError
 from moto import mock_aws
 from moto.core.authorization import enable_iam_authentication
+from support.handler_env import set_default_handler_env
 from support.testkit import model_files, model_tar, upload_photos
 
 # The handlers' modules are imported below: Powertools reads these when its objects are made.
-for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_SERVICE_NAME": "facetrain",
-    "POWERTOOLS_METRICS_NAMESPACE": "facetrain",
-}.items():
-    os.environ.setdefault(_name, _value)
+set_default_handler_env()
 
 BUCKET = "facetrain-data-test"
 URI = f"s3://{BUCKET}/results/"

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import boto3
 import pytest
 from handler_fixtures import BUCKET, IMAGE, ROLE
 from moto import mock_aws
+from support.handler_env import set_default_handler_env
 
-for _name, _value in {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "POWERTOOLS_SERVICE_NAME": "facetrain",
-    "POWERTOOLS_METRICS_NAMESPACE": "facetrain",
-}.items():
-    os.environ.setdefault(_name, _value)
+set_default_handler_env()
 
 
 @pytest.fixture
