@@ -1,0 +1,195 @@
+"""The ONNX Runtime path (facetrain.inference) against the job's torch path (facetrain.faces) on real photos.
+
+The networks are exported from facenet-pytorch here (weights=none: the job's seeded random
+InceptionResnetV1; vggface2's weights are not in this environment). Each photo is decoded as the job
+decodes it; both paths must find the same faces (none included), boxes within 1 px and probabilities
+within 1e-5 on the detection copy, the same face selected, and embeddings within 1e-4 per value.
+Measured: 32 photos (30 with faces): boxes within 9.2e-5 px, probabilities within 3.6e-7; 28 photos'
+embeddings within 1.2e-7 per value, their crops identical.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+MAX_PIXELS = 89_478_485
+BOX_TOLERANCE_PX = 1.0
+PROBABILITY_TOLERANCE = 1e-5
+EMBEDDING_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def settings():
+    from facetrain.contract.hyperparameters import Hyperparameters
+
+    return Hyperparameters(weights="none", seed=0)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, settings):
+    from facetrain.inference.export import export_models
+    from facetrain.model_files import resolve_model
+
+    return export_models(tmp_path_factory.mktemp("onnx"), resolve_model(settings, None), settings.seed)
+
+
+@pytest.fixture(scope="module")
+def onnx_models(exported):
+    from facetrain.inference.onnx_models import load_models
+
+    return load_models(exported.folder, "cpu", threads=1)
+
+
+@pytest.fixture(scope="module")
+def torch_encoder(settings):
+    from facetrain.faces import FaceEncoder
+    from facetrain.model_files import resolve_model
+
+    return FaceEncoder(settings, resolve_model(settings, None), torch.device("cpu"))
+
+
+def real_photos(shared_data: Path, tmp_path: Path) -> list[Path]:
+    """faces-dev, faces-small and the multi-face photo, plus three derived at test time: upside down, shrunk
+    to 60 x 45 px, and the top-left corner of a portrait, where no face is found (the same rejection)."""
+    photos = sorted((shared_data / "faces-dev").rglob("*.jpg")) + sorted(
+        (shared_data / "faces-small").rglob("*.jpg")
+    )
+    photos.append(shared_data / "edge-cases" / "multiface.jpg")
+    with Image.open(shared_data / "faces-small" / "paul_rudd" / "1.jpg") as opened:
+        image = opened.convert("RGB")
+    image.rotate(180).save(tmp_path / "upside-down.jpg", quality=92)
+    image.resize((60, 45)).save(tmp_path / "tiny.jpg", quality=92)
+    image.crop((0, 0, image.width // 4, image.height // 4)).save(tmp_path / "corner.jpg", quality=92)
+    return [*photos, tmp_path / "upside-down.jpg", tmp_path / "tiny.jpg", tmp_path / "corner.jpg"]
+
+
+def onnx_faces(photo, models, settings):
+    from facetrain.inference.mtcnn import detect_faces
+
+    return detect_faces(
+        np.asarray(photo.detection_image), models.mtcnn, settings.min_face_size, settings.detection_thresholds
+    )
+
+
+def test_detection_matches_facenet_pytorch_on_real_photos(
+    shared_data, tmp_path, settings, onnx_models, torch_encoder
+):
+    from facetrain.faces import _largest
+    from facetrain.photos import decode_photo
+
+    worst_box = worst_probability = 0.0
+    with_faces = without = 0
+    for path in real_photos(shared_data, tmp_path):
+        photo = decode_photo(path, MAX_PIXELS, settings.detection_max_side, settings.min_face_size)
+        with torch.inference_mode():
+            boxes, probabilities = torch_encoder.detector.detect(photo.detection_image)
+        found = onnx_faces(photo, onnx_models, settings)
+        name = f"{path.parent.name}/{path.name}"
+        if boxes is None:
+            assert len(found.boxes) == 0, f"{name}: the ONNX path finds {len(found.boxes)} faces, torch none"
+            without += 1
+            continue
+        assert len(found.boxes) == len(boxes), f"{name}: {len(found.boxes)} faces vs torch's {len(boxes)}"
+        worst_box = max(worst_box, float(np.abs(found.boxes - boxes).max()))
+        worst_probability = max(
+            worst_probability,
+            float(np.abs(found.probabilities - np.asarray(probabilities, np.float32)).max()),
+        )
+        assert _largest(found.boxes) == _largest(boxes), f"{name}: another face selected"
+        assert int(np.argmax(found.probabilities)) == int(np.argmax(probabilities)), f"{name}: most probable"
+        with_faces += 1
+    print(
+        f"{with_faces} photos with faces, {without} without; max box diff {worst_box:.2e} px, "
+        f"max probability diff {worst_probability:.2e}"
+    )
+    assert with_faces >= 29 and without >= 1
+    assert worst_box <= BOX_TOLERANCE_PX
+    assert worst_probability <= PROBABILITY_TOLERANCE
+
+
+def test_embeddings_match_the_torch_path_on_real_photos(shared_data, settings, onnx_models, torch_encoder):
+    """End to end: each path detects, selects, crops (from the job's reduced re-decode) and embeds."""
+    from facetrain.faces import DetectedFace, _largest, crop_source
+    from facetrain.inference.facenet import embed_crops, face_crop
+    from facetrain.photos import decode_photo
+
+    photos = sorted((shared_data / "faces-dev").rglob("*.jpg")) + sorted(
+        (shared_data / "faces-small").rglob("*.jpg")
+    )
+    torch_crops, onnx_crops = [], []
+    for path in photos:
+        photo = decode_photo(path, MAX_PIXELS, settings.detection_max_side, settings.min_face_size)
+        face = torch_encoder.detect(photo)
+        torch_crops.append(torch_encoder.crop(photo, face))
+        found = onnx_faces(photo, onnx_models, settings)
+        index = _largest(found.boxes)
+        box = tuple(float(v) * photo.detection_scale for v in found.boxes[index])
+        mine = DetectedFace(
+            box=box, probability=float(found.probabilities[index]), faces_found=len(found.boxes)
+        )  # type: ignore[arg-type]
+        source, scale = crop_source(photo, mine, settings.image_size, settings.max_image_pixels)
+        onnx_crops.append(face_crop(source, np.array(mine.box) / scale, settings.image_size, settings.margin))
+        np.testing.assert_array_equal(onnx_crops[-1], torch_crops[-1].numpy(), err_msg=f"{path.name}: crop")
+    expected = np.concatenate(
+        [torch_encoder.embed(torch_crops[i : i + 16]) for i in range(0, len(photos), 16)]
+    )
+    got = np.concatenate(
+        [embed_crops(onnx_models.facenet, onnx_crops[i : i + 16]) for i in range(0, len(photos), 16)]
+    )
+    worst = float(np.abs(got - expected).max())
+    print(f"{len(photos)} photos: max embedding diff {worst:.2e} per value")
+    assert got.shape == (28, 512) and got.dtype == np.float32
+    assert worst <= EMBEDDING_TOLERANCE
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+
+
+def test_the_manifest_records_each_exported_file_and_its_sha256(exported):
+    from facetrain.model_files import sha256_file
+
+    document = json.loads(exported.manifest.read_text())
+    assert [entry["role"] for entry in document["files"]] == ["pnet", "rnet", "onet", "facenet"]
+    for entry in document["files"]:
+        assert sha256_file(exported.folder / entry["name"]) == entry["sha256"]
+    assert document["made_from"]["facenet_weights"] == "none" and document["made_from"]["seed"] == 0
+    assert document["files"][3]["name"] == "inception_resnet_v1-random-seed0.onnx"
+
+
+def test_a_changed_or_missing_model_file_is_refused_naming_it(exported, tmp_path):
+    import shutil
+
+    from facetrain.inference.onnx_models import load_models
+    from facetrain.model_files import WeightsError
+
+    copy = tmp_path / "models"
+    shutil.copytree(exported.folder, copy)
+    with (copy / "rnet.onnx").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(
+        WeightsError, match=r"the rnet model .*rnet\.onnx is not the file manifest\.json records"
+    ):
+        load_models(copy)
+    (copy / "rnet.onnx").unlink()
+    with pytest.raises(WeightsError, match=r"rnet\.onnx is missing; re-export them: python -m facetrain"):
+        load_models(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(WeightsError, match=r"manifest\.json is missing"):
+        load_models(copy)
+
+
+def test_the_export_command_names_absent_weights_without_a_traceback(tmp_path, capsys, monkeypatch):
+    from facetrain.inference.export import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # no cached vggface2 weights there
+    assert main([str(tmp_path / "out"), "--weights", "vggface2"]) == 2
+    error = capsys.readouterr().err
+    assert "export failed: The vggface2 weights file 20180402-114759-vggface2.pt was not found" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "out").exists()
