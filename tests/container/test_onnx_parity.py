@@ -2,8 +2,8 @@
 
 The networks are exported from facenet-pytorch here (weights=none: the job's seeded random
 InceptionResnetV1; vggface2's weights are not in this environment). Each photo is decoded as the job
-decodes it; both paths must find the same faces (none included), boxes within 1 px and probabilities
-within 1e-5 on the detection copy, the same face selected, and embeddings within 1e-4 per value.
+decodes it; both paths must find the same faces (none included), boxes and landmarks within 1 px and
+probabilities within 1e-5 on the detection copy, the same face selected, and embeddings within 1e-4 per value.
 Measured: 32 photos (30 with faces): boxes within 9.2e-5 px, probabilities within 3.6e-7; 28 photos'
 embeddings within 1.2e-7 per value, their crops identical.
 """
@@ -85,12 +85,14 @@ def test_detection_matches_facenet_pytorch_on_real_photos(
     from facetrain.faces import _largest
     from facetrain.photos import decode_photo
 
-    worst_box = worst_probability = 0.0
+    worst_box = worst_probability = worst_landmark = 0.0
     with_faces = without = 0
     for path in real_photos(shared_data, tmp_path):
         photo = decode_photo(path, MAX_PIXELS, settings.detection_max_side, settings.min_face_size)
         with torch.inference_mode():
-            boxes, probabilities = torch_encoder.detector.detect(photo.detection_image)
+            boxes, probabilities, landmarks = torch_encoder.detector.detect(
+                photo.detection_image, landmarks=True
+            )
         found = onnx_faces(photo, onnx_models, settings)
         name = f"{path.parent.name}/{path.name}"
         if boxes is None:
@@ -99,6 +101,7 @@ def test_detection_matches_facenet_pytorch_on_real_photos(
             continue
         assert len(found.boxes) == len(boxes), f"{name}: {len(found.boxes)} faces vs torch's {len(boxes)}"
         worst_box = max(worst_box, float(np.abs(found.boxes - boxes).max()))
+        worst_landmark = max(worst_landmark, float(np.abs(found.landmarks - landmarks).max()))
         worst_probability = max(
             worst_probability,
             float(np.abs(found.probabilities - np.asarray(probabilities, np.float32)).max()),
@@ -108,11 +111,12 @@ def test_detection_matches_facenet_pytorch_on_real_photos(
         with_faces += 1
     print(
         f"{with_faces} photos with faces, {without} without; max box diff {worst_box:.2e} px, "
-        f"max probability diff {worst_probability:.2e}"
+        f"max probability diff {worst_probability:.2e}, max landmark diff {worst_landmark:.2e} px"
     )
     assert with_faces >= 29 and without >= 1
     assert worst_box <= BOX_TOLERANCE_PX
     assert worst_probability <= PROBABILITY_TOLERANCE
+    assert worst_landmark <= BOX_TOLERANCE_PX
 
 
 def test_embeddings_match_the_torch_path_on_real_photos(shared_data, settings, onnx_models, torch_encoder):
