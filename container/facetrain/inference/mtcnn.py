@@ -63,9 +63,12 @@ class Detections:
 
 
 def integral_image(image: np.ndarray) -> np.ndarray:
-    """Summed-area table of an H x W x 3 uint8 image, (H+1) x (W+1) x 3 int64, zero first row/column."""
-    table = np.zeros((image.shape[0] + 1, image.shape[1] + 1, image.shape[2]), dtype=np.int64)
-    np.cumsum(np.cumsum(image, axis=0, dtype=np.int64), axis=1, out=table[1:, 1:])
+    """Summed-area table of an H x W x 3 uint8 image, channels first: 3 x (H+1) x (W+1) with a zero first
+    row and column (int32, or int64 for an image too large for int32 sums)."""
+    height, width = image.shape[:2]
+    dtype = np.int32 if height * width * 255 < 2**31 else np.int64
+    table = np.zeros((image.shape[2], height + 1, width + 1), dtype=dtype)
+    np.cumsum(np.cumsum(image.transpose(2, 0, 1), axis=1, dtype=dtype), axis=2, out=table[:, 1:, 1:])
     return table
 
 
@@ -79,6 +82,28 @@ def _bins(start: np.ndarray, length: np.ndarray, out_size: int) -> tuple[np.ndar
     return start.astype(np.int64)[:, None] + first, start.astype(np.int64)[:, None] + last
 
 
+def _means(sums: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Bin sums divided as ATen's adaptive average pooling divides them: sum / kh / kw, in float32. The
+    sums are exact integers (below 2**24 for every bin of a detection copy, so exact in float32 too)."""
+    return sums.astype(np.float32) / rows.astype(np.float32) / columns.astype(np.float32)
+
+
+def pyramid_level(table: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """torch's interpolate(mode="area") of the whole image to out_h x out_w: float32 (1, 3, out_h, out_w).
+    The bins of a whole-image resize are a grid, so rows and columns are gathered separately."""
+    height, width = table.shape[1] - 1, table.shape[2] - 1
+    r0, r1 = (b[0] for b in _bins(np.zeros(1), np.array([height]), out_h))
+    c0, c1 = (b[0] for b in _bins(np.zeros(1), np.array([width]), out_w))
+    bottom, top = np.take(table, r1, axis=1), np.take(table, r0, axis=1)
+    sums = (
+        np.take(bottom, c1, axis=2)
+        - np.take(top, c1, axis=2)
+        - np.take(bottom, c0, axis=2)
+        + np.take(top, c0, axis=2)
+    )
+    return _means(sums, (r1 - r0)[:, None], (c1 - c0)[None, :])[None]
+
+
 def area_resample(
     table: np.ndarray,
     top: np.ndarray,
@@ -89,17 +114,14 @@ def area_resample(
     out_w: int,
 ) -> np.ndarray:
     """torch's interpolate(mode="area") (adaptive average pooling) of k regions of the image whose
-    summed-area table is `table`, each resized to out_h x out_w: float32 (k, 3, out_h, out_w). The sums
-    are exact integers; the mean is divided as ATen's kernel divides it (sum / kh / kw, in float32)."""
+    summed-area table is `table`, each resized to out_h x out_w: float32 (k, 3, out_h, out_w)."""
     r0, r1 = _bins(top, height, out_h)
     c0, c1 = _bins(left, width, out_w)
     a, b = r0[:, :, None], r1[:, :, None]
     c, d = c0[:, None, :], c1[:, None, :]
-    sums = table[b, d] - table[a, d] - table[b, c] + table[a, c]  # (k, out_h, out_w, 3)
-    kh = (r1 - r0).astype(np.float32)[:, :, None, None]
-    kw = (c1 - c0).astype(np.float32)[:, None, :, None]
-    means = sums.astype(np.float32) / kh / kw
-    return np.ascontiguousarray(means.transpose(0, 3, 1, 2))
+    sums = table[:, b, d] - table[:, a, d] - table[:, b, c] + table[:, a, c]  # (3, k, out_h, out_w)
+    means = _means(sums, (r1 - r0)[None, :, :, None], (c1 - c0)[None, :, None, :])
+    return np.ascontiguousarray(means.transpose(1, 0, 2, 3))
 
 
 def scale_pyramid(
@@ -219,7 +241,7 @@ def crop_ranges(boxes: np.ndarray, width: int, height: int) -> tuple[np.ndarray,
 def _crops(table: np.ndarray, boxes: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """The boxes' image regions resampled to side x side and normalised as detect_face does, and the mask
     of boxes that have a region (see the module's note)."""
-    height, width = table.shape[0] - 1, table.shape[1] - 1
+    height, width = table.shape[1] - 1, table.shape[2] - 1
     y, ey, x, ex = crop_ranges(boxes, width, height)
     usable = (ey > y - 1) & (ex > x - 1)
     y, ey, x, ex = y[usable], ey[usable], x[usable], ex[usable]
@@ -246,15 +268,11 @@ def detect_faces(
         raise ValueError(f"detect_faces takes an H x W x 3 uint8 RGB image, not {image.dtype} {image.shape}")
     height, width = image.shape[:2]
     table = integral_image(image)
-    none = np.zeros((1,), dtype=np.int64)
-    whole_h, whole_w = np.array([height]), np.array([width])
 
     # First stage: P-Net over the pyramid, NMS per scale, then over all scales.
     per_scale = []
     for scale in scale_pyramid(height, width, min_face_size, factor):
-        level = area_resample(
-            table, none, none, whole_h, whole_w, int(height * scale + 1), int(width * scale + 1)
-        )
+        level = pyramid_level(table, int(height * scale + 1), int(width * scale + 1))
         regression, probabilities = networks.pnet((level - np.float32(127.5)) * np.float32(0.0078125))[:2]
         boxes = candidate_boxes(regression, probabilities, scale, thresholds[0])
         per_scale.append(boxes[nms(boxes[:, :4], boxes[:, 4], NMS_PER_SCALE)])
