@@ -197,3 +197,46 @@ def test_the_export_command_names_absent_weights_without_a_traceback(tmp_path, c
     assert "export failed: The vggface2 weights file 20180402-114759-vggface2.pt was not found" in error
     assert "Traceback" not in error
     assert not (tmp_path / "out").exists()
+
+
+def test_a_weights_file_is_exported_under_its_sha256_and_embeds_as_torch_does(tmp_path, settings):
+    """The branch vggface2 takes (its weights are not in this environment): a .pt state dict, here
+    InceptionResnetV1's seeded init with seed 3 saved by torch."""
+    from facetrain.contract.hyperparameters import Hyperparameters
+    from facetrain.faces import FacenetEmbedder, load_facenet
+    from facetrain.inference.export import export_models
+    from facetrain.inference.facenet import embed_crops
+    from facetrain.inference.onnx_models import load_models
+    from facetrain.model_files import resolve_model
+
+    weights = tmp_path / "seed3.pt"
+    torch.save(load_facenet(resolve_model(settings, None), 3, torch.device("cpu")).state_dict(), weights)
+    file_settings = Hyperparameters(weights=str(weights))
+    model = resolve_model(file_settings, None)
+    exported = export_models(tmp_path / "onnx", model, seed=0)
+    document = json.loads(exported.manifest.read_text())
+    assert document["made_from"]["facenet_weights_sha256"] == model.sha256
+    assert document["made_from"]["seed"] is None
+    assert document["files"][3]["name"] == f"inception_resnet_v1-{model.sha256[:16]}.onnx"
+
+    faces = torch.rand(5, 3, 160, 160, generator=torch.Generator().manual_seed(28)) * 2 - 1
+    expected = FacenetEmbedder(file_settings, model, torch.device("cpu")).embed(list(faces))
+    got = embed_crops(load_models(exported.folder, threads=1).facenet, list(faces.numpy()))
+    assert float(np.abs(got - expected).max()) <= EMBEDDING_TOLERANCE
+    seeded = FacenetEmbedder(settings, resolve_model(settings, None), torch.device("cpu")).embed(list(faces))
+    assert float(np.abs(got - seeded).max()) > 0.01  # the file's weights ran, not the seed-0 init
+
+
+def test_device_cuda_without_onnxruntime_gpu_names_the_package():
+    import onnxruntime
+    from facetrain.accelerator import DeviceError
+    from facetrain.inference.onnx_models import CUDA, providers
+
+    assert providers("cpu") == ["CPUExecutionProvider"]
+    if CUDA in onnxruntime.get_available_providers():
+        assert providers("cuda") == [CUDA, "CPUExecutionProvider"]
+    else:
+        with pytest.raises(DeviceError, match="install onnxruntime-gpu"):
+            providers("cuda")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', not 'tpu'"):
+        providers("tpu")
