@@ -240,3 +240,21 @@ def test_device_cuda_without_onnxruntime_gpu_names_the_package():
             providers("cuda")
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', not 'tpu'"):
         providers("tpu")
+
+
+def test_every_network_takes_any_batch_and_pnet_any_size(exported):
+    import onnxruntime
+
+    shapes = {}
+    for entry in json.loads(exported.manifest.read_text())["files"]:
+        session = onnxruntime.InferenceSession(
+            str(exported.folder / entry["name"]), providers=["CPUExecutionProvider"]
+        )
+        shapes[entry["role"]] = [node.shape for node in session.get_inputs() + session.get_outputs()]
+    assert shapes["pnet"] == [
+        ["batch", 3, "height", "width"],
+        *[["batch", n, "grid_height", "grid_width"] for n in (4, 2)],
+    ]
+    assert shapes["rnet"] == [["batch", 3, 24, 24], ["batch", 4], ["batch", 2]]
+    assert shapes["onet"] == [["batch", 3, 48, 48], ["batch", 4], ["batch", 10], ["batch", 2]]
+    assert shapes["facenet"] == [["batch", 3, 160, 160], ["batch", 512]]

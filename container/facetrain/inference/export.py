@@ -60,8 +60,10 @@ def _export(
     output_names: tuple[str, ...],
     spatial: bool,
 ) -> None:
-    """Export one network with a dynamic batch (and, `spatial`, dynamic height and width in and out)."""
-    axes = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
+    """Export one network with a dynamic batch (and, `spatial`, a dynamic height and width: P-Net's output
+    grid has its own, smaller, height and width)."""
+    inputs = {0: "batch", 2: "height", 3: "width"} if spatial else {0: "batch"}
+    outputs = {0: "batch", 2: "grid_height", 3: "grid_width"} if spatial else {0: "batch"}
     # dynamo=False: the TorchScript exporter, which needs nothing beyond torch (the dynamo exporter needs
     # onnxscript) and exports these plain convolutional networks op for op; torch deprecates it but ships it.
     with warnings.catch_warnings():
@@ -75,9 +77,7 @@ def _export(
             input_names=[input_name],
             output_names=list(output_names),
             opset_version=OPSET,
-            dynamic_axes={input_name: axes, **{name: axes for name in output_names}}
-            if spatial
-            else {input_name: axes, **{name: {0: "batch"} for name in output_names}},
+            dynamic_axes={input_name: inputs, **{name: outputs for name in output_names}},
             do_constant_folding=True,
         )
 
