@@ -258,3 +258,15 @@ def test_every_network_takes_any_batch_and_pnet_any_size(exported):
     assert shapes["rnet"] == [["batch", 3, 24, 24], ["batch", 4], ["batch", 2]]
     assert shapes["onet"] == [["batch", 3, 48, 48], ["batch", 4], ["batch", 10], ["batch", 2]]
     assert shapes["facenet"] == [["batch", 3, 160, 160], ["batch", 512]]
+
+
+def test_the_export_without_the_onnx_package_says_what_to_install(tmp_path, capsys, monkeypatch):
+    import sys
+
+    from facetrain.inference.export import main
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as where onnx is not installed: import onnx fails
+    assert main([str(tmp_path / "out"), "--weights", "none"]) == 2
+    error = capsys.readouterr().err
+    assert "export failed: the ONNX export needs the Python package onnx" in error and "make setup" in error
+    assert "Traceback" not in error

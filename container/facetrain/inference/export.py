@@ -36,6 +36,10 @@ ONET = ("onet.onnx", "crops", ("regression", "landmarks", "probabilities"))
 FACENET_OUTPUTS = ("embedding",)
 
 
+class ExportError(RuntimeError):
+    """The export cannot run here (a package it needs is missing)."""
+
+
 @dataclass(frozen=True)
 class ExportedModels:
     """The exported files (roles `pnet`, `rnet`, `onet`, `facenet`) and the manifest that records them."""
@@ -84,10 +88,17 @@ def _export(
 
 def export_models(out_dir: Path, model: ModelChoice, seed: int = 0) -> ExportedModels:
     """Export the four networks into `out_dir` (created) and write its manifest; raise WeightsError for an
-    unusable weights file. `model` is the facenet choice (`model_files.resolve_model`), `seed` the random
-    init's for `weights=none`."""
+    unusable weights file, ExportError when the `onnx` package is missing. `model` is the facenet choice
+    (`model_files.resolve_model`), `seed` the random init's for `weights=none`."""
     if model.embedder != FACENET:
         raise WeightsError(f"only facenet's InceptionResnetV1 is exported to ONNX, not {model.embedder}")
+    try:
+        import onnx  # noqa: F401  torch's exporter writes the file with it
+    except ImportError:
+        raise ExportError(
+            "the ONNX export needs the Python package onnx (torch's exporter serialises with it): "
+            "`make setup` installs it (or: pip install onnx)"
+        ) from None
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[ModelFile] = []
     with torch.no_grad():
@@ -154,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Hyperparameters(embedder=FACENET, weights=args.weights, seed=args.seed)
         model = resolve_model(settings, args.weights_dir)
         exported = export_models(args.out_dir, model, args.seed)
-    except (WeightsError, ValueError) as exc:
+    except (WeightsError, ExportError, ValueError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 2
     for file in exported.files:
