@@ -9,9 +9,9 @@ The arithmetic is float32 in the same order as torch's, so that the same network
 
 Why hand-written: the job must detect without torch and torchvision (their import alone costs seconds,
 and their CUDA 13 build the GPU hosts' drivers may not run), and no maintained numpy MTCNN reproduces
-facenet-pytorch's: the `mtcnn` package (ipazc) resamples with OpenCV's bilinear/area resize, rounds and
-pads boxes differently and runs its own Keras weights, so its boxes and probabilities differ from the
-torch path's and every stored embedding would change. Parity with the torch path is tested on real
+facenet-pytorch's: the `mtcnn` package on PyPI runs on TensorFlow and resizes with OpenCV, not torch's
+area interpolation, and rounds boxes its own way, so its boxes would differ from the torch path's and
+every stored embedding would change. Parity with the torch path is tested on real
 photos (tests/container/test_onnx_parity.py).
 
 Deliberate differences, none reachable from facenet-pytorch's successful answers: the NMS sorts scores
