@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
-
-torch = pytest.importorskip("torch")
 
 
 def detection_copy(path, side: int = 512) -> np.ndarray:

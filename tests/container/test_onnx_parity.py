@@ -15,10 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
 
 MAX_PIXELS = 89_478_485
 BOX_TOLERANCE_PX = 1.0
