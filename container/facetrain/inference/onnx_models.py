@@ -50,6 +50,13 @@ class OnnxNetwork:
             self.session = ort.InferenceSession(str(path), options, providers=list(provider_names))
         except Exception as exc:  # onnxruntime raises its own exception types for a bad file
             raise WeightsError(f"ONNX Runtime cannot open {path.name} ({exc}); {EXPORT_HINT}") from None
+        if provider_names[0] == CUDA and CUDA not in self.session.get_providers():
+            # ONNX Runtime falls back to the CPU when its CUDA provider fails to load; a GPU job must not.
+            raise DeviceError(
+                f"device=cuda, but ONNX Runtime could not use the GPU for {path.name} (its CUDA provider "
+                "did not load: onnxruntime-gpu needs the CUDA 12 and cuDNN 9 libraries and an NVIDIA driver "
+                ">= 525); see the log above for ONNX Runtime's reason, or set device=cpu"
+            )
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> list[np.ndarray]:
