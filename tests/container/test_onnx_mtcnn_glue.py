@@ -121,3 +121,21 @@ def test_box_steps_are_detect_faces_own():
         crop_ranges(shifted, 200, 150), reference.pad(torch.as_tensor(shifted), 200, 150), strict=True
     ):
         np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("margin", [0, 20, 44])
+def test_face_crop_is_extract_face_then_fixed_image_standardization(shared_data, margin):
+    from facenet_pytorch.models.mtcnn import fixed_image_standardization
+    from facenet_pytorch.models.utils.detect_face import extract_face
+    from facetrain.inference.facenet import face_crop
+
+    with Image.open(shared_data / "edge-cases" / "multiface.jpg") as opened:
+        image = opened.convert("RGB")
+    # inside the photo, over its left/top edge, over its right/bottom edge (fractional, as MTCNN's are)
+    boxes = ([100.4, 80.7, 220.2, 230.9], [-12.6, -5.3, 60.1, 70.8], [1150.5, 560.2, 1230.7, 660.4])
+    for size in (160, 112):
+        for box in boxes:
+            expected = fixed_image_standardization(extract_face(image, np.array(box), size, margin)).numpy()
+            np.testing.assert_array_equal(
+                face_crop(image, box, size, margin), expected, err_msg=f"{box} {size}"
+            )
