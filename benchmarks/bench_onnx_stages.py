@@ -7,8 +7,9 @@ facetrain.inference.mtcnn.detect_faces; P-Net, R-Net and O-Net time measured aro
 the rest is the glue: resampling, NMS, boxes), then crops and embeds the selected faces in batches of 16.
 Both runtimes get the same threads (`--threads`, default the cores this process may use). Prints the
 medians over the rounds per stage, photos/s for the whole photo (detect + crop + embed), and the ratio;
-then the import time of each runtime as a fresh process (`import torch, torchvision, facenet_pytorch` vs
-`import onnxruntime`), alternating.
+then, as fresh processes alternating, one photo examined from process start to exit (facetrain.faces vs
+facetrain.inference) and each runtime's import (`import torch, torchvision, facenet_pytorch` vs `import
+onnxruntime`).
 
 Run: .venv/bin/python benchmarks/bench_onnx_stages.py [--images ../shared/data/faces-dev] [--rounds 3]
 """
@@ -132,10 +133,52 @@ def run_onnx(models: OnnxModels, photos: list[DecodedPhoto], settings: Hyperpara
     return dict(clock.seconds)
 
 
-def import_seconds(statement: str) -> float:
+# One photo examined (decoded, detected, cropped, embedded) by a fresh process: argv = photo, ONNX folder.
+FIRST_PHOTO = {
+    "torch": """
+import sys
+from pathlib import Path
+import torch
+from facetrain.contract.hyperparameters import Hyperparameters
+from facetrain.faces import FaceEncoder
+from facetrain.model_files import resolve_model
+from facetrain.photos import decode_photo
+settings = Hyperparameters(weights="none")
+encoder = FaceEncoder(settings, resolve_model(settings, None), torch.device("cpu"))
+photo = decode_photo(Path(sys.argv[1]), 89478485, 512, 20)
+encoder.embed([encoder.crop(photo, encoder.detect(photo))])
+""",
+    "onnx": """
+import sys
+from pathlib import Path
+import numpy as np
+from facetrain.inference.facenet import embed_crops, face_crop
+from facetrain.inference.mtcnn import detect_faces
+from facetrain.inference.onnx_models import load_models
+from facetrain.photos import decode_photo
+models = load_models(Path(sys.argv[2]), "cpu")
+photo = decode_photo(Path(sys.argv[1]), 89478485, 512, 20)
+found = detect_faces(np.asarray(photo.detection_image), models.mtcnn)
+box = found.boxes[0] * photo.detection_scale / photo.crop_scale  # the decoded image: no re-decode here
+embed_crops(models.facenet, [face_crop(photo.crop_image, box)])
+""",
+}
+
+
+def process_seconds(arguments: list[str]) -> float:
+    """Wall seconds of a fresh process of this interpreter, start to exit."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", statement], check=True)  # noqa: S603 (this interpreter)
+    subprocess.run([sys.executable, *arguments], check=True)  # noqa: S603 (this interpreter, our programs)
     return time.perf_counter() - started
+
+
+def alternating(rounds: int, measure: Callable[[str], float]) -> dict[str, float]:
+    """Median of `measure(runtime)` over the rounds, torch and onnx alternating which goes first."""
+    seconds: dict[str, list[float]] = {"torch": [], "onnx": []}
+    for index in range(rounds):
+        for runtime in ("torch", "onnx") if index % 2 == 0 else ("onnx", "torch"):
+            seconds[runtime].append(measure(runtime))
+    return {runtime: statistics.median(values) for runtime, values in seconds.items()}
 
 
 def main() -> int:
@@ -169,6 +212,9 @@ def main() -> int:
                 )
                 run["glue"] = run["detect"] - run.get("pnet", 0) - run.get("rnet", 0) - run.get("onet", 0)
                 rounds[runtime].append(run)
+        first = alternating(
+            args.rounds, lambda runtime: process_seconds(["-c", FIRST_PHOTO[runtime], str(paths[0]), folder])
+        )
     print(
         f"{len(photos)} photos from {args.images}, {args.rounds} rounds alternating, {args.threads} threads"
     )
@@ -183,17 +229,15 @@ def main() -> int:
         f"whole photo, photos/s: torch {statistics.median(t_rate):.2f}, onnx {statistics.median(o_rate):.2f} "
         f"(per round ratio: {', '.join(f'{o / t:.2f}x' for t, o in zip(t_rate, o_rate, strict=True))})"
     )
-    imports: dict[str, list[float]] = {"torch": [], "onnx": []}
-    for index in range(args.rounds):
-        order = ("torch", "onnx") if index % 2 == 0 else ("onnx", "torch")
-        for runtime in order:
-            statement = (
-                "import torch, torchvision, facenet_pytorch" if runtime == "torch" else "import onnxruntime"
-            )
-            imports[runtime].append(import_seconds(statement))
     print(
-        f"import as a fresh process (s, median): torch+torchvision+facenet_pytorch "
-        f"{statistics.median(imports['torch']):.2f}, onnxruntime {statistics.median(imports['onnx']):.2f}"
+        f"one photo examined by a fresh process, start to exit (s, median): torch {first['torch']:.2f}, "
+        f"onnx {first['onnx']:.2f} ({first['torch'] / first['onnx']:.2f}x)"
+    )
+    statements = {"torch": "import torch, torchvision, facenet_pytorch", "onnx": "import onnxruntime"}
+    imports = alternating(args.rounds, lambda runtime: process_seconds(["-c", statements[runtime]]))
+    print(
+        f"import as a fresh process (s, median): torch+torchvision+facenet_pytorch {imports['torch']:.2f}, "
+        f"onnxruntime {imports['onnx']:.2f}"
     )
     return 0
 
