@@ -5,6 +5,7 @@ host's share however long past that bound it takes."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -20,12 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 HOST = textwrap.dedent(
     """
     import json, sys, time
-    from facetrain.distributed import Cluster, joined_hosts
+    from facetrain.distributed import Cluster, HostShare, joined_hosts
     host, share_seconds = sys.argv[1], float(sys.argv[2])
     cluster = Cluster(hosts=("algo-1", "algo-2"), current_host=host)
     with joined_hosts(cluster) as hosts:
         time.sleep(share_seconds)  # embedding this host's share
-        print(json.dumps(hosts.gather_to_master([host])))
+        shares = hosts.gather_to_master([HostShare([], [f"{host}.txt"], 0, 0, 0, share_seconds, 0)])
+        print(json.dumps(None if shares is None else [name for s in shares for name in s.stray_files]))
     """
 )
 
@@ -61,6 +63,7 @@ def test_the_rendezvous_bound_lies_well_below_every_maxruntime_the_template_allo
 def test_a_share_that_takes_longer_than_the_rendezvous_bound_is_still_gathered(tmp_path, slow_host, seconds):
     env = {
         "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # the hosts run the code this test imports
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(_free_port()),
         "FACETRAIN_RENDEZVOUS_TIMEOUT": "2",  # shorter than the slow host's share
@@ -79,5 +82,5 @@ def test_a_share_that_takes_longer_than_the_rendezvous_bound_is_still_gathered(t
     results = {host: process.communicate(timeout=120) for host, process in hosts.items()}
     for host, process in hosts.items():
         assert process.returncode == 0, (host, results[host][1][-2000:])
-    assert json.loads(results["algo-1"][0].strip().splitlines()[-1]) == ["algo-1", "algo-2"]
+    assert json.loads(results["algo-1"][0].strip().splitlines()[-1]) == ["algo-1.txt", "algo-2.txt"]
     assert results["algo-2"][0].strip().splitlines()[-1] == "null"
