@@ -1,9 +1,11 @@
 """Which device the job runs on, decided from facts: the instance type SageMaker names, what CUDA reports.
 
 A GPU instance whose GPU the job cannot use is refused (DeviceError), never quietly run on the CPU at GPU
-prices: the image's torch is a CUDA build that needs a recent NVIDIA driver and a GPU architecture it was
-compiled for. `GPU_FAMILIES` is the one table of the SageMaker instance families with NVIDIA GPUs (the README
-section "GPU instances" is checked against it). Torch-free: `gpu_facts` gathers the facts from torch.
+prices: the runtime that runs the networks (ONNX Runtime, or torch: the `runtime` setting) is a CUDA build
+that needs a recent enough NVIDIA driver and a GPU architecture it was compiled for. One decision
+(`decide_device`) serves both runtimes: `GpuFacts` says whose CUDA build it describes. `GPU_FAMILIES` is the
+one table of the SageMaker instance families with NVIDIA GPUs (the README section "GPU instances" is checked
+against it). Imports no runtime: `gpu_facts` gathers the facts.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ NEURON_PREFIXES = ("ml.trn", "ml.inf")  # AWS Trainium / Inferentia: accelerator
 # NVIDIA's minimum driver branch per CUDA major version (minor-version compatibility): CUDA 13.x needs R580.
 MIN_DRIVER_BRANCH = {11: 450, 12: 525, 13: 580}
 ARCH_PATTERN = re.compile(r"^(sm|compute)_(\d+)(\d)[af]?$")
+NOT_INSTALLED = "not installed"  # GpuFacts.version of a runtime whose package is absent
 
 
 class DeviceError(ValueError):
@@ -51,18 +54,26 @@ GPU_FAMILIES: dict[str, GpuFamily] = {
 
 @dataclass(frozen=True)
 class GpuFacts:
-    """What this machine's torch and NVIDIA driver report (None: not known)."""
+    """What one runtime's build and this machine's NVIDIA driver report (None: not known).
 
-    torch_version: str
-    torch_cuda: str | None  # the CUDA version torch was built for ("13.0"); None for a CPU-only build
-    arch_list: tuple[str, ...]  # torch.cuda.get_arch_list(): "sm_75", …, "compute_90" (PTX)
-    cuda_available: bool  # torch.cuda.is_available()
-    unavailable_reason: str | None = None  # torch's own words when CUDA cannot start
+    `runtime` names whose CUDA build the facts describe: "torch" (torch's CUDA build, torch's view of the
+    GPU) or "onnx" (ONNX Runtime's build and its execution providers; the GPU as the driver's libcuda
+    reports it). `package` is the distribution that holds that build ("torch", "onnxruntime-gpu", …).
+    """
+
+    runtime: str
+    package: str
+    version: str  # the package's version ("2.14.1+cu130", "1.26.0"); "not installed" when absent
+    build_cuda: str | None  # the CUDA version the build targets ("13.0", "12.8"); None: a CPU-only build
+    arch_list: tuple[str, ...]  # the GPU code in the build: "sm_75", …, "compute_90" (PTX)
+    cuda_available: bool  # a CUDA GPU is visible and CUDA starts on it
+    unavailable_reason: str | None = None  # why CUDA cannot start, in the runtime's or the driver's words
     driver_version: str | None = None  # the NVIDIA driver release, "535.183.01"
     driver_cuda: str | None = None  # the newest CUDA that driver runs, "12.2"
     device_name: str | None = None
     capability: tuple[int, int] | None = None
     device_count: int = 0
+    providers: tuple[str, ...] = ()  # runtime "onnx": ONNX Runtime's available execution providers
 
 
 @dataclass(frozen=True)
@@ -113,11 +124,29 @@ def sm(capability: tuple[int, int]) -> str:
     return f"sm_{capability[0]}{capability[1]}"
 
 
-def required_driver(torch_cuda: str | None) -> str:
+def cuda_major(version: str | None) -> int | None:
+    """12 of '12.2' (None when not known)."""
+    head = version.split(".")[0] if version else ""
+    return int(head) if head.isdigit() else None
+
+
+def required_driver(build_cuda: str | None) -> str:
     """'R580 or newer' for a CUDA 13.x build (what NVIDIA's minor-version compatibility table requires)."""
-    major = int(torch_cuda.split(".")[0]) if torch_cuda else None
+    major = cuda_major(build_cuda)
     branch = MIN_DRIVER_BRANCH.get(major) if major is not None else None
-    return f"R{branch} or newer" if branch else f"one that supports CUDA {torch_cuda}"
+    return f"R{branch} or newer" if branch else f"one that supports CUDA {build_cuda}"
+
+
+def driver_too_old(facts: GpuFacts) -> bool:
+    """Whether the driver's newest CUDA is of an older major version than the build's (CUDA's minor-version
+    compatibility runs a 12.x build on any 12.x driver, never on an 11.x one)."""
+    driver, build = cuda_major(facts.driver_cuda), cuda_major(facts.build_cuda)
+    return driver is not None and build is not None and driver < build
+
+
+def build_name(facts: GpuFacts) -> str:
+    """'torch 2.14.1+cu130', 'onnxruntime-gpu 1.26.0'."""
+    return f"{facts.package} {facts.version}"
 
 
 def driver_found(facts: GpuFacts) -> str:
@@ -129,16 +158,32 @@ def driver_found(facts: GpuFacts) -> str:
     return f"NVIDIA driver {version}{supports}"
 
 
+def cpu_only_build(facts: GpuFacts) -> str:
+    """Why a build without CUDA cannot use the GPU, and for ONNX Runtime which package has CUDA."""
+    if facts.runtime != "onnx":
+        return f"this {facts.package} ({facts.version}) is a CPU-only build"
+    if facts.version == NOT_INSTALLED:
+        return "onnxruntime is not installed: install onnxruntime-gpu (the `gpu` extra)"
+    return (
+        f"this {facts.package} ({facts.version}) has no CUDAExecutionProvider (it offers "
+        f"{', '.join(facts.providers) or 'none'}): install onnxruntime-gpu (the `gpu` extra) instead of "
+        "onnxruntime"
+    )
+
+
 def cuda_problem(facts: GpuFacts) -> str | None:
     """Why the GPU cannot be used, or None when it can."""
-    if facts.torch_cuda is None:
-        return f"this torch ({facts.torch_version}) is a CPU-only build"
+    if facts.build_cuda is None:
+        return cpu_only_build(facts)
     if not facts.cuda_available:
         return f"CUDA cannot start ({facts.unavailable_reason or 'no CUDA GPU is visible'})"
-    if facts.capability is not None and not capability_supported(facts.capability, facts.arch_list):
+    if driver_too_old(facts):
+        return f"the {driver_found(facts)} is older than this {facts.package} build's CUDA {facts.build_cuda}"
+    known = facts.capability is not None and facts.arch_list  # an unrecorded arch list is not checked
+    if known and not capability_supported(facts.capability, facts.arch_list):  # type: ignore[arg-type]
         return (
-            f"the GPU {facts.device_name} ({sm(facts.capability)}) is not supported by this torch build "
-            f"(compiled for {' '.join(facts.arch_list)})"
+            f"the GPU {facts.device_name} ({sm(facts.capability)}) is not supported by this "
+            f"{facts.package} build (compiled for {' '.join(facts.arch_list)})"
         )
     return None
 
@@ -146,14 +191,18 @@ def cuda_problem(facts: GpuFacts) -> str | None:
 def describe(facts: GpuFacts) -> str:
     """One log line: the GPU, the driver and the CUDA versions (or that none is usable and why)."""
     target = "the CPU only"
-    if facts.torch_cuda:
-        needs = f"needs driver {required_driver(facts.torch_cuda)}"
-        target = f"CUDA {facts.torch_cuda} ({' '.join(facts.arch_list)}; {needs})"
-    build = f"torch {facts.torch_version} built for {target}"
-    if facts.cuda_available and facts.capability is not None:
+    if facts.build_cuda:
+        needs = f"needs driver {required_driver(facts.build_cuda)}"
+        archs = " ".join(facts.arch_list) or "architectures not recorded"
+        target = f"CUDA {facts.build_cuda} ({archs}; {needs})"
+    build = f"{build_name(facts)} built for {target}"
+    if facts.runtime == "onnx":
+        build += f"; providers {', '.join(facts.providers) or 'none'}"
+    problem = cuda_problem(facts)
+    if problem is None and facts.capability is not None:
         gpu = f"GPU {facts.device_name} ({sm(facts.capability)}) x{facts.device_count}"
     else:
-        gpu = f"no usable GPU: {cuda_problem(facts) or 'none visible'}"
+        gpu = f"no usable GPU: {problem or 'none visible'}"
     return f"{gpu}; {driver_found(facts)}; {build}"
 
 
@@ -164,7 +213,7 @@ def family_note(instance_type: str, facts: GpuFacts) -> str:
         return ""
     return (
         f" {instance_family(instance_type)} has {family.gpu} GPUs ({family.architecture}, "
-        f"{sm(family.capability)}), which this torch build does not support with any driver."
+        f"{sm(family.capability)}), which this {facts.package} build does not support with any driver."
     )
 
 
@@ -176,11 +225,11 @@ def refusal(requested: str, instance_type: str | None, facts: GpuFacts, problem:
     else:
         head = f"device={requested} was asked for but no CUDA GPU is usable: {problem}."
         note = ""
-    needs = (
-        f" This host has {driver_found(facts)}; this image's torch {facts.torch_version} is built for CUDA "
-        f"{facts.torch_cuda} and needs NVIDIA driver {required_driver(facts.torch_cuda)}."
-        if facts.torch_cuda
-        else ""
+    needs = f" This host has {driver_found(facts)}" + (
+        f"; this image's {build_name(facts)} is built for CUDA {facts.build_cuda} and needs NVIDIA driver "
+        f"{required_driver(facts.build_cuda)}."
+        if facts.build_cuda
+        else "."
     )
     fixes = (
         " Fix: use an instance family listed as working in the README (section 'GPU instances'), "

@@ -1,11 +1,15 @@
-"""Gather `GpuFacts` on this machine: torch's CUDA build and state, the NVIDIA driver, the GPU.
+"""Gather `GpuFacts` on this machine for one runtime: its CUDA build and state, the NVIDIA driver, the GPU.
 
 The driver release is read from /proc/driver/nvidia/version (the kernel module writes it; it is visible
 inside containers and needs no library), else from `nvidia-smi` when present: NVML's Python binding
-(pynvml / nvidia-ml-py) is not in the lock. The newest CUDA the driver runs comes from the driver's own
-libcuda.so.1 (cuDriverGetVersion, which needs no cuInit). Why CUDA cannot start is torch's own message:
-torch.cuda.init() raises it ("The NVIDIA driver on your system is too old (found version 12020)…").
-Every probe fails soft: a fact that cannot be read is None.
+(pynvml / nvidia-ml-py) is not in the lock. The driver's own libcuda.so.1, through ctypes, tells the newest
+CUDA it runs (cuDriverGetVersion, which needs no cuInit) and, for runtime=onnx, whether CUDA starts and which
+GPUs it sees (cuInit, cuDeviceGet*): the CUDA driver API is C, with no Python binding in the lock either.
+
+runtime=onnx: ONNX Runtime's build (its package, the CUDA version it records, its execution providers) and
+the driver's view of the GPU; `onnx_facts` is pure (its probes are parameters), `gather_onnx` runs them.
+This module imports no torch: runtime=torch's facts (torch's CUDA build, torch's view of the GPU) are
+`torch_gpu_facts`'s, opened only for that runtime. Every probe fails soft: a fact that cannot be read is None.
 """
 
 from __future__ import annotations
@@ -14,15 +18,23 @@ import ctypes
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from .accelerator import GpuFacts
+from .accelerator import NOT_INSTALLED, GpuFacts, cuda_major
 
 PROC_DRIVER_VERSION = Path("/proc/driver/nvidia/version")
 DRIVER_RELEASE = re.compile(r"Kernel Module\s+(?:for \S+\s+)?(\d+(?:\.\d+)+)")
 REASON_CHARS = 300
+LIBCUDA = "libcuda.so.1"
+# cuDeviceGetAttribute's CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR (cuda.h).
+CAPABILITY_ATTRIBUTES = (75, 76)
+CUDA_PROVIDER = "CUDAExecutionProvider"
+# The GPU code in ONNX Runtime's CUDA 12 wheel, which reports no arch list of its own at run time: read from
+# onnxruntime-gpu 1.26.0's libonnxruntime_providers_cuda.so (the fatbin entries of its .nv_fatbin section):
+# cubins for sm_60 sm_70 sm_75 sm_80 sm_86 sm_90 and PTX for compute_90. So every GPU of compute capability
+# 6.0 or higher runs it (Volta's V100 too, which torch's CUDA 13 build dropped; Blackwell through the PTX).
+ONNX_CUDA12_ARCHS = ("sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "compute_90")
 
 
 def driver_release(proc_file: Path = PROC_DRIVER_VERSION) -> str | None:
@@ -50,51 +62,143 @@ def driver_release(proc_file: Path = PROC_DRIVER_VERSION) -> str | None:
     return lines[0].strip() if result.returncode == 0 and lines else None
 
 
+@dataclass(frozen=True)
+class DriverProbe:
+    """What the NVIDIA driver's libcuda.so.1 reports, without any CUDA runtime or framework.
+
+    driver_cuda: the newest CUDA it runs ('12.2'); init_error: why cuInit failed (None: it succeeded);
+    devices: each visible GPU's name and compute capability, in CUDA's order."""
+
+    driver_cuda: str | None
+    init_error: str | None
+    devices: tuple[tuple[str, tuple[int, int]], ...] = ()
+
+
+def cuda_version_text(version: int) -> str:
+    """'12.2' of cuDriverGetVersion's 12020."""
+    return f"{version // 1000}.{version % 1000 // 10}"
+
+
+def cuda_error(libcuda: ctypes.CDLL, call: str, code: int) -> str:
+    """'cuInit: CUDA_ERROR_NO_DEVICE (no CUDA-capable device is detected)', from the driver's own names."""
+    name, text = ctypes.c_char_p(), ctypes.c_char_p()
+    try:
+        libcuda.cuGetErrorName(code, ctypes.byref(name))
+        libcuda.cuGetErrorString(code, ctypes.byref(text))
+    except AttributeError:
+        pass
+    label = (name.value or b"").decode(errors="replace") or f"CUresult {code}"
+    words = (text.value or b"").decode(errors="replace")
+    return f"{call}: {label} ({words})" if words else f"{call}: {label}"
+
+
+def libcuda_probe(library: str = LIBCUDA) -> DriverProbe:
+    """Ask the driver's libcuda (cuDriverGetVersion, cuInit, cuDeviceGetCount/Get/GetName/GetAttribute)."""
+    try:
+        libcuda = ctypes.CDLL(library)
+    except OSError:
+        return DriverProbe(None, f"no NVIDIA driver ({library} not found)")
+    driver_cuda = None
+    try:
+        version = ctypes.c_int(0)
+        found = libcuda.cuDriverGetVersion(ctypes.byref(version)) == 0 and version.value > 0
+        driver_cuda = cuda_version_text(version.value) if found else None
+        if (code := libcuda.cuInit(0)) != 0:
+            return DriverProbe(driver_cuda, cuda_error(libcuda, "cuInit", code))
+        count = ctypes.c_int(0)
+        if (code := libcuda.cuDeviceGetCount(ctypes.byref(count))) != 0:
+            return DriverProbe(driver_cuda, cuda_error(libcuda, "cuDeviceGetCount", code))
+        devices = []
+        for ordinal in range(count.value):
+            device, name = ctypes.c_int(0), ctypes.create_string_buffer(256)
+            major, minor = ctypes.c_int(0), ctypes.c_int(0)
+            calls = (
+                libcuda.cuDeviceGet(ctypes.byref(device), ordinal),
+                libcuda.cuDeviceGetName(name, len(name), device),
+                libcuda.cuDeviceGetAttribute(ctypes.byref(major), CAPABILITY_ATTRIBUTES[0], device),
+                libcuda.cuDeviceGetAttribute(ctypes.byref(minor), CAPABILITY_ATTRIBUTES[1], device),
+            )
+            if any(calls):
+                return DriverProbe(driver_cuda, cuda_error(libcuda, "cuDevice*", next(c for c in calls if c)))
+            devices.append((name.value.decode(errors="replace"), (major.value, minor.value)))
+    except AttributeError as exc:  # a libcuda without one of these entry points
+        return DriverProbe(driver_cuda, f"{library} lacks {exc}")
+    return DriverProbe(driver_cuda, None, tuple(devices))
+
+
 def driver_cuda_version() -> str | None:
     """The newest CUDA version the installed driver supports ('12.2'), from libcuda.so.1; None without it."""
     try:
-        libcuda = ctypes.CDLL("libcuda.so.1")
+        libcuda = ctypes.CDLL(LIBCUDA)
         version = ctypes.c_int(0)
         if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0 or version.value <= 0:
             return None
     except (OSError, AttributeError):
         return None
-    return f"{version.value // 1000}.{version.value % 1000 // 10}"
+    return cuda_version_text(version.value)
 
 
-def first_sentence(message: str) -> str:
-    """The first sentence of torch's message (the rest is download links), at most REASON_CHARS."""
-    text = " ".join(message.split())
-    return text.split(". ", 1)[0].rstrip(".")[:REASON_CHARS]
+# ---- runtime=onnx -------------------------------------------------------------------------------------
 
 
-def unavailable_reason() -> str | None:
-    """Torch's reason for CUDA not starting: torch.cuda.init raises it."""
+@dataclass(frozen=True)
+class OnnxBuild:
+    """The installed ONNX Runtime: its package ('onnxruntime-gpu'), version, the CUDA version its build
+    records (None: a CPU build) and its available execution providers; version NOT_INSTALLED when absent."""
+
+    package: str
+    version: str
+    cuda_version: str | None
+    providers: tuple[str, ...]
+
+
+def onnx_build() -> OnnxBuild:
+    """Read the installed onnxruntime: `get_available_providers()` and capi/build_and_package_info (which a
+    CUDA build's setup.py writes `cuda_version` into)."""
     try:
-        torch.cuda.init()
-    except Exception as exc:  # torch raises RuntimeError, AssertionError ("not compiled with CUDA"), …
-        return first_sentence(str(exc)) or type(exc).__name__
-    return None
-
-
-def gather() -> GpuFacts:
-    """Every fact this machine reports (torch.cuda.init runs only when CUDA is already known unusable)."""
-    torch_cuda = torch.version.cuda
-    available = torch_cuda is not None and torch.cuda.is_available()
-    name, capability, count = None, None, 0
-    if available:
-        count = torch.cuda.device_count()
-        name = torch.cuda.get_device_name(0)
-        capability = tuple(torch.cuda.get_device_capability(0))
-    return GpuFacts(
-        torch_version=torch.__version__,
-        torch_cuda=torch_cuda,
-        arch_list=tuple(torch.cuda.get_arch_list()) if torch_cuda else (),
-        cuda_available=available,
-        unavailable_reason=None if available or torch_cuda is None else unavailable_reason(),
-        driver_version=driver_release(),
-        driver_cuda=driver_cuda_version(),
-        device_name=name,
-        capability=capability,  # type: ignore[arg-type]
-        device_count=count,
+        import onnxruntime as ort
+    except ImportError:
+        return OnnxBuild("onnxruntime", NOT_INSTALLED, None, ())
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+    except ImportError:  # a build without the file: its facts are the defaults below
+        info = None  # type: ignore[assignment]
+    return OnnxBuild(
+        getattr(info, "package_name", "onnxruntime"),
+        ort.__version__,
+        getattr(info, "cuda_version", None),
+        tuple(ort.get_available_providers()),
     )
+
+
+def onnx_facts(build: OnnxBuild, driver: DriverProbe, release: str | None) -> GpuFacts:
+    """The facts for runtime=onnx from what onnxruntime, the driver's libcuda and its release say.
+
+    The build has CUDA when CUDAExecutionProvider is among its providers; its CUDA version is the one the
+    build records (the PyPI CUDA 12 wheels up to 1.26; 1.27 and later are CUDA 13), else 12 (ONNX Runtime's
+    documented PyPI default since 1.19)."""
+    cuda_build = CUDA_PROVIDER in build.providers
+    build_cuda = (build.cuda_version or "12") if cuda_build else None
+    name, capability = driver.devices[0] if driver.devices else (None, None)
+    available = driver.init_error is None and bool(driver.devices)
+    reason = driver.init_error or (None if driver.devices else "the NVIDIA driver sees no GPU")
+    return GpuFacts(
+        runtime="onnx",
+        package=build.package,
+        version=build.version,
+        build_cuda=build_cuda,
+        arch_list=ONNX_CUDA12_ARCHS if cuda_major(build_cuda) == 12 else (),  # others: not known
+        cuda_available=available,
+        unavailable_reason=None if available else reason,
+        driver_version=release,
+        driver_cuda=driver.driver_cuda,
+        device_name=name,
+        capability=capability,
+        device_count=len(driver.devices),
+        providers=build.providers,
+    )
+
+
+def gather_onnx() -> GpuFacts:
+    """runtime=onnx's facts on this machine: onnxruntime's build, the driver's libcuda and its release."""
+    return onnx_facts(onnx_build(), libcuda_probe(), driver_release())

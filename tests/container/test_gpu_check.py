@@ -1,4 +1,5 @@
-"""A GPU that is used or refused loudly: `accelerator.decide_device` over facts, the probes of `gpu_facts`,
+"""A GPU that is used or refused loudly: `accelerator.decide_device` over either runtime's facts (torch's
+CUDA build, or ONNX Runtime's with the driver's libcuda), the probes of `gpu_facts`, `devices.choose_device`,
 the instance type in resourceconfig.json, and the real `train` on a GPU instance type of this CPU machine."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from facetrain.accelerator import (
     GPU_FAMILIES,
+    MIN_DRIVER_BRANCH,
     DeviceChoice,
     DeviceError,
     GpuFacts,
@@ -24,6 +26,7 @@ from facetrain.accelerator import (
     is_gpu_instance,
     sm,
 )
+from facetrain.gpu_facts import ONNX_CUDA12_ARCHS
 from facetrain.sagemaker_env import load_environment, write_tree
 from PIL import Image
 
@@ -32,7 +35,12 @@ CUDA13_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")  # torch
 TOO_OLD = "The NVIDIA driver on your system is too old (found version 12020)"
 
 BUILD = GpuFacts(
-    torch_version="2.14.1+cu130", torch_cuda="13.0", arch_list=CUDA13_ARCHS, cuda_available=False
+    runtime="torch",
+    package="torch",
+    version="2.14.1+cu130",
+    build_cuda="13.0",
+    arch_list=CUDA13_ARCHS,
+    cuda_available=False,
 )
 NO_DRIVER = dataclasses.replace(BUILD, unavailable_reason="Found no NVIDIA driver on your system")
 OLD_DRIVER = dataclasses.replace(
@@ -54,7 +62,7 @@ def usable(name: str, capability: tuple[int, int]) -> GpuFacts:
 
 
 A10G, L4, V100 = usable("NVIDIA A10G", (8, 6)), usable("NVIDIA L4", (8, 9)), usable("Tesla V100", (7, 0))
-CPU_BUILD = GpuFacts(torch_version="2.14.1+cpu", torch_cuda=None, arch_list=(), cuda_available=False)
+CPU_BUILD = dataclasses.replace(BUILD, version="2.14.1+cpu", build_cuda=None, arch_list=())
 
 
 # ---- the decision -------------------------------------------------------------------------------------
@@ -167,12 +175,18 @@ def test_the_architectures_a_build_runs_on(capability, archs, supported) -> None
     assert capability_supported(capability, archs) is supported
 
 
-def test_every_family_of_the_table_is_a_gpu_instance_and_the_image_runs_on_the_documented_ones() -> None:
+def test_every_family_of_the_table_is_a_gpu_instance_and_each_build_runs_on_the_documented_ones() -> None:
     assert all(is_gpu_instance(f"{family}.xlarge") for family in GPU_FAMILIES)
-    runs = {
+    torch_runs = {
         family for family, gpu in GPU_FAMILIES.items() if capability_supported(gpu.capability, CUDA13_ARCHS)
     }
-    assert runs == set(GPU_FAMILIES) - {"ml.p2", "ml.p3", "ml.p3dn"}
+    assert torch_runs == set(GPU_FAMILIES) - {"ml.p2", "ml.p3", "ml.p3dn"}  # runtime=torch (CUDA 13)
+    image_runs = {
+        family
+        for family, gpu in GPU_FAMILIES.items()
+        if capability_supported(gpu.capability, ONNX_CUDA12_ARCHS)
+    }
+    assert image_runs == set(GPU_FAMILIES) - {"ml.p2"}  # the image: ONNX Runtime's CUDA 12 build
 
 
 def test_the_log_line_names_gpu_driver_and_cuda_versions() -> None:
@@ -214,7 +228,7 @@ def test_without_proc_the_driver_release_comes_from_nvidia_smi(tmp_path, monkeyp
 
 
 def test_torchs_reason_keeps_its_first_sentence() -> None:
-    from facetrain.gpu_facts import first_sentence
+    from facetrain.torch_gpu_facts import first_sentence
 
     message = (
         f"{TOO_OLD}. Please update your GPU driver by downloading and installing a new version from the "
@@ -225,10 +239,11 @@ def test_torchs_reason_keeps_its_first_sentence() -> None:
 
 def test_this_machines_facts() -> None:
     import torch
-    from facetrain.gpu_facts import gather
+    from facetrain.inference.devices import gather_facts
 
-    facts = gather()
-    assert (facts.torch_version, facts.torch_cuda) == (torch.__version__, torch.version.cuda)
+    facts = gather_facts("torch")
+    assert (facts.runtime, facts.package) == ("torch", "torch")
+    assert (facts.version, facts.build_cuda) == (torch.__version__, torch.version.cuda)
     if torch.cuda.is_available():
         assert facts.cuda_available and facts.device_name and facts.capability
     else:  # this CPU machine: torch's own reason is captured, not guessed
@@ -264,14 +279,23 @@ def gpu_instance_tree(sagemaker_tree, instance_type: str):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("runtime", "words"),
+    [
+        ("torch", ["no NVIDIA driver", "CUDA 13.0", "R580 or newer", "device=cpu"]),
+        ("onnx", ["no CUDAExecutionProvider", "install onnxruntime-gpu", "no NVIDIA driver", "device=cpu"]),
+    ],
+)
 def test_train_on_a_gpu_instance_without_usable_cuda_fails_naming_the_driver(
-    sagemaker_tree, tmp_path
+    sagemaker_tree, tmp_path, runtime, words
 ) -> None:
+    import onnxruntime
     import torch
 
-    if torch.cuda.is_available():
-        pytest.skip("a usable CUDA GPU is visible: the job would run on it")
+    if torch.cuda.is_available() or "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("a runtime here may use CUDA: the job could run on it")
     tree = gpu_instance_tree(sagemaker_tree, "ml.g5.xlarge")
+    tree.update_hyperparameters(runtime=runtime)
     result = subprocess.run(
         [str(TRAIN), "train"],
         env={**os.environ, "SAGEMAKER_BASE_DIR": str(tree.base), "PYTHONUNBUFFERED": "1"},
@@ -283,7 +307,7 @@ def test_train_on_a_gpu_instance_without_usable_cuda_fails_naming_the_driver(
     assert result.returncode == 1, result.stdout + result.stderr
     failure = tree.failure()
     assert failure is not None and failure.startswith("ml.g5.xlarge is a GPU instance but the job cannot use")
-    for word in ("no NVIDIA driver", "CUDA 13.0", "R580 or newer", "device=cpu"):
+    for word in words:
         assert word in failure, failure
     assert "accelerator on ml.g5.xlarge: no usable GPU" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
@@ -325,9 +349,18 @@ def test_the_readme_table_of_gpu_families_is_the_code_table() -> None:
         name, capability, in_build, _, verdict = rows[family][1:]
         assert name == f"{gpu.gpu} ({gpu.architecture})", family
         assert capability == f"`{sm(gpu.capability)}`", family
-        works = capability_supported(gpu.capability, CUDA13_ARCHS)
+        works = capability_supported(gpu.capability, ONNX_CUDA12_ARCHS)  # the image's build
         assert in_build.startswith("yes" if works else "no"), family
-        assert verdict.startswith("GPU only with an R580+ driver" if works else "never"), family
+        assert verdict.startswith("GPU with an R525+ driver" if works else "never"), family
+
+
+def test_the_readme_names_each_builds_kernels_and_driver() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = " ".join(readme[readme.index("### GPU instances") :].split("### The training job")[0].split())
+    cubins = " ".join(arch for arch in ONNX_CUDA12_ARCHS if arch.startswith("sm_"))
+    assert f"`{cubins}` and PTX for `compute_90`" in section
+    assert f"`{' '.join(CUDA13_ARCHS)}`" in section
+    assert f"R{MIN_DRIVER_BRANCH[12]} or newer" in section and f"R{MIN_DRIVER_BRANCH[13]} or newer" in section
 
 
 def test_the_documented_build_is_the_installed_torch() -> None:
