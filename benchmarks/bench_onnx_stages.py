@@ -7,8 +7,8 @@ facetrain.inference.mtcnn.detect_faces; P-Net, R-Net and O-Net time measured aro
 the rest is the glue: resampling, NMS, boxes), then crops and embeds the selected faces in batches of 16.
 Both runtimes get the same threads (`--threads`, default the cores this process may use). Prints the
 medians over the rounds per stage, photos/s for the whole photo (detect + crop + embed), and the ratio;
-then, as fresh processes alternating, one photo examined from process start to exit (facetrain.faces vs
-facetrain.inference) and each runtime's import (`import torch, torchvision, facenet_pytorch` vs `import
+then, as fresh processes alternating, one photo examined from process start to exit (runtime=torch vs
+runtime=onnx) and each runtime's import (`import torch, torchvision, facenet_pytorch` vs `import
 onnxruntime`).
 
 Run: .venv/bin/python benchmarks/bench_onnx_stages.py [--images ../shared/data/faces-dev] [--rounds 3]
@@ -31,12 +31,13 @@ import numpy as np
 import torch
 from facetrain.contract.hyperparameters import Hyperparameters
 from facetrain.cpu_threads import usable_cores
-from facetrain.faces import DetectedFace, FaceEncoder, _largest, crop_source
 from facetrain.inference.export import export_models
 from facetrain.inference.facenet import embed_crops, face_crop
+from facetrain.inference.faces import DetectedFace, FaceEncoder, _largest, crop_source
+from facetrain.inference.model_files import resolve_model
 from facetrain.inference.mtcnn import MtcnnNetworks, detect_faces
 from facetrain.inference.onnx_models import OnnxModels, load_models
-from facetrain.model_files import resolve_model
+from facetrain.inference.runtimes import open_encoder
 from facetrain.photos import DecodedPhoto, decode_photo
 from photo_sets import photos_of
 
@@ -82,7 +83,7 @@ def run_torch(
     encoder: FaceEncoder, photos: list[DecodedPhoto], settings: Hyperparameters
 ) -> dict[str, float]:
     clock = Clock()
-    detector = encoder.detector
+    detector = encoder.detector.mtcnn  # type: ignore[attr-defined]  (runtime=torch: facenet-pytorch's MTCNN)
     originals = detector.pnet, detector.rnet, detector.onet
     detector.pnet, detector.rnet, detector.onet = (
         TimedModule(net, clock, stage) for net, stage in zip(originals, ("pnet", "rnet", "onet"), strict=True)
@@ -138,13 +139,11 @@ FIRST_PHOTO = {
     "torch": """
 import sys
 from pathlib import Path
-import torch
 from facetrain.contract.hyperparameters import Hyperparameters
-from facetrain.faces import FaceEncoder
-from facetrain.model_files import resolve_model
+from facetrain.inference.runtimes import open_encoder, resolve_models
 from facetrain.photos import decode_photo
-settings = Hyperparameters(weights="none")
-encoder = FaceEncoder(settings, resolve_model(settings, None), torch.device("cpu"))
+settings = Hyperparameters(weights="none", runtime="torch")
+encoder = open_encoder(settings, resolve_models(settings, None), "cpu")
 photo = decode_photo(Path(sys.argv[1]), 89478485, 512, 20)
 encoder.embed([encoder.crop(photo, encoder.detect(photo))])
 """,
@@ -191,12 +190,12 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos (a smoke run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    settings = Hyperparameters(weights="none", seed=0)
+    settings = Hyperparameters(weights="none", seed=0, runtime="torch")
     model = resolve_model(settings, None)
     paths = photos_of(args.images)[: args.limit]
     photos = [decode_photo(p, MAX_PIXELS, settings.detection_max_side, settings.min_face_size) for p in paths]
-    encoder = FaceEncoder(settings, model, torch.device("cpu"))
-    torch.set_num_threads(args.threads)  # FaceEncoder sets the usable cores; --threads wins
+    encoder = open_encoder(settings, model, "cpu")
+    torch.set_num_threads(args.threads)  # open_encoder sets the usable cores; --threads wins
     with tempfile.TemporaryDirectory() as folder:
         export_models(Path(folder), model, settings.seed)
         models = load_models(Path(folder), "cpu", threads=args.threads)

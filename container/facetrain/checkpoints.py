@@ -41,7 +41,7 @@ import numpy as np
 
 from .contract.counting import counted
 from .contract.embeddings_file import EmbeddingsFileError, dump_embeddings, load_embeddings, record_problem
-from .faces import DetectedFace
+from .inference.faces import DetectedFace
 from .photos import PhotoRef, Rejection, photo_digests
 from .pipeline import Accepted, Rejected, Unforeseen
 

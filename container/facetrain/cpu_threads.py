@@ -1,6 +1,7 @@
-"""How many CPU threads the job's torch work gets: the cores this process may really use.
+"""How many CPU threads the job's network work gets (ONNX Runtime's or torch's intra-op pool): the cores
+this process may really use.
 
-torch's default follows the machine's CPU count; in a container limited by a cgroup CPU quota (docker
+Both runtimes' defaults follow the machine's CPU count; in a container limited by a cgroup CPU quota (docker
 --cpus, Kubernetes limits) that oversubscribes the cores it actually gets, and OpenMP's threads then wait
 on each other at every operator. An explicit OMP_NUM_THREADS is the operator's choice and is left alone.
 """
@@ -36,8 +37,10 @@ def usable_cores(cpu_max_file: Path = CGROUP_CPU_MAX) -> int:
     return min(cores, quota) if quota else cores
 
 
-def torch_threads() -> int | None:
-    """Intra-op threads to set for torch, or None when OMP_NUM_THREADS already decides."""
-    if os.environ.get("OMP_NUM_THREADS", "").strip():
-        return None
+def intra_op_threads() -> int:
+    """Intra-op threads to give the runtime: OMP_NUM_THREADS when it is a positive integer (the operator's
+    choice; ONNX Runtime's own pool does not read it, so it is passed on), else the usable cores."""
+    given = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
     return usable_cores()

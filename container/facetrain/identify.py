@@ -35,16 +35,19 @@ from typing import IO, Any
 
 import numpy as np
 
+from .accelerator import DeviceError
 from .contract.decision import accepts, search
 from .contract.embeddings_file import EmbeddingsFileError, load_embeddings
 from .contract.enrollment_csv import EnrollmentCsvError, parse_csv
-from .contract.hyperparameters import Hyperparameters
+from .contract.hyperparameters import TORCH_RUNTIME, Hyperparameters
 from .contract.names import EMBEDDINGS_PKL, ENROLLMENT_CSV, RULES_PY
 from .contract.result_files import result_file_cap
 from .contract.rules_file import RulesError, load_rules
-from .faces import DetectedFace, DeviceError, FaceEncoder, choose_device
+from .inference.devices import choose_device
+from .inference.faces import DetectedFace, FaceEncoder
+from .inference.model_files import WeightsError
+from .inference.runtimes import open_encoder, resolve_models
 from .job_metrics import PREPROCESSING_VERSION
-from .model_files import WeightsError, resolve_model
 from .outputs import NOT_FOR_PRODUCTION
 from .photos import PhotoRef, Rejection
 from .pipeline import Accepted, Examined, FaceRejected, PhotoPipeline, Rejected
@@ -141,7 +144,10 @@ def results_from(read: Callable[[str], bytes], where: str, device: str = "auto")
         rules = load_rules(read(RULES_PY))  # bytes: checked to be ASCII, then byte for byte
         metadata = load_embeddings(read(EMBEDDINGS_PKL))["metadata"]
         rows = parse_csv(read(ENROLLMENT_CSV).decode("utf-8"), rules.get("embedding_dim"))  # type: ignore[arg-type]
-        settings = Hyperparameters.model_validate({**metadata["hyperparameters"], "device": device})
+        # Results made before the `runtime` setting record none: torch (facenet-pytorch) made them, and
+        # identify must embed as they were embedded (the model files compared below say so too).
+        recorded = {"runtime": TORCH_RUNTIME, **metadata["hyperparameters"], "device": device}
+        settings = Hyperparameters.model_validate(recorded)
     except (RulesError, EmbeddingsFileError, EnrollmentCsvError, UnicodeDecodeError, KeyError) as exc:
         raise ResultsError(f"{where} does not hold usable results: {exc}") from None
     except ResultsError:  # the reader's own words: a ValueError too, but not the settings'
@@ -171,7 +177,7 @@ def results_from(read: Callable[[str], bytes], where: str, device: str = "auto")
 
 def make_encoder(results: Results, weights_dir: Path | None) -> FaceEncoder:
     """The job's FaceEncoder with the results' settings and the very model files they were made with."""
-    model = resolve_model(results.settings, weights_dir)
+    model = resolve_models(results.settings, weights_dir)
     # Results made before model_files was recorded carry the weights file's sha256 alone.
     expected = (results.rules.get("weights_sha256"), results.rules.get("model_files", model.digests))
     here = (model.sha256, model.digests)
@@ -180,7 +186,8 @@ def make_encoder(results: Results, weights_dir: Path | None) -> FaceEncoder:
             f"the {model.embedder} model files here ({here}) differ from those the results were made with "
             f"({expected}): identify must embed with the same weights and model files"
         )
-    return FaceEncoder(results.settings, model, choose_device(results.settings.device))
+    device = choose_device(results.settings.device, None, results.settings.runtime)
+    return open_encoder(results.settings, model, device)
 
 
 def _rounded(value: float | None) -> float | None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
+import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-
-import torch
 
 from . import stopping
 from .channel_layout import channel_dir, manifest_prefix
@@ -28,15 +28,16 @@ from .contract.names import (
 from .distributed import Cluster, HostExchange, HostShare, joined_hosts
 from .enrollment import Enrollment, EnrollmentBuilder, LeftOut
 from .evaluation import evaluate
-from .faces import FaceEncoder, choose_device
+from .inference.devices import choose_device
+from .inference.runtimes import open_encoder, resolve_models
 from .job_metrics import PREPROCESSING_VERSION, metrics_document, run_facts
-from .model_files import ModelChoice, resolve_model
+from .job_state import Enrolled, HostEmbeddings, JobInputs
 from .outputs import NOT_FOR_PRODUCTION, render_enrollment, render_reports, write_outputs
-from .photos import ChannelListing, SkippedFile, list_channel
+from .photos import SkippedFile, list_channel
 from .pipeline import Accepted, PhotoPipeline, Rejected
 from .reuse import embedding_fingerprint, load_previous, split_reusable
 from .sagemaker_env import CONFIG_CHANNEL, IMAGES_CHANNEL, WEIGHTS_CHANNEL, TrainingEnvironment
-from .timing import StageTimer
+from .timing import StageTimer, seconds_since_process_start
 
 log = logging.getLogger("facetrain")
 
@@ -124,46 +125,11 @@ def _with_outcome(metrics: dict[str, object], refused: bool) -> dict[str, object
     return {**metrics, "status": "failed"} if refused else metrics
 
 
-@dataclass(frozen=True)
-class JobInputs:
-    """What the job works with: settings, this host's place in the cluster and photos, device, model."""
-
-    settings: Hyperparameters
-    cluster: Cluster
-    listing: ChannelListing
-    device: torch.device
-    model: ModelChoice
-    run_id: str | None = None  # RUN_ID_HYPERPARAMETER; None for a job started without it
-
-
 def job_run_id(hyperparameters: Mapping[str, object]) -> str | None:
     """The run id start passed (RUN_ID_HYPERPARAMETER), for metrics.json and report.html; None when the
     request had none (an older start Lambda, `make job`): the report then shows no run id."""
     value = hyperparameters.get(RUN_ID_HYPERPARAMETER)
     return value if isinstance(value, str) and value else None
-
-
-@dataclass(frozen=True)
-class HostEmbeddings:
-    """This host's outcomes: reused from the previous run or computed now."""
-
-    outcomes: list[Accepted | Rejected | SkippedFile]
-    reused: int
-    fingerprint: str  # of what makes an embedding (settings, model files, preprocessing)
-    loop_seconds: float
-    examined: int  # photos this host's pipeline examined now: neither reused nor resumed from a checkpoint
-
-
-@dataclass(frozen=True)
-class Enrolled:
-    """Every host's outcomes, enrolled (on the master)."""
-
-    enrollment: Enrollment
-    photos_total: int
-    slowest_loop: float  # the slowest photo loop among the hosts that examined photos (0.0: none did)
-    examined: int  # photos examined now, on every host (images_per_second is over these)
-    computed: int
-    reused: int
 
 
 def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
@@ -202,12 +168,14 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
             )
             + ". Put each person's photos in a folder named after them."
         )
-    device = choose_device(settings.device, env.instance_type)  # refuses an unusable paid-for GPU
-    model = resolve_model(settings, env.channels.get(WEIGHTS_CHANNEL))
+    # The runtime's files first (a runtime that is not installed is refused naming the fix), then the
+    # device: an unusable paid-for GPU is refused, by the facts of the runtime that will run the networks.
+    model = resolve_models(settings, env.channels.get(WEIGHTS_CHANNEL))
+    device = choose_device(settings.device, env.instance_type, settings.runtime)
     if settings.not_for_production:
         log.warning("*" * 20 + " %s " + "*" * 20, NOT_FOR_PRODUCTION)
     log.info(
-        "%s of %s and %s on host %s (%d of %d); weights=%s embedder=%s device=%s",
+        "%s of %s and %s on host %s (%d of %d); weights=%s embedder=%s runtime=%s device=%s",
         counted(len(listing.photos), "photo"),
         counted(len({photo.identity for photo in listing.photos}), "identity", "identities"),
         counted(len(listing.strangers), "known stranger photo"),
@@ -216,6 +184,7 @@ def prepare_inputs(env: TrainingEnvironment) -> JobInputs:
         cluster.size,
         model.label,
         model.embedder,
+        settings.runtime,
         device,
     )
     if listing.skipped:  # named in rejected.csv (not_a_photo); their names hold the person's: never here
@@ -262,12 +231,17 @@ def embed_photos(env: TrainingEnvironment, inputs: JobInputs, timer: StageTimer)
     loop_started = time.perf_counter()
     if to_compute:
         setup_started = time.perf_counter()
-        encoder = FaceEncoder(settings, model, inputs.device)
+        encoder = open_encoder(settings, model, inputs.device)
         setup_seconds = time.perf_counter() - setup_started
         stopping.check()
         total = len(to_compute)
 
         def progress(done: int) -> None:
+            if done == 1:
+                if (started := seconds_since_process_start()) is not None:
+                    log.info("first photo examined %.2f s after the process started", started)
+                if inputs.cluster.rank == 0:  # the master writes the report: its libraries load meanwhile
+                    import_in_background("facetrain.report")
             if done == total or done % 25 == 0:
                 log.info("progress: %d/%d photos processed", done, total)
 
@@ -309,6 +283,23 @@ def enroll(shares: list[HostShare], settings: Hyperparameters) -> Enrolled:
         computed=sum(part.computed for part in shares),
         reused=sum(part.reused for part in shares),
     )
+
+
+def import_in_background(module: str) -> threading.Thread:
+    """Import `module` on a thread of its own; a later import of it waits for that one (Python's per-module
+    import lock) and raises what it raised. Why: the report's matplotlib and jinja2 take 0.3-0.6 s to
+    import (measured on 2 cores, `python -X importtime`), and during the photo loop the cores mostly run
+    ONNX Runtime and Pillow, which release the GIL, so the import costs the loop little and the job's end
+    nothing (started after the first photo, it never delays the start). Not a daemon: the interpreter never
+    exits in the middle of an import."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the job's own import of it raises the same error, reported
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name=f"import-{module}", daemon=False)
+    thread.start()
+    return thread
 
 
 def run_job(env: TrainingEnvironment) -> dict[str, object]:

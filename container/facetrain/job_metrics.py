@@ -8,24 +8,28 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-import torch
-
-from .contract.hyperparameters import DLIB_RESNET, EMBEDDING_DIMS
+from .contract.hyperparameters import DLIB_RESNET, EMBEDDING_DIMS, TORCH_RUNTIME
 from .contract.metrics import FORMAT as METRICS_FORMAT
 from .contract.metrics import VERSION as METRICS_VERSION
+from .cpu_threads import intra_op_threads
 from .outputs import NOT_FOR_PRODUCTION
 
 if TYPE_CHECKING:
-    from .job import Enrolled, JobInputs
+    from .job_state import Enrolled, JobInputs
 
 # Bump when decoding, detection or cropping changes embeddings (2: big faces cropped from a reduced decode).
 PREPROCESSING_VERSION = 2
 
 
-def library_versions(embedder: str) -> dict[str, str]:
-    """Versions of the libraries that made the embeddings (dlib's wheel is `dlib-bin`, or `dlib` built
-    from source)."""
-    names = ["facetrain", "facenet-pytorch", "torch", "pillow"]
+def library_versions(embedder: str, runtime: str) -> dict[str, str]:
+    """Versions of the libraries that made the embeddings: the runtime's (ONNX Runtime's CPU or GPU
+    build; or torch and facenet-pytorch), and dlib's for dlib-resnet (its wheel is `dlib-bin`, or `dlib`
+    built from source)."""
+    names = ["facetrain", "pillow", "numpy"]
+    if runtime == TORCH_RUNTIME:
+        names += ["facenet-pytorch", "torch"]
+    else:
+        names += ["onnxruntime", "onnxruntime-gpu"]
     if embedder == DLIB_RESNET:
         names += ["dlib-bin", "dlib", "face_recognition_models"]
     found: dict[str, str] = {}
@@ -60,7 +64,7 @@ def run_facts(inputs: JobInputs, fingerprint: str) -> dict[str, object]:
         "preprocessing_version": PREPROCESSING_VERSION,
         "embedding_fingerprint": fingerprint,
         "device": str(inputs.device),
-        "versions": library_versions(model.embedder),
+        "versions": library_versions(model.embedder, inputs.settings.runtime),
     }
 
 
@@ -93,7 +97,8 @@ def metrics_document(
         "model_files": run["model_files"],
         "embedding_dim": run["embedding_dim"],
         "device": run["device"],
-        "torch_threads": torch.get_num_threads(),
+        "runtime": settings.runtime,
+        "inference_threads": intra_op_threads(),
         "photos_examined": enrolled.examined,
         "images_per_second": images_per_second(enrolled.examined, enrolled.slowest_loop),
         "embeddings_computed": enrolled.computed,

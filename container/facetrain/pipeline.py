@@ -22,7 +22,7 @@ import numpy as np
 from . import stopping
 from .contract.hyperparameters import Hyperparameters
 from .contract.shorten import clip
-from .faces import DetectedFace, FaceEncoder
+from .inference.faces import DetectedFace, FaceEncoder
 from .photos import (
     DecodedPhoto,
     PhotoRef,

@@ -34,8 +34,8 @@ from PIL import Image, ImageOps
 
 from . import identify as _identify
 from .accelerator import DeviceError
-from .faces import FaceEncoder
-from .model_files import WeightsError
+from .inference.faces import FaceEncoder
+from .inference.model_files import WeightsError
 from .results_s3 import S3Reader, load_published
 
 __all__ = [

@@ -26,7 +26,7 @@ from .contract.embeddings_file import EmbeddingsFileError, load_embeddings, reco
 from .contract.hyperparameters import Hyperparameters
 from .contract.names import EMBEDDINGS_PKL
 from .contract.shorten import shorten
-from .faces import DetectedFace
+from .inference.faces import DetectedFace
 from .photos import PhotoRef, photo_digests
 from .pipeline import Accepted
 
@@ -44,6 +44,7 @@ EMBEDDING_SETTINGS = (
     "detection_max_side",
     "face_selection",
     "max_image_pixels",
+    "runtime",
 )
 
 

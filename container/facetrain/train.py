@@ -117,11 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     base_dir = base_dir_from_env()
     previous = stopping.install()  # before the heavy imports: a stop during start-up is handled too
     try:
-        # Imported here, after the handler: torch takes seconds to import.
+        # Imported here, after the handler: the job's libraries take a while to import.
+        from .accelerator import DeviceError
         from .contract.config_files import ConfigError
         from .contract.hyperparameters import SettingsError
         from .distributed import GatherError
-        from .faces import DeviceError, WeightsError
+        from .inference.model_files import WeightsError
         from .job import JobFailure, run_job
         from .outputs import OutputsNotWritten
         from .sagemaker_env import ContractError, load_environment

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from facetrain.model_files import cached_weights, dlib_available
+from facetrain.inference.model_files import cached_weights, dlib_available
 
 from .host_containers import ContainerEngine
 

@@ -18,7 +18,7 @@ from facetrain.checkpoints import (
     resume,
     segment_file,
 )
-from facetrain.faces import DetectedFace
+from facetrain.inference.faces import DetectedFace
 from facetrain.photos import PhotoRef, Rejection
 from facetrain.pipeline import Accepted, Rejected, Unforeseen
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from facetrain.cpu_threads import quota_cores, torch_threads, usable_cores
+from facetrain.cpu_threads import intra_op_threads, quota_cores, usable_cores
 
 
 @pytest.mark.parametrize(
@@ -30,8 +30,10 @@ def test_usable_cores_are_capped_by_the_quota(tmp_path):
     assert usable_cores(tmp_path / "absent") == len(os.sched_getaffinity(0))
 
 
-def test_an_explicit_omp_num_threads_is_left_alone(monkeypatch):
+def test_an_explicit_omp_num_threads_is_the_operators_choice(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert torch_threads() is None
+    assert intra_op_threads() == 3  # passed on: ONNX Runtime's pool does not read OMP_NUM_THREADS
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert intra_op_threads() == usable_cores()
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert torch_threads() == usable_cores()
+    assert intra_op_threads() == usable_cores()

@@ -12,13 +12,11 @@ MAX_PIXELS = 89_478_485
 
 @pytest.fixture(scope="module")
 def encoder():
-    import torch
     from facetrain.contract.hyperparameters import Hyperparameters
-    from facetrain.faces import FaceEncoder
-    from facetrain.model_files import resolve_model
+    from facetrain.inference.runtimes import open_encoder, resolve_models
 
-    settings = Hyperparameters(weights="none")
-    return FaceEncoder(settings, resolve_model(settings, None), torch.device("cpu"))
+    settings = Hyperparameters(weights="none", runtime="torch")
+    return open_encoder(settings, resolve_models(settings, None), "cpu")
 
 
 def phone_size(shared_data, tmp_path, long_side: int):
@@ -36,7 +34,7 @@ def phone_size(shared_data, tmp_path, long_side: int):
 def test_a_phone_size_photo_is_cropped_from_a_reduced_decode(shared_data, tmp_path, encoder):
     from facenet_pytorch.models.mtcnn import fixed_image_standardization
     from facenet_pytorch.models.utils.detect_face import extract_face
-    from facetrain.faces import crop_source
+    from facetrain.inference.faces import crop_source
     from facetrain.photos import decode_full_resolution, decode_photo
 
     photo = decode_photo(phone_size(shared_data, tmp_path, 4400), MAX_PIXELS, 512, 20)
@@ -57,7 +55,7 @@ def test_a_phone_size_photo_is_cropped_from_a_reduced_decode(shared_data, tmp_pa
 
 
 def test_a_face_under_twice_the_needed_side_is_cropped_at_full_resolution(shared_data, tmp_path, encoder):
-    from facetrain.faces import crop_source
+    from facetrain.inference.faces import crop_source
     from facetrain.photos import decode_photo
 
     photo = decode_photo(phone_size(shared_data, tmp_path, 1400), MAX_PIXELS, 512, 20)

@@ -21,7 +21,8 @@ import sys
 
 import numpy as np
 import pytest
-from facetrain.model_files import DLIB_FILES, dlib_models_dir
+from facetrain.inference.model_files import DLIB_FILES, dlib_models_dir
+from facetrain.inference.onnx_files import onnx_home
 from PIL import Image
 from support.cli import identify
 
@@ -86,11 +87,17 @@ def test_threshold_is_calibrated_at_the_target_fpir_with_measured_rates(enrolled
     assert evaluation["false_reject_rate"] == 0.0
 
 
+MTCNN_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
+
+
 def test_outputs_are_128_dimensional_and_name_the_embedder_and_its_model_files(enrolled):
     models = dlib_models_dir()
     expected = {
         name: hashlib.sha256((models / name).read_bytes()).hexdigest() for name in DLIB_FILES.values()
     }
+    # runtime=onnx (the default) finds its faces with the exported MTCNN: those files are recorded too
+    mtcnn = onnx_home() / "mtcnn"
+    expected |= {name: hashlib.sha256((mtcnn / name).read_bytes()).hexdigest() for name in MTCNN_FILES}
     rules, metrics = enrolled.rules(), enrolled.metrics()
     metadata = enrolled.embeddings()["metadata"]
     header = enrolled.enrollment_text().splitlines()[0].split(",")
@@ -228,11 +235,11 @@ def test_model_files_from_the_weights_channel(
     channel = tree.channel("weights")
     for name in DLIB_FILES.values():
         (channel / name).symlink_to(models / name)
-    monkeypatch.setattr("facetrain.model_files.dlib_models_dir", lambda: None)
+    monkeypatch.setattr("facetrain.inference.model_files.dlib_models_dir", lambda: None)
 
     assert run_job(tree).rc == 0, tree.failure()
 
-    assert set(tree.rules()["model_files"]) == set(DLIB_FILES.values())
+    assert set(tree.rules()["model_files"]) == set(DLIB_FILES.values()) | set(MTCNN_FILES)
     assert tree.metrics()["images_accepted"] == 4
 
 
@@ -241,7 +248,7 @@ def test_missing_dlib_packages_fail_the_job_naming_them(
 ):
     tree = sagemaker_tree_class(tmp_path / "opt_ml", dict(DLIB))
     tree.add_identities(shared_data / "faces-dev", limit=1)
-    monkeypatch.setattr("facetrain.model_files.dlib_models_dir", lambda: None)
+    monkeypatch.setattr("facetrain.inference.model_files.dlib_models_dir", lambda: None)
 
     assert run_job(tree).rc == 1
 
@@ -257,7 +264,7 @@ def test_dlib_that_cannot_be_imported_fails_the_job_naming_it(
     tree = sagemaker_tree_class(tmp_path / "opt_ml", dict(DLIB))
     tree.add_identities(shared_data / "faces-dev", limit=1)
     monkeypatch.setitem(sys.modules, "dlib", None)  # import dlib raises ImportError
-    monkeypatch.setitem(sys.modules, "facetrain.dlib_embedder", None)
+    monkeypatch.setitem(sys.modules, "facetrain.inference.dlib_embedder", None)
 
     assert run_job(tree).rc == 1
 

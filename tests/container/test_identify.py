@@ -156,3 +156,29 @@ def test_results_that_disagree_are_refused(results, shared_data, tmp_path, capsy
     code, _, err = identify(capsys, shared_data / PHOTOS[0], "--results", folder)
     assert code == 2
     assert "image_size=128" in err
+
+
+def test_results_from_before_the_runtime_setting_are_identified_with_torch(
+    sagemaker_tree_class, tmp_path, shared_data, module_job, capsys
+):
+    """Results made before issue 28 record no `runtime` (torch made them) and no ONNX file digests: identify
+    embeds them with runtime=torch, as they were embedded; read as runtime=onnx, their model files would
+    not match and identify would refuse them."""
+    tree = sagemaker_tree_class(tmp_path / "opt_ml", {"weights": "none", "seed": SEED, "runtime": "torch"})
+    tree.add_identities(shared_data / "faces-dev", limit=2)
+    assert module_job(tree).rc == 0, tree.failure()
+    payload = load_embeddings(tree.model / "saved_embeddings.pkl")
+    del payload["metadata"]["hyperparameters"]["runtime"]
+    buffer = io.BytesIO()
+    dump_embeddings(payload["metadata"], payload["records"], buffer, payload.get("strangers", ()))
+    (tree.model / "saved_embeddings.pkl").write_bytes(buffer.getvalue())
+
+    code, [answer], err = identify(capsys, shared_data / PHOTOS[0], "--results", tree.model, "--top", "1")
+
+    assert code == 0, err
+    record = tree.records()[PHOTOS[0].removeprefix("faces-dev/")]
+    [face] = [face for face in answer["faces"] if face["box"] == record["box"]]
+    means = {name: values.astype(np.float64) for name, _, values in tree.enrollment()}
+    candidate = face["candidates"][0]
+    expected = float(np.linalg.norm(record["embedding"] - means[candidate["identity"]]))
+    assert candidate["distance"] == pytest.approx(expected, abs=5e-6)

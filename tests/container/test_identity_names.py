@@ -28,7 +28,7 @@ from facetrain.contract.identity_names import (
 from facetrain.contract.spreadsheet_cells import FORMULA_PREFIXES, neutralised, starts_like_formula
 from facetrain.distributed import HostShare
 from facetrain.enrollment import EnrollmentBuilder
-from facetrain.faces import DetectedFace
+from facetrain.inference.faces import DetectedFace
 from facetrain.job import JobFailure, enroll
 from facetrain.outputs import render_rejected
 from facetrain.photos import NAME_NOT_UTF8, PhotoRef, Rejection, list_channel

@@ -93,3 +93,55 @@ def test_a_setting_that_does_not_change_embeddings_keeps_the_reuse(
     assert run_job(other_batch).rc == 0
 
     assert other_batch.metrics()["embeddings_reused"] == 6
+
+
+def test_switching_the_runtime_recomputes_everything_and_agrees(
+    sagemaker_tree_class, shared_data, tmp_path, run_job, full
+):
+    """The runtimes' embeddings agree to ~1e-7 but are not bit-equal: the fingerprint holds the runtime
+    and the ONNX files' digests, so a switch recomputes every photo (and the means still agree)."""
+    switched = _with_previous(_tree(sagemaker_tree_class, tmp_path / "torch", shared_data), full)
+    switched.update_hyperparameters(runtime="torch")
+
+    assert run_job(switched).rc == 0
+
+    assert full.metrics()["runtime"] == "onnx" and switched.metrics()["runtime"] == "torch"
+    assert (switched.metrics()["embeddings_computed"], switched.metrics()["embeddings_reused"]) == (6, 0)
+    assert full.metrics()["model_files"].keys() - switched.metrics()["model_files"].keys() == {
+        "pnet.onnx",
+        "rnet.onnx",
+        "onet.onnx",
+        "inception_resnet_v1-random-seed0.onnx",
+    }
+    for identity, mean in _means(full).items():
+        np.testing.assert_allclose(_means(switched)[identity], mean, atol=1e-4)
+
+
+def test_another_onnx_export_recomputes_everything(
+    sagemaker_tree_class, shared_data, tmp_path, run_job, full, monkeypatch
+):
+    """Another export of InceptionResnetV1 in the cache (here: seed 1's network under seed 0's name, its
+    manifest updated to match) is another fingerprint: nothing is reused, and the embeddings change."""
+    import json
+
+    from facetrain.contract.hyperparameters import Hyperparameters
+    from facetrain.inference.export import export_models
+    from facetrain.inference.model_files import resolve_model, sha256_file
+    from facetrain.inference.onnx_files import onnx_home
+
+    cache = tmp_path / "onnx-cache"
+    shutil.copytree(onnx_home(), cache)
+    folder = cache / "facenet-random-seed0"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    model = folder / manifest["files"][0]["name"]
+    other = export_models(tmp_path / "seed1", resolve_model(Hyperparameters(weights="none"), None), seed=1)
+    shutil.copy(next(f.path for f in other.files if f.role == "facenet"), model)
+    manifest["files"][0]["sha256"] = sha256_file(model)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("FACETRAIN_ONNX_DIR", str(cache))
+    changed = _with_previous(_tree(sagemaker_tree_class, tmp_path / "reexported", shared_data), full)
+
+    assert run_job(changed).rc == 0
+
+    assert (changed.metrics()["embeddings_computed"], changed.metrics()["embeddings_reused"]) == (6, 0)
+    assert not np.allclose(_means(changed)["person_02"], _means(full)["person_02"], atol=1e-3)

@@ -102,7 +102,8 @@ def test_embeddings_pickle_metadata(dev_run):
     assert metadata["embedding_dim"] == 512
     assert metadata["hyperparameters"]["seed"] == int(SEED)
     assert metadata["hyperparameters"]["weights"] == "none"
-    assert set(metadata["versions"]) == {"facetrain", "facenet-pytorch", "torch", "pillow"}
+    # runtime=onnx (the default): ONNX Runtime made the embeddings, not torch
+    assert set(metadata["versions"]) == {"facetrain", "onnxruntime", "numpy", "pillow"}
 
 
 def test_rules_file(dev_run, shared_data):

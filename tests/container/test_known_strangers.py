@@ -13,7 +13,7 @@ import pytest
 from facetrain.contract.embeddings_file import EmbeddingsFileError, dump_embeddings, load_embeddings
 from facetrain.contract.names import STRANGERS_FOLDER, is_skipped, is_strangers_key
 from facetrain.enrollment import EnrollmentBuilder
-from facetrain.faces import DetectedFace
+from facetrain.inference.faces import DetectedFace
 from facetrain.outputs import render_rejected
 from facetrain.photos import PhotoRef, Rejection, list_channel
 from facetrain.pipeline import Accepted, Rejected

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from facetrain.contract.hyperparameters import Hyperparameters, SettingsError, parse_settings
 from facetrain.enrollment import IDENTITY_EXCLUDED, EnrollmentBuilder, LeftOut
-from facetrain.faces import DetectedFace
+from facetrain.inference.faces import DetectedFace
 from facetrain.photos import PhotoRef, Rejection
 from facetrain.pipeline import Accepted, Rejected
 from facetrain.report import left_out_summary

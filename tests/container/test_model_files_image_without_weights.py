@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from facetrain.contract.hyperparameters import Hyperparameters
-from facetrain.model_files import VGGFACE2_WEIGHTS_ENV, WEIGHT_FILES, WeightsError, resolve_model
+from facetrain.inference.model_files import VGGFACE2_WEIGHTS_ENV, WEIGHT_FILES, WeightsError, resolve_model
 
 
 @pytest.fixture

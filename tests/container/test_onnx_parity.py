@@ -1,4 +1,4 @@
-"""The ONNX Runtime path (facetrain.inference) against the job's torch path (facetrain.faces) on real photos.
+"""runtime=onnx (facetrain.inference.onnx_runtime) against runtime=torch (torch_runtime) on real photos.
 
 The networks are exported from facenet-pytorch here (weights=none: the job's seeded random
 InceptionResnetV1; vggface2's weights are not in this environment). Each photo is decoded as the job
@@ -34,7 +34,7 @@ def settings():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, settings):
     from facetrain.inference.export import export_models
-    from facetrain.model_files import resolve_model
+    from facetrain.inference.model_files import resolve_model
 
     return export_models(tmp_path_factory.mktemp("onnx"), resolve_model(settings, None), settings.seed)
 
@@ -48,10 +48,10 @@ def onnx_models(exported):
 
 @pytest.fixture(scope="module")
 def torch_encoder(settings):
-    from facetrain.faces import FaceEncoder
-    from facetrain.model_files import resolve_model
+    from facetrain.inference.runtimes import open_encoder, resolve_models
 
-    return FaceEncoder(settings, resolve_model(settings, None), torch.device("cpu"))
+    reference = settings.model_copy(update={"runtime": "torch"})
+    return open_encoder(reference, resolve_models(reference, None), "cpu")
 
 
 def real_photos(shared_data: Path, tmp_path: Path) -> list[Path]:
@@ -80,7 +80,7 @@ def onnx_faces(photo, models, settings):
 def test_detection_matches_facenet_pytorch_on_real_photos(
     shared_data, tmp_path, settings, onnx_models, torch_encoder
 ):
-    from facetrain.faces import _largest
+    from facetrain.inference.faces import _largest
     from facetrain.photos import decode_photo
 
     worst_box = worst_probability = worst_landmark = 0.0
@@ -88,7 +88,7 @@ def test_detection_matches_facenet_pytorch_on_real_photos(
     for path in real_photos(shared_data, tmp_path):
         photo = decode_photo(path, MAX_PIXELS, settings.detection_max_side, settings.min_face_size)
         with torch.inference_mode():
-            boxes, probabilities, landmarks = torch_encoder.detector.detect(
+            boxes, probabilities, landmarks = torch_encoder.detector.mtcnn.detect(
                 photo.detection_image, landmarks=True
             )
         found = onnx_faces(photo, onnx_models, settings)
@@ -119,8 +119,8 @@ def test_detection_matches_facenet_pytorch_on_real_photos(
 
 def test_embeddings_match_the_torch_path_on_real_photos(shared_data, settings, onnx_models, torch_encoder):
     """End to end: each path detects, selects, crops (from the job's reduced re-decode) and embeds."""
-    from facetrain.faces import DetectedFace, _largest, crop_source
     from facetrain.inference.facenet import embed_crops, face_crop
+    from facetrain.inference.faces import DetectedFace, _largest, crop_source
     from facetrain.photos import decode_photo
 
     photos = sorted((shared_data / "faces-dev").rglob("*.jpg")) + sorted(
@@ -154,7 +154,7 @@ def test_embeddings_match_the_torch_path_on_real_photos(shared_data, settings, o
 
 
 def test_the_manifest_records_each_exported_file_and_its_sha256(exported):
-    from facetrain.model_files import sha256_file
+    from facetrain.inference.model_files import sha256_file
 
     document = json.loads(exported.manifest.read_text())
     assert [entry["role"] for entry in document["files"]] == ["pnet", "rnet", "onet", "facenet"]
@@ -167,8 +167,8 @@ def test_the_manifest_records_each_exported_file_and_its_sha256(exported):
 def test_a_changed_or_missing_model_file_is_refused_naming_it(exported, tmp_path):
     import shutil
 
+    from facetrain.inference.model_files import WeightsError
     from facetrain.inference.onnx_models import load_models
-    from facetrain.model_files import WeightsError
 
     copy = tmp_path / "models"
     shutil.copytree(exported.folder, copy)
@@ -201,11 +201,11 @@ def test_a_weights_file_is_exported_under_its_sha256_and_embeds_as_torch_does(tm
     """The branch vggface2 takes (its weights are not in this environment): a .pt state dict, here
     InceptionResnetV1's seeded init with seed 3 saved by torch."""
     from facetrain.contract.hyperparameters import Hyperparameters
-    from facetrain.faces import FacenetEmbedder, load_facenet
     from facetrain.inference.export import export_models
     from facetrain.inference.facenet import embed_crops
+    from facetrain.inference.model_files import resolve_model
     from facetrain.inference.onnx_models import load_models
-    from facetrain.model_files import resolve_model
+    from facetrain.inference.torch_runtime import TorchFacenetEmbedder, load_facenet
 
     weights = tmp_path / "seed3.pt"
     torch.save(load_facenet(resolve_model(settings, None), 3, torch.device("cpu")).state_dict(), weights)
@@ -218,10 +218,10 @@ def test_a_weights_file_is_exported_under_its_sha256_and_embeds_as_torch_does(tm
     assert document["files"][3]["name"] == f"inception_resnet_v1-{model.sha256[:16]}.onnx"
 
     faces = torch.rand(5, 3, 160, 160, generator=torch.Generator().manual_seed(28)) * 2 - 1
-    expected = FacenetEmbedder(file_settings, model, torch.device("cpu")).embed(list(faces))
+    expected = TorchFacenetEmbedder(file_settings, model, "cpu").embed(list(faces))
     got = embed_crops(load_models(exported.folder, threads=1).facenet, list(faces.numpy()))
     assert float(np.abs(got - expected).max()) <= EMBEDDING_TOLERANCE
-    seeded = FacenetEmbedder(settings, resolve_model(settings, None), torch.device("cpu")).embed(list(faces))
+    seeded = TorchFacenetEmbedder(settings, resolve_model(settings, None), "cpu").embed(list(faces))
     assert float(np.abs(got - seeded).max()) > 0.01  # the file's weights ran, not the seed-0 init
 
 
@@ -232,7 +232,7 @@ def test_device_cuda_without_onnxruntime_gpu_names_the_package():
 
     assert providers("cpu") == ["CPUExecutionProvider"]
     if CUDA in onnxruntime.get_available_providers():
-        assert providers("cuda") == [CUDA, "CPUExecutionProvider"]
+        assert providers("cuda") == [(CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}), "CPUExecutionProvider"]
     else:
         with pytest.raises(DeviceError, match="install onnxruntime-gpu"):
             providers("cuda")
@@ -240,7 +240,7 @@ def test_device_cuda_without_onnxruntime_gpu_names_the_package():
         providers("tpu")
 
 
-def test_every_network_takes_any_batch_and_pnet_any_size(exported):
+def test_every_network_takes_any_batch_and_pnet_and_facenet_any_size(exported):
     import onnxruntime
 
     shapes = {}
@@ -255,7 +255,7 @@ def test_every_network_takes_any_batch_and_pnet_any_size(exported):
     ]
     assert shapes["rnet"] == [["batch", 3, 24, 24], ["batch", 4], ["batch", 2]]
     assert shapes["onet"] == [["batch", 3, 48, 48], ["batch", 4], ["batch", 10], ["batch", 2]]
-    assert shapes["facenet"] == [["batch", 3, 160, 160], ["batch", 512]]
+    assert shapes["facenet"] == [["batch", 3, "height", "width"], ["batch", 512]]  # the image_size setting
 
 
 def test_the_export_without_the_onnx_package_says_what_to_install(tmp_path, capsys, monkeypatch):
@@ -268,3 +268,47 @@ def test_the_export_without_the_onnx_package_says_what_to_install(tmp_path, caps
     error = capsys.readouterr().err
     assert "export failed: the ONNX export needs the Python package onnx" in error and "make setup" in error
     assert "Traceback" not in error
+
+
+@pytest.mark.parametrize(
+    ("embedder", "changes"),
+    [("facenet", {}), ("facenet", {"image_size": 112, "margin": 20}), ("dlib-resnet", {})],
+    ids=["facenet", "facenet-112px-margin20", "dlib-resnet"],
+)
+def test_the_job_pipeline_gives_the_same_outcomes_on_both_runtimes(shared_data, tmp_path, embedder, changes):
+    """What the job does (open_encoder + PhotoPipeline) on each runtime, over the real photos: the same
+    photos accepted and the same rejections, the same face selected (boxes within 1 px), embeddings within
+    EMBEDDING_TOLERANCE per value."""
+    from facetrain.contract.hyperparameters import Hyperparameters
+    from facetrain.inference.runtimes import open_encoder, resolve_models
+    from facetrain.photos import PhotoRef
+    from facetrain.pipeline import Accepted, PhotoPipeline
+
+    base = {"embedder": embedder, **({"weights": "none"} if embedder == "facenet" else {}), **changes}
+    photos = [
+        PhotoRef(identity=path.parent.name, key=f"{path.parent.name}/{path.name}", path=path)
+        for path in real_photos(shared_data, tmp_path)
+    ]
+    outcomes = {}
+    for runtime in ("onnx", "torch"):
+        settings = Hyperparameters(**base, runtime=runtime)
+        encoder = open_encoder(settings, resolve_models(settings, None), "cpu")
+        outcomes[runtime] = list(PhotoPipeline(settings, encoder).run(photos))
+    worst_box = worst_value = 0.0
+    accepted = 0
+    for mine, reference in zip(outcomes["onnx"], outcomes["torch"], strict=True):
+        assert type(mine) is type(reference), f"{mine.photo.key}: {mine} vs {reference}"
+        if not isinstance(reference, Accepted):
+            assert mine.rejection.reason == reference.rejection.reason, mine.photo.key
+            continue
+        accepted += 1
+        assert mine.face.faces_found == reference.face.faces_found, mine.photo.key
+        worst_box = max(worst_box, float(np.abs(np.subtract(mine.face.box, reference.face.box)).max()))
+        worst_value = max(worst_value, float(np.abs(mine.embedding - reference.embedding).max()))
+    print(
+        f"{embedder} {changes}: {accepted} accepted; max box diff {worst_box:.2e} px, "
+        f"embedding {worst_value:.2e}"
+    )
+    assert accepted >= 28
+    assert worst_box <= BOX_TOLERANCE_PX
+    assert worst_value <= EMBEDDING_TOLERANCE

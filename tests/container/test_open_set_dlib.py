@@ -15,8 +15,7 @@ import pytest
 from facetrain.contract.decision import search
 from facetrain.contract.hyperparameters import DEFAULT_ACCEPT_THRESHOLD, parse_settings
 from facetrain.evaluation import evaluate
-from facetrain.faces import FaceEncoder, choose_device
-from facetrain.model_files import resolve_model
+from facetrain.inference.runtimes import open_encoder, resolve_models
 from facetrain.photos import PhotoRef
 from facetrain.pipeline import Accepted, PhotoPipeline
 from facetrain.threshold_calibration import DATA_BOUND_FRACTION
@@ -28,7 +27,7 @@ TARGET_FPIR = parse_settings([]).target_fpir  # the default
 def photos(shared_data):
     """{"faces-dev" | "faces-small": (embeddings (n, 128) unit rows, identity per row, file name per row)}."""
     settings = parse_settings([("test", {"embedder": "dlib-resnet"})])
-    encoder = FaceEncoder(settings, resolve_model(settings, None), choose_device("cpu"))
+    encoder = open_encoder(settings, resolve_models(settings, None), "cpu")
     refs = [
         PhotoRef(identity=f"{folder}/{person.name}", key=photo.name, path=photo)
         for folder in ("faces-dev", "faces-small")

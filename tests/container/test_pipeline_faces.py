@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from facetrain.contract.hyperparameters import Hyperparameters
-from facetrain.faces import DetectedFace, FaceEncoder
 from facetrain.identify import Results, answer_face
+from facetrain.inference.faces import DetectedFace, FaceEncoder
 from facetrain.photos import PhotoRef, PhotoRejected, Rejection, decode_photo
 from facetrain.pipeline import Accepted, Examined, FaceRejected, PhotoPipeline, Rejected
 from PIL import Image
@@ -20,14 +20,15 @@ SETTINGS = Hyperparameters(weights="none")  # min_face_size 20, detection_max_si
 
 
 class StubDetector:
-    """MTCNN's `detect` answer for every photo: boxes in detection-copy pixels and their probabilities."""
+    """The runtime's MTCNN answer (faces.Detector) for every photo: boxes in detection-copy pixels and their
+    probabilities, empty arrays for none."""
 
     def __init__(self, boxes: list[list[float]], probs: list[float]) -> None:
         self.boxes, self.probs = boxes, probs
 
-    def detect(self, image: Image.Image) -> tuple[np.ndarray | None, np.ndarray | list[None]]:
+    def find(self, image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
         if not self.boxes:
-            return None, [None]
+            return np.zeros((0, 4), dtype=np.float32), np.zeros(0, dtype=np.float32)
         return np.array(self.boxes, dtype=np.float32), np.array(self.probs, dtype=np.float32)
 
 

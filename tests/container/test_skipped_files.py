@@ -6,7 +6,7 @@ job run; tests/container/test_skipped_files_job.py runs the job."""
 from __future__ import annotations
 
 import hashlib
-import pickle
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,8 @@ from facetrain.contract.hyperparameters import Hyperparameters
 from facetrain.contract.photo_files import NOT_A_PHOTO, not_photo_reason
 from facetrain.distributed import HostShare
 from facetrain.enrollment import EnrollmentBuilder
-from facetrain.faces import DetectedFace
+from facetrain.host_share import share_from_json, share_to_json
+from facetrain.inference.faces import DetectedFace
 from facetrain.photos import PhotoRef, SkippedFile, list_channel
 from facetrain.pipeline import Accepted
 
@@ -97,13 +98,13 @@ def test_a_folder_of_files_that_are_not_photos_is_no_person_and_nothing_counts_t
 
 
 def test_the_master_counts_every_hosts_skipped_files_and_no_host_makes_them_a_person() -> None:
-    """With several hosts each lists its shard: the skipped files travel among its outcomes (pickled by
-    torch.distributed) and are counted apart on the master, whichever host had them."""
+    """With several hosts each lists its shard: the skipped files travel among its outcomes (as JSON,
+    facetrain.host_share) and are counted apart on the master, whichever host had them."""
     from facetrain.job import enroll
 
     photos = HostShare([_accepted("person_01/1.jpg")], [], 1, 0, 1, 0.1, 1)
     ghost_only = HostShare([_skipped("ghost/Thumbs.db"), _skipped("ghost/notes.txt")], [], 0, 0, 0, 0.0, 0)
-    ghost_only = pickle.loads(pickle.dumps(ghost_only))  # as gather_object hands it over
+    ghost_only = share_from_json(json.loads(json.dumps(share_to_json(ghost_only))))  # as the gather does
 
     enrolled = enroll([photos, ghost_only], Hyperparameters())
 

@@ -155,7 +155,7 @@ def test_a_max_fpir_the_searches_cannot_show_refuses_the_run_and_publishes_nothi
 
 
 def test_the_embedder_chosen_for_a_run_without_settings(tmp_path, monkeypatch):
-    from facetrain.model_files import WEIGHT_FILES
+    from facetrain.inference.model_files import WEIGHT_FILES
     from facetrain_offline import embedder_choice
 
     lines: list[str] = []

@@ -30,6 +30,10 @@ DLIB_RESNET = "dlib-resnet"
 NAMED_WEIGHTS = ("vggface2", "casia-webface")
 RANDOM_WEIGHTS = "none"
 DLIB_WEIGHTS = "dlib-resnet-v1"  # dlib_face_recognition_resnet_model_v1.dat + the 5-point landmark model
+# What runs the networks (the `runtime` setting): ONNX Runtime (the job's default; the image holds only it)
+# or torch (facenet-pytorch itself: the reference path).
+ONNX_RUNTIME = "onnx"
+TORCH_RUNTIME = "torch"
 _WEIGHTS_PATH = re.compile(r"^[A-Za-z0-9_./-]+\.(pt|pth)$")
 
 # What `weights` is when not given, per embedder.
@@ -120,6 +124,14 @@ class Hyperparameters(BaseModel):
     )
     batch_size: int = Field(32, ge=1, le=1024, description="Faces embedded per forward pass.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when available.")
+    runtime: Literal["onnx", "torch"] = Field(
+        ONNX_RUNTIME,
+        description="What runs the networks (MTCNN's detector, and facenet's InceptionResnetV1): 'onnx' "
+        "(default: ONNX Runtime on facenet-pytorch's own networks exported to ONNX, CPU or CUDA 12; the "
+        "training image holds nothing else) or 'torch' (facenet-pytorch itself: the reference path, where "
+        "torch is installed). Their embeddings agree to about 1e-7 but are not bit-equal, so switching "
+        "recomputes every embedding (the embedding fingerprint includes the runtime).",
+    )
     max_image_pixels: int = Field(
         89_478_485,
         ge=10_000,

@@ -167,7 +167,6 @@ class MetricsDocument(_Document):
     model_files: dict[str, str]
     embedding_dim: int
     device: str
-    torch_threads: int
     images_per_second: float | None  # photos_examined / the slowest host's loop; None: none examined
     embeddings_computed: int
     embeddings_reused: int
@@ -183,6 +182,11 @@ class MetricsDocument(_Document):
     # Absent in metrics.json written before issue 27 (which counted such files among the rejected photos).
     files_skipped: int = 0
     run_id: str | None = None  # absent before issue 27, None in a job started without it
+    # What ran the networks (the `runtime` setting) and its intra-op threads: absent before issue 28, whose
+    # jobs all ran torch and wrote torch_threads.
+    runtime: str | None = None
+    inference_threads: int | None = None
+    torch_threads: int | None = None
     evaluation: EvaluationSummary | None = None
     timings: dict[str, float]
 

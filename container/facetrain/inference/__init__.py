@@ -1,8 +1,12 @@
-"""Face detection and embedding run by ONNX Runtime, without torch.
+"""Finding, cropping and embedding faces: detection and face selection, the embedders, the runtimes that
+run the networks, and the model files.
 
-The models are facenet-pytorch's own P-Net, R-Net, O-Net and InceptionResnetV1, exported to ONNX by
-`export` (the one module here that imports torch; run at image build time or by `make setup`), which
-writes each file's sha256 into the folder's manifest (`manifest`). `onnx_models` opens the files with
-ONNX Runtime (CPU, or CUDA's provider) after checking them against it; `mtcnn` is facenet-pytorch's
-detection glue (pyramid, boxes, NMS, calibration) in numpy; `facenet` crops and embeds faces.
+`faces` (the one detection and face-selection logic: FaceEncoder over a Detector and an Embedder),
+`runtimes` (the `runtime` setting: which files are resolved and which encoder is opened), `onnx_runtime`
+and `torch_runtime` (MTCNN and InceptionResnetV1 on ONNX Runtime, or on facenet-pytorch itself),
+`dlib_embedder` (dlib-resnet), `model_files` (the embedders' trained files), `onnx_files` (where the
+ONNX exports are found, and made once where torch is), `export` (facenet-pytorch's networks to ONNX),
+`manifest` (each export folder's sha256 record), `onnx_models` (ONNX Runtime sessions, CPU or CUDA),
+`mtcnn` and `facenet` (facenet-pytorch's detection glue and crop in numpy), `devices` (cpu or cuda, by
+the runtime's facts). Only `export` and `torch_runtime` import torch (import contracts in pyproject.toml).
 """

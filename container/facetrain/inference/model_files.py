@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .contract.hyperparameters import (
+from ..contract.hyperparameters import (
     DLIB_RESNET,
     DLIB_WEIGHTS,
     FACENET,
@@ -22,6 +22,7 @@ from .contract.hyperparameters import (
     RANDOM_WEIGHTS,
     Hyperparameters,
 )
+from ..contract.shorten import clip
 
 # facenet-pytorch names its cached downloads after their release URL.
 WEIGHT_FILES = {
@@ -49,6 +50,20 @@ class EmbedderUnavailable(WeightsError):
     """The chosen embedder's packages are not installed here."""
 
 
+class RuntimeUnavailable(EmbedderUnavailable):
+    """The chosen runtime's packages are not installed here."""
+
+
+def torch_unavailable(exc: Exception | None = None) -> RuntimeUnavailable:
+    """runtime=torch's refusal where torch or facenet-pytorch is missing (or, `exc`, cannot be imported)."""
+    why = "are not installed here" if exc is None else f"cannot be imported here ({clip(str(exc), 200)})"
+    return RuntimeUnavailable(
+        f"runtime=torch needs the Python packages torch and facenet-pytorch, which {why} (the training "
+        "image holds ONNX Runtime only): leave runtime out (onnx, the default), or install them "
+        "(`make setup`, or: pip install -e '.[torch]')"
+    )
+
+
 @dataclass(frozen=True)
 class ModelFile:
     """One model file: its role (`weights`, `landmarks`), where it is, and its sha256."""
@@ -60,11 +75,13 @@ class ModelFile:
 
 @dataclass(frozen=True)
 class ModelChoice:
-    """The embedder and the model files it runs on (none for facenet's seeded random init)."""
+    """The embedder and the model files it runs on (none for facenet's seeded random init), and the files
+    the runtime runs (`runtime_files`: runtime=onnx's exported networks, `onnx_files`; none for torch)."""
 
     embedder: str
     label: str  # the `weights` setting
     files: tuple[ModelFile, ...]
+    runtime_files: tuple[ModelFile, ...] = ()
 
     @property
     def sha256(self) -> str | None:
@@ -73,11 +90,12 @@ class ModelChoice:
 
     @property
     def digests(self) -> dict[str, str]:
-        """File name → sha256 of every model file: what the outputs record and identify compares."""
-        return {f.path.name: f.sha256 for f in self.files}
+        """File name → sha256 of every model file and runtime file: what the outputs record, the embedding
+        fingerprint includes and identify compares."""
+        return {f.path.name: f.sha256 for f in (*self.files, *self.runtime_files)}
 
     def path(self, role: str) -> Path:
-        return next(f.path for f in self.files if f.role == role)
+        return next(f.path for f in (*self.files, *self.runtime_files) if f.role == role)
 
 
 def torch_home() -> Path:

@@ -13,10 +13,10 @@ import math
 import dlib
 import numpy as np
 
-from .contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters
+from ..contract.hyperparameters import EMBEDDING_DIMS, Hyperparameters
+from ..photos import DecodedPhoto, PhotoRejected
 from .faces import DetectedFace, crop_source
 from .model_files import ModelChoice, WeightsError
-from .photos import DecodedPhoto, PhotoRejected
 
 CHIP_SIZE = 150  # the chip size and padding dlib's model was trained with (dlib.get_face_chip defaults)
 CHIP_PADDING = 0.25
