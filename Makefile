@@ -19,13 +19,19 @@ export CONTAINERS_CONF := $(CURDIR)/container/podman/containers.conf
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## create .venv from requirements/dev.txt (dlib-resnet included), plus the tool venvs (~7.5 GB)
+# setup's exports: runtime=onnx's networks into the dev cache (FACETRAIN_ONNX_DIR, else ~/.cache/facetrain/onnx;
+# a folder already there is kept): MTCNN and InceptionResnetV1 for weights=none seed 0, and vggface2 when cached.
+setup: ## create .venv from requirements/dev.txt (dlib-resnet included), the ONNX exports, plus the tool venvs (~7.5 GB)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ needed"'
 	$(PYTHON) -m venv $(VENV)
 	$(call install_lock,$(VENV),requirements/dev.txt)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip check
 	$(BIN)/python tools/locks.py installed requirements/dev.txt
+	$(BIN)/python -m facetrain.inference.export --cache --weights none --seed 0
+	@if $(BIN)/python -c 'import sys; from facetrain.inference.model_files import cached_weights; sys.exit(not cached_weights("vggface2").is_file())'; then \
+		$(BIN)/python -m facetrain.inference.export --cache --weights vggface2; \
+	else echo "note: no vggface2 weights cached: the first job that uses them makes their ONNX export"; fi
 	$(MAKE) --no-print-directory tools
 	$(MAKE) --no-print-directory podman
 
@@ -72,7 +78,7 @@ format: ## apply ruff fixes and formatting
 run: ## the whole workflow offline on a folder: make run IMAGES=dir [OUT=../facetrain-out] (outside the checkout)
 	$(BIN)/facetrain run "$(IMAGES)" --out "$(or $(OUT),../facetrain-out)"
 
-bench: ## job vs plain facenet-pytorch loop on faces-dev and phone-size copies (photos/s, ratios, memory)
+bench: ## job (runtime onnx and torch) vs plain facenet-pytorch loop on faces-dev, real-size, phone-size (targets)
 	$(BIN)/python benchmarks/bench_job.py $(IMAGES)
 
 bench-scale: ## incremental retrain (+1% photos) vs full, and 1 vs 2 local hosts (times, equality)

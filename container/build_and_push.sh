@@ -10,7 +10,14 @@
 #
 # Environment: AWS_REGION / AWS_DEFAULT_REGION (else `aws configure get region`), the usual AWS
 # credentials, IMAGE_URI_FILE (default container/image_uri.txt, read by the deploy step),
-# VGGFACE2_SHA256 (optional, passed to the build to verify the pretrained weights).
+# VGGFACE2_SHA256 (optional, passed to the build to verify the pretrained weights), ACCELERATOR (gpu,
+# default, or cpu: the Dockerfile's flavour).
+#
+# gpu by default: the stack's default TrainingInstanceType is a GPU one (ml.g4dn.xlarge), where a job
+# that cannot use the GPU fails (device=auto); the gpu flavour's onnxruntime-gpu (CUDA 12, driver >= 525)
+# also has ONNX Runtime's CPU provider, so the same image runs CPU instance types too. ACCELERATOR=cpu
+# builds the smaller image (no CUDA libraries, ~3 GB less to pull per job) for stacks that only ever
+# use CPU instance types.
 #
 # stdout carries only the image URI (last step); progress and errors go to stderr. Works from any cwd.
 set -euo pipefail
@@ -92,6 +99,10 @@ if [[ ! $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]]; then
     exit 2
 fi
 
+# The Dockerfile's flavour, checked before anything is created or built.
+accelerator=${ACCELERATOR:-gpu}
+[[ $accelerator == gpu || $accelerator == cpu ]] || die "ACCELERATOR=$accelerator: use gpu or cpu"
+
 command -v aws >/dev/null 2>&1 ||
     die "'aws' not found on PATH: install the AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html)"
 command -v docker >/dev/null 2>&1 ||
@@ -149,11 +160,11 @@ aws ecr get-login-password --region "$region" |
     docker login --username AWS --password-stdin "$registry" >&2 ||
     die "docker login to $registry failed"
 
-build_args=()
+build_args=(--build-arg "ACCELERATOR=$accelerator")
 if [[ -n ${VGGFACE2_SHA256:-} ]]; then
     build_args+=(--build-arg "VGGFACE2_SHA256=$VGGFACE2_SHA256")
 fi
-log "building $name:$tag from $repo_root"
+log "building $name:$tag ($accelerator) from $repo_root"
 # SageMaker training instances are x86_64: build for it even on an arm64 workstation.
 docker build --platform linux/amd64 ${build_args[@]+"${build_args[@]}"} \
     -f "$repo_root/container/Dockerfile" -t "$name:$tag" "$repo_root" >&2 ||

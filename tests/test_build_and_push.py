@@ -262,6 +262,7 @@ def test_creates_repository_builds_tags_pushes_and_writes_uri(stubs: Env) -> Non
     assert build[build.index("-t") + 1] == "facetrain-train:v1.2.3"
     assert Path(build[-1]) == REPO_ROOT
     assert build[build.index("--platform") + 1] == "linux/amd64"
+    assert "ACCELERATOR=gpu" in _build_args(build)  # the stack's default instance type has a GPU
     assert r.find("docker", "tag") == [["tag", "facetrain-train:v1.2.3", uri]]
     assert r.find("docker", "push") == [["push", uri]]
     order = [r.index("docker", step) for step in ("login", "build", "tag", "push")]
@@ -310,7 +311,25 @@ def test_build_arg_for_weights_checksum_is_passed_through(stubs: Env) -> None:
     r = stubs.run("facetrain", "t1", VGGFACE2_SHA256="ab" * 32)
     assert r.returncode == 0, r.stderr
     (build,) = r.find("docker", "build")
-    assert build[build.index("--build-arg") + 1] == "VGGFACE2_SHA256=" + "ab" * 32
+    assert "VGGFACE2_SHA256=" + "ab" * 32 in _build_args(build)
+
+
+def _build_args(build: list[str]) -> list[str]:
+    return [build[i + 1] for i, arg in enumerate(build) if arg == "--build-arg"]
+
+
+def test_accelerator_cpu_builds_the_cpu_flavour(stubs: Env) -> None:
+    r = stubs.run("facetrain", "t1", ACCELERATOR="cpu")
+    assert r.returncode == 0, r.stderr
+    (build,) = r.find("docker", "build")
+    assert "ACCELERATOR=cpu" in _build_args(build) and "ACCELERATOR=gpu" not in _build_args(build)
+
+
+def test_an_unknown_accelerator_is_refused_before_anything_is_created(stubs: Env) -> None:
+    r = stubs.run("facetrain", "t1", ACCELERATOR="tpu")
+    assert r.returncode == 1
+    assert "ACCELERATOR=tpu: use gpu or cpu" in r.stderr
+    assert not r.find("aws", "ecr") and not r.find("docker", "build")
 
 
 # --- existing repository / existing tag -----------------------------------------------------------------
@@ -544,7 +563,8 @@ def _runs() -> str:
 def test_dockerfile_base_image_is_pinned() -> None:
     instrs = _dockerfile_instructions()
     froms = [args for instr, args in instrs if instr == "FROM"]
-    assert froms == ["${BASE_IMAGE}"]
+    # base (pip, setuptools), export (torch: makes the ONNX files), and the image on base (no torch)
+    assert froms == ["${BASE_IMAGE} AS base", "base AS export", "base"]
     # The base is a build argument (make image-local may build on a stand-in), declared before FROM; its
     # default is what real builds (container/build_and_push.sh, which does not set it) get.
     assert instrs[0][0] == "ARG" and instrs[0][1].startswith("BASE_IMAGE="), instrs[0]
@@ -560,6 +580,7 @@ def test_dockerfile_base_image_is_pinned() -> None:
 def test_dockerfile_environment() -> None:
     env = " ".join(args for instr, args in _dockerfile_instructions() if instr == "ENV")
     assert "TORCH_HOME=/opt/torch" in env
+    assert "FACETRAIN_ONNX_DIR=/opt/facetrain/onnx" in env  # where the job finds the exported networks
     assert "SAGEMAKER_BASE_DIR=/opt/ml" in env
     assert "PYTHONUNBUFFERED=1" in env
     assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in env  # the GPU host mounts its driver
@@ -576,14 +597,16 @@ def test_dockerfile_downloads_weights_at_build_time_into_torch_home() -> None:
     assert "download_url_to_file" in runs
     assert "test -s" in runs  # the download is verified
     assert "sha256sum" in runs
-    # The weights are fetched after the locked packages (torch.hub) and before the code is copied (cache),
-    # and loaded once with network disabled.
+    # The weights are fetched in the export stage after its locked packages (torch.hub) and before the
+    # code is copied (cache), and exported (loaded by facenet-pytorch) with network disabled.
     instrs = _dockerfile_instructions()
     download = next(i for i, (k, a) in enumerate(instrs) if k == "RUN" and "download_url_to_file" in a)
-    lock_install = next(i for i, (k, a) in enumerate(instrs) if k == "RUN" and "requirements/job.txt" in a)
+    lock_install = next(i for i, (k, a) in enumerate(instrs) if k == "RUN" and "requirements/export.txt" in a)
     code_copy = next(i for i, (k, a) in enumerate(instrs) if k == "COPY" and "container/facetrain" in a)
-    assert lock_install < download < code_copy
-    assert 'pretrained="vggface2"' in runs
+    export_stage = next(i for i, (k, a) in enumerate(instrs) if k == "FROM" and a.endswith("AS export"))
+    assert export_stage < lock_install < download < code_copy
+    export = next(a for k, a in instrs if k == "RUN" and "-m facetrain.inference.export" in a)
+    assert export.index("https_proxy=http://127.0.0.1:9") < export.index("--weights vggface2")
 
 
 def test_dockerfile_bakes_the_weights_unless_told_not_to_and_says_which() -> None:
@@ -598,9 +621,12 @@ def test_dockerfile_bakes_the_weights_unless_told_not_to_and_says_which() -> Non
     download = next(a for instr, a in instrs if instr == "RUN" and "download_url_to_file" in a)
     assert "absent)" in download and "exit 0" in download  # absent skips the download, anything else fails
     assert download.index("absent)") < download.index("download_url_to_file")
-    # The offline load of the weights runs only when they are baked; without them the file must be absent.
-    check = runs[runs.index('if [ "${VGGFACE2_WEIGHTS}" = baked ]') :]
-    assert check.index("= baked ]") < check.index('pretrained="vggface2"') < check.index("test ! -e")
+    # The vggface2 export runs only when they are baked; without them the file must be absent from the image.
+    export = next(a for k, a in instrs if k == "RUN" and "-m facetrain.inference.export" in a)
+    assert export.index('if [ "${VGGFACE2_WEIGHTS}" = baked ]') < export.index("--weights vggface2")
+    assert 'if [ "${VGGFACE2_WEIGHTS}" != baked ]; then test ! -e "${TORCH_HOME}/checkpoints/' in runs
+    # both stages declare it (build arguments are per stage): the label and the variable are the final's
+    assert args.count("VGGFACE2_WEIGHTS=baked") == 2
 
 
 def test_dockerfile_gives_pip_the_ca_bundle_and_local_indexes_at_build_time_only() -> None:
@@ -626,20 +652,32 @@ def test_dockerfile_installs_the_lock_then_the_package_without_dependencies() ->
     # the build proves parity: pip check and the environment is exactly the lock
     assert "pip check" in runs
     assert "python tools/locks.py installed requirements/job.txt" in runs
-    # the dlib-resnet model files are resolved as the job resolves them and loaded at build time
-    assert "resolve_model" in runs and "DlibResnetEmbedder(s, m)" in runs
+    # the GPU flavour and the export stage, likewise
+    for lock in ("requirements/job-gpu.txt", "requirements/export.txt"):
+        assert f"pip install --no-cache-dir --require-hashes --no-build-isolation -r {lock}" in runs
+        assert f"python tools/locks.py installed {lock}" in runs
+    # the final stage proves: no torch, and every export verified and opened as the job opens them
+    assert "if python -c 'import torch' 2>/dev/null; then" in runs
+    offline = "https_proxy=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9"
+    assert f"{offline} python container/image_check.py" in runs
     copies = " ".join(args for instr, args in _dockerfile_instructions() if instr == "COPY")
     for needed in (
         "pyproject.toml",
         "README.md",
         "requirements/build.txt",
         "requirements/job.txt",
+        "requirements/job-gpu.txt",
+        "requirements/export.txt",
         "tools/locks.py",
+        "container/image_check.py",
         "container/facetrain",
         "lambdas/facetrain_lambdas",
+        "--from=export /opt/facetrain/onnx /opt/facetrain/onnx",
+        "--from=export /opt/torch/checkpoints /opt/torch/checkpoints",
     ):
         assert needed in copies, needed
-    assert "facenet-pytorch==2.5.3" in (REPO_ROOT / "requirements" / "job.txt").read_text()
+    assert "facenet-pytorch==2.5.3" in (REPO_ROOT / "requirements" / "export.txt").read_text()
+    assert "facenet-pytorch" not in (REPO_ROOT / "requirements" / "job.txt").read_text()
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     assert '"facenet-pytorch==2.5.3"' in pyproject
 
@@ -666,25 +704,57 @@ def test_dockerignore_keeps_the_context_small() -> None:
         "README.md",
         "requirements/build.txt",
         "requirements/job.txt",
+        "requirements/job-gpu.txt",
+        "requirements/export.txt",
         "tools/locks.py",
+        "container/image_check.py",
         "container/facetrain",
         "lambdas/facetrain_lambdas",
         "offline/facetrain_offline",
     }
-    # Everything the Dockerfile COPYs from the context is re-included.
+    # Everything the Dockerfile COPYs from the context (not from a stage) is re-included.
     for instr, args in _dockerfile_instructions():
-        if instr == "COPY":
+        if instr == "COPY" and not args.startswith("--from="):
             for src in args.split()[:-1]:
                 assert src in included, src
 
 
 def test_the_dockerfiles_own_python_checks_pass_against_this_checkout() -> None:
-    """The `python -c '…'` checks of the Dockerfile's RUN steps (imports, the dlib model loading) run here,
-    in .venv, which holds the image's lock: a check naming a module that moved fails here, not first in
-    `docker build`. The others (the vggface2 download and its check) are left to the build."""
+    """The `python -c '…'` checks of the Dockerfile's RUN steps that name facetrain run here, in .venv: a
+    check naming a module that moved fails here, not first in `docker build`."""
     snippets = re.findall(r"python -c '([^']+)'", _runs())
     local = [code for code in snippets if "facetrain." in code]
-    assert len(local) >= 2, snippets
+    assert local, snippets
     for code in local:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{code}\n{done.stderr}"
+
+
+TORCH_SIDE = ("torch", "torchvision", "facenet_pytorch", "onnx")
+
+
+def test_the_image_check_opens_the_exports_and_names_torch_and_a_changed_file(tmp_path: Path) -> None:
+    """container/image_check.py, the final stage's proof, on an export made as the export stage makes it:
+    here (.venv has torch, the image must not) its only complaints are the torch-side packages; a changed
+    ONNX file is named."""
+    onnx_dir = tmp_path / "onnx"
+    export = subprocess.run(
+        [sys.executable, "-m", "facetrain.inference.export", "--cache", str(onnx_dir), "--weights", "none",
+         "--seed", "0"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stderr
+    env = {**os.environ, "FACETRAIN_ONNX_DIR": str(onnx_dir), "FACETRAIN_VGGFACE2_WEIGHTS": "absent"}
+    check = [sys.executable, str(REPO_ROOT / "container" / "image_check.py")]
+    done = subprocess.run(check, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"image check: {name} is installed: the final stage must hold no torch" for name in TORCH_SIDE
+    ]
+    assert "embedder=facenet weights=none runtime=onnx: opens (4 ONNX files)" in done.stdout
+    assert "embedder=dlib-resnet" in done.stdout and "opens (3 ONNX files)" in done.stdout
+    pnet = onnx_dir / "mtcnn" / "pnet.onnx"
+    pnet.write_bytes(pnet.read_bytes() + b"\0")
+    changed = subprocess.run(check, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert changed.returncode == 1
+    assert f"the pnet model {pnet} is not the file manifest.json records" in changed.stderr

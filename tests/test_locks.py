@@ -1,5 +1,7 @@
 """The lock files (tools/locks.py): every environment is locked with hashes, the training image installs
-the tests' versions, the Lambda locks share them, and this environment is exactly its lock."""
+the tests' versions and no torch (its export stage has torch, at the tests' versions), the GPU image's
+ONNX Runtime is a CUDA 12 build, the Lambda locks share the tests' versions, and this environment is
+exactly its lock."""
 
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ DOCKERFILE = REPO_ROOT / "container" / "Dockerfile"
 BY_OUTPUT = {lock.output: lock for lock in locks.LOCKS}
 DEV = REPO_ROOT / "requirements" / "dev.txt"
 JOB = REPO_ROOT / "requirements" / "job.txt"
-# What the job imports (container/facetrain): these must be in the image at the tests' versions.
+JOB_GPU = REPO_ROOT / "requirements" / "job-gpu.txt"
+EXPORT = REPO_ROOT / "requirements" / "export.txt"
+# What the job imports (container/facetrain) on runtime=onnx: these must be in the image at the tests'
+# versions (the GPU image has onnxruntime-gpu instead of onnxruntime).
 JOB_PACKAGES = (
-    "torch",
-    "torchvision",
-    "facenet-pytorch",
+    "onnxruntime",
     "numpy",
     "pillow",
     "matplotlib",
@@ -29,6 +32,12 @@ JOB_PACKAGES = (
     "dlib-bin",
     "face-recognition-models",
 )
+# The reference runtime and the exporter: the image's export stage has them, its final stage must not.
+TORCH_PACKAGES = ("torch", "torchvision", "facenet-pytorch", "onnx")
+# The GPU image's own packages, not in the tests' environment: ONNX Runtime's CUDA 12 build and the CUDA 12 /
+# cuDNN 9 libraries its `cuda,cudnn` extras bring (nvidia-*-cu12 wheels).
+GPU_RUNTIME = "onnxruntime-gpu"
+CUDA_12_WHEEL = re.compile(r"nvidia-[a-z0-9-]+-cu12")
 
 
 def _hashes(lock_file: Path) -> dict[str, set[str]]:
@@ -45,9 +54,13 @@ def _hashes(lock_file: Path) -> dict[str, set[str]]:
     return found
 
 
-def image_lock_problems(dockerfile: str, job_lock: Path, dev_lock: Path, python: str) -> list[str]:
+def image_lock_problems(
+    dockerfile: str, job_lock: Path, dev_lock: Path, python: str, runtime: str = "onnxruntime"
+) -> list[str]:
     """How the image would differ from the tests' environment: its Python, the lock it installs, versions
-    or files that are not the dev lock's, and job packages missing from it."""
+    or files that are not the dev lock's (but for the GPU runtime and its CUDA 12 wheels), job packages
+    missing from it, and torch or its exporter in it. `runtime`: the ONNX Runtime distribution the image
+    must hold (onnxruntime, or onnxruntime-gpu for requirements/job-gpu.txt)."""
     problems: list[str] = []
     # The base is FROM python:X.Y.Z-slim-<debian>, or FROM ${BASE_IMAGE} whose default is that image
     # (container/podman/build_local.sh overrides it only where no registry answers).
@@ -64,11 +77,19 @@ def image_lock_problems(dockerfile: str, job_lock: Path, dev_lock: Path, python:
     job, dev = locks.pins(job_lock), locks.pins(dev_lock)
     job_hashes, dev_hashes = _hashes(job_lock), _hashes(dev_lock)
     for name, version in sorted(job.items()):
+        if runtime == GPU_RUNTIME and (name == GPU_RUNTIME or CUDA_12_WHEEL.fullmatch(name)):
+            continue
         if dev.get(name) != version:
             problems.append(f"{name}: the image gets {version}, the tests ran {dev.get(name, 'nothing')}")
         elif not job_hashes[name] <= dev_hashes[name]:
             problems.append(f"{name}=={version}: the image's files are not the tests' files")
-    problems += [f"{name} is not in {rel}" for name in JOB_PACKAGES if name not in job]
+    wanted = [runtime if name == "onnxruntime" else name for name in JOB_PACKAGES]
+    problems += [f"{name} is not in {rel}" for name in wanted if name not in job]
+    problems += [
+        f"{name} is in {rel}: the image must hold no torch" for name in TORCH_PACKAGES if name in job
+    ]
+    other = {"onnxruntime", GPU_RUNTIME} - {runtime}
+    problems += [f"{name} is in {rel} beside {runtime} (the same import)" for name in other if name in job]
     return problems
 
 
@@ -77,6 +98,8 @@ def test_every_environment_has_a_lock_with_a_hash_for_every_package() -> None:
     assert {
         "requirements/dev.txt",
         "requirements/job.txt",
+        "requirements/job-gpu.txt",
+        "requirements/export.txt",
         "requirements/build.txt",
         "requirements/sam-cli.txt",
         "requirements/checkov.txt",
@@ -106,15 +129,22 @@ def test_a_lock_used_as_a_constraint_comes_first_and_the_dev_lock_pins_torch() -
                 assert order.index(constraint) < order.index(lock.output), (lock.output, constraint)
     dev = locks.pins(DEV)
     pinned_by_hand = locks.pins(REPO_ROOT / "requirements" / "pins.in")
-    assert pinned_by_hand == {"torch": "2.14.1", "torchvision": "0.29.1"}
+    assert pinned_by_hand == {
+        "torch": "2.14.1",
+        "torchvision": "0.29.1",
+        "onnxruntime": "1.31.1",
+        "onnx": "1.23.2",
+    }
     assert all(dev[name] == version for name, version in pinned_by_hand.items())
     assert locks.pins(REPO_ROOT / "requirements" / "build.txt").items() <= dev.items()
 
 
 def test_the_image_installs_the_tests_versions() -> None:
-    problems = image_lock_problems(DOCKERFILE.read_text(), JOB, DEV, BY_OUTPUT["requirements/dev.txt"].python)
-    assert problems == []
-    assert BY_OUTPUT["requirements/job.txt"].python == BY_OUTPUT["requirements/dev.txt"].python
+    dockerfile, python = DOCKERFILE.read_text(), BY_OUTPUT["requirements/dev.txt"].python
+    assert image_lock_problems(dockerfile, JOB, DEV, python) == []
+    assert image_lock_problems(dockerfile, JOB_GPU, DEV, python, runtime=GPU_RUNTIME) == []
+    for output in ("requirements/job.txt", "requirements/job-gpu.txt", "requirements/export.txt"):
+        assert BY_OUTPUT[output].python == python, output
     assert f"{sys.version_info.major}.{sys.version_info.minor}" == BY_OUTPUT["requirements/dev.txt"].python
 
 
@@ -132,11 +162,63 @@ def test_the_parity_check_fails_when_the_image_and_the_lock_disagree(tmp_path: P
     (tmp_path / "requirements").mkdir()
     drifted = tmp_path / "requirements" / "job.txt"
     drifted.write_text(
-        JOB.read_text().replace("torch==2.14.1", "torch==2.5.1").replace("matplotlib==", "matplotlib-x==")
+        JOB.read_text()
+        .replace("onnxruntime==1.31.1", "onnxruntime==1.20.0")
+        .replace("matplotlib==", "matplotlib-x==")
     )
     problems = image_lock_problems(dockerfile, drifted, DEV, python)
-    assert "torch: the image gets 2.5.1, the tests ran 2.14.1" in problems
+    assert "onnxruntime: the image gets 1.20.0, the tests ran 1.31.1" in problems
     assert "matplotlib is not in requirements/job.txt" in problems
+
+
+def test_the_gpu_image_runs_onnx_runtimes_cuda_12_build() -> None:
+    """CUDA 12 runs on drivers >= 525 (SageMaker's hosts); onnxruntime-gpu 1.27+ on PyPI is a CUDA 13 build
+    (nvidia-cuda-runtime 13, nvidia-cudnn-cu13), which would need R580."""
+    gpu = locks.pins(JOB_GPU)
+    assert tuple(int(part) for part in gpu[GPU_RUNTIME].split(".")[:2]) <= (1, 26), gpu[GPU_RUNTIME]
+    cuda = sorted(name for name in gpu if name.startswith("nvidia-"))
+    assert {"nvidia-cuda-runtime-cu12", "nvidia-cudnn-cu12", "nvidia-cublas-cu12"} <= set(cuda)
+    assert all(CUDA_12_WHEEL.fullmatch(name) for name in cuda), cuda
+    assert GPU_RUNTIME not in locks.pins(DEV) and GPU_RUNTIME not in locks.pins(JOB)
+
+
+def test_the_image_check_catches_torch_a_missing_runtime_and_the_wrong_cuda(tmp_path: Path) -> None:
+    dockerfile, python = DOCKERFILE.read_text(), BY_OUTPUT["requirements/dev.txt"].python
+    (tmp_path / "requirements").mkdir()
+    with_torch = tmp_path / "requirements" / "job.txt"
+    torch_entries = [b for b in _blocks(EXPORT) if locks.canonical(b.split("==")[0]) in ("torch", "onnx")]
+    with_torch.write_text(JOB.read_text() + "".join(torch_entries))
+    problems = image_lock_problems(dockerfile, with_torch, DEV, python)
+    assert "torch is in requirements/job.txt: the image must hold no torch" in problems
+    assert "onnx is in requirements/job.txt: the image must hold no torch" in problems
+    both = tmp_path / "requirements" / "job-gpu.txt"
+    both.write_text(JOB_GPU.read_text() + "".join(b for b in _blocks(JOB) if b.startswith("onnxruntime==")))
+    assert "onnxruntime is in requirements/job-gpu.txt beside onnxruntime-gpu (the same import)" in (
+        image_lock_problems(dockerfile, both, DEV, python, runtime=GPU_RUNTIME)
+    )
+    cuda_13 = tmp_path / "job-gpu-cuda13.txt"
+    cuda_13.write_text(JOB_GPU.read_text().replace("nvidia-cudnn-cu12==", "nvidia-cudnn-cu13=="))
+    assert any(
+        p.startswith("nvidia-cudnn-cu13: the image gets")
+        for p in image_lock_problems(dockerfile, cuda_13, DEV, python, runtime=GPU_RUNTIME)
+    )
+
+
+def test_the_export_stage_has_torch_at_the_tests_versions() -> None:
+    dockerfile = DOCKERFILE.read_text()
+    assert "--require-hashes --no-build-isolation -r requirements/export.txt" in dockerfile
+    assert "tools/locks.py installed requirements/export.txt" in dockerfile
+    export, dev = locks.pins(EXPORT), locks.pins(DEV)
+    export_hashes, dev_hashes = _hashes(EXPORT), _hashes(DEV)
+    assert set(TORCH_PACKAGES) | {"onnxruntime"} <= export.keys()
+    for name, version in export.items():
+        assert dev.get(name) == version, f"{name}: export stage {version}, tests {dev.get(name)}"
+        assert export_hashes[name] <= dev_hashes[name], name
+
+
+def _blocks(lock_file: Path) -> list[str]:
+    """A lock file's entries, each `name==version` with its hash lines."""
+    return re.findall(r"^[A-Za-z0-9][^\n]*==[^\n]*\n(?:    [^\n]*\n)*", lock_file.read_text(), re.MULTILINE)
 
 
 def test_the_lambda_locks_share_the_tests_versions() -> None:
@@ -155,6 +237,7 @@ def test_the_lambda_locks_share_the_tests_versions() -> None:
 LAUNCH_DIFFERS = {
     "graphql-core": "sagemaker-train needs graphene<4, which needs graphql-core<3.3",
     "rich": "sagemaker-core needs rich<15; import-linter (dev only) takes rich 15",
+    "protobuf": "sagemaker-core needs protobuf<7; onnx and onnxruntime take protobuf 7",
 }
 
 
@@ -175,6 +258,8 @@ def test_setup_installs_only_the_locks() -> None:
     for line in installs:
         assert "--require-hashes" in line or line.endswith("--no-deps --no-build-isolation -e ."), line
     assert "-r requirements/dev.txt" in dry and "tools/locks.py installed requirements/dev.txt" in dry
+    # runtime=onnx's networks, exported once by set-up where torch is (the job process never imports it)
+    assert "-m facetrain.inference.export --cache --weights none --seed 0" in dry
     for lock in ("requirements/sam-cli.txt", "requirements/checkov.txt", "requirements/launch.txt"):
         assert f"-r {lock}" in dry and f"tools/locks.py installed requirements/build.txt {lock}" in dry, lock
 

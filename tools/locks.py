@@ -83,7 +83,7 @@ LOCKS: tuple[Lock, ...] = (
     Lock(
         "requirements/dev.txt",
         ("pyproject.toml", "requirements/build.in"),
-        extras=("job", "dlib", "lambdas", "offline", "dev"),
+        extras=("job", "torch", "dlib", "lambdas", "offline", "dev"),
         constraints=("requirements/pins.in", "requirements/build.txt"),
         purpose="the main .venv (make setup)",
     ),
@@ -92,7 +92,21 @@ LOCKS: tuple[Lock, ...] = (
         ("pyproject.toml", "requirements/build.in"),
         extras=("job", "dlib"),
         constraints=("requirements/dev.txt",),
-        purpose="the training image (container/Dockerfile): the tests' versions",
+        purpose="the training image's final stage (container/Dockerfile), no torch: the tests' versions",
+    ),
+    Lock(
+        "requirements/job-gpu.txt",
+        ("pyproject.toml", "requirements/build.in"),
+        extras=("gpu", "dlib"),
+        constraints=("requirements/dev.txt",),
+        purpose="the GPU training image's final stage (ACCELERATOR=gpu): onnxruntime-gpu, CUDA 12",
+    ),
+    Lock(
+        "requirements/export.txt",
+        ("pyproject.toml", "requirements/build.in"),
+        extras=("job", "torch"),
+        constraints=("requirements/dev.txt",),
+        purpose="the training image's export stage: torch makes the ONNX models, as in the tests",
     ),
     Lock(
         "requirements/launch.txt",

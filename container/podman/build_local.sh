@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make image-local: build container/Dockerfile with podman into localhost/facetrain:local, on a machine
-# that may reach no container registry.
+# that may reach no container registry. The CPU flavour (ACCELERATOR=cpu): its export stage installs torch
+# (from this machine's local wheels) to make the ONNX files; the image itself holds ONNX Runtime, no torch.
 #
 #   container/podman/build_local.sh            # base (pulled, else built from Debian packages), then the image
 #   container/podman/build_local.sh base       # only make sure a base image exists; print its name
@@ -12,7 +13,8 @@
 # pip gets this machine's local wheel indexes (read-only bind mounts) and its CA bundle (a build secret):
 # build time only, neither is in the image.
 #
-# Environment: IMAGE (default localhost/facetrain:local), PULL_TIMEOUT (seconds, default 20),
+# Environment: IMAGE (default localhost/facetrain:local), ACCELERATOR (cpu, default; gpu downloads ~3 GB of
+# CUDA 12 wheels from PyPI: see container/Dockerfile), PULL_TIMEOUT (seconds, default 20),
 # VGGFACE2_WEIGHTS (baked | absent | auto: try the download, default auto), PIP_CA_BUNDLE (default
 # /etc/ssl/certs/ca-certificates.crt), LOCAL_WHEELS (folders bind-mounted for pip; default: those of
 # /opt/pypi /opt/pypi-more /opt/wheels that exist).
@@ -26,6 +28,7 @@ registry_base="docker.io/library/python:3.11.7-slim-bookworm"
 standin_base="localhost/facetrain-base:python3.11-bookworm"
 pull_timeout="${PULL_TIMEOUT:-20}"
 weights="${VGGFACE2_WEIGHTS:-auto}"
+accelerator="${ACCELERATOR:-cpu}"
 ca_bundle="${PIP_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
 vggface2_url="https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"
 
@@ -78,6 +81,10 @@ if [ "${1:-}" = base ]; then
     exit 0
 fi
 
+case "$accelerator" in
+    cpu | gpu) ;;
+    *) die "ACCELERATOR=$accelerator: use cpu or gpu" ;;
+esac
 baked="$(choose_weights)"
 if [ "$baked" = absent ]; then
     say "the vggface2 weights are not baked in (GitHub does not answer, or VGGFACE2_WEIGHTS=absent):"
@@ -107,6 +114,7 @@ podman build \
     --tag "$image" \
     --build-arg "BASE_IMAGE=$base" \
     --build-arg "VGGFACE2_WEIGHTS=$baked" \
+    --build-arg "ACCELERATOR=$accelerator" \
     --build-arg "PIP_EXTRA_INDEX_URL=${index_urls[*]-}" \
     --build-arg "PIP_FIND_LINKS=${find_links[*]-}" \
     ${volumes[@]+"${volumes[@]}"} \
@@ -114,11 +122,11 @@ podman build \
     "$repo_root"
 
 current="$(podman image inspect --format '{{.Id}}' "$image")"
-# The image this build replaced, now untagged (each is ~6 GB apart from the shared layers): removed when
+# The image this build replaced, now untagged: removed when
 # nothing else tags or uses it; the layers the new image shares stay.
 if [ -n "$previous" ] && [ "$previous" != "$current" ] &&
     [ -z "$(podman image inspect --format '{{join .RepoTags ","}}' "$previous" 2>/dev/null)" ]; then
     podman rmi "$previous" >/dev/null 2>&1 || true
 fi
 size="$(podman image inspect --format '{{.Size}}' "$current")"
-say "built $image on $base, vggface2 weights $baked, $((size / 1000000)) MB, in $((SECONDS - start))s"
+say "built $image ($accelerator) on $base, vggface2 weights $baked, $((size / 1000000)) MB, in $((SECONDS - start))s"

@@ -1,5 +1,7 @@
-"""What the training image holds: exactly requirements/job.txt (the Dockerfile's own check, rerun), the label
-and variable that say whether the vggface2 weights are baked, and none of the build machine's CA bundle."""
+"""What the training image holds: exactly its flavour's lock (requirements/job.txt, or job-gpu.txt; the
+Dockerfile's own check, rerun), no torch, the ONNX exports the job runs (verified against their manifests
+and opened, with no network: container/image_check.py, rerun), the label and variable that say whether
+the vggface2 weights are baked, and none of the build machine's CA bundle."""
 
 from __future__ import annotations
 
@@ -15,13 +17,45 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PEM = re.compile(r"-----BEGIN CERTIFICATE-----\n(.*?)-----END CERTIFICATE-----", re.DOTALL)
 
 
+LOCKS = {"cpu": "requirements/job.txt", "gpu": "requirements/job-gpu.txt"}
+ONNX_DIR = "/opt/facetrain/onnx"
+
+
 def test_the_image_holds_exactly_the_job_lock(image: Image) -> None:
+    accelerator = image.labels.get("facetrain.accelerator")
+    assert accelerator in LOCKS, image.labels
+    assert image.config_env.get("FACETRAIN_ACCELERATOR") == accelerator
     done = image.run(
         "bash",
         "-c",
-        "cd /opt/facetrain/src && python tools/locks.py installed requirements/job.txt && pip check",
+        f"cd /opt/facetrain/src && python tools/locks.py installed {LOCKS[accelerator]} && pip check",
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("module", ["torch", "torchvision", "facenet_pytorch", "onnx"])
+def test_the_image_has_no_torch(image: Image, module: str) -> None:
+    done = image.run("python", "-c", f"import {module}")
+    assert done.returncode == 1
+    assert f"ModuleNotFoundError: No module named '{module}'" in done.stderr
+
+
+def test_the_onnx_exports_are_there_verified_and_open_with_no_network(image: Image) -> None:
+    assert image.config_env.get("FACETRAIN_ONNX_DIR") == ONNX_DIR
+    done = image.run("python", "/opt/facetrain/src/container/image_check.py")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "image check: no torch; every export verified and opened" in done.stdout
+    assert f"{ONNX_DIR}/mtcnn: pnet " in done.stdout
+    assert f"{ONNX_DIR}/facenet-random-seed0: facenet " in done.stdout
+    assert "embedder=facenet weights=none runtime=onnx: opens (4 ONNX files)" in done.stdout
+    assert "embedder=dlib-resnet" in done.stdout
+    folders = image.run("ls", ONNX_DIR).stdout.split()
+    expected = {"mtcnn", "facenet-random-seed0"}
+    if image.weights_baked:
+        assert "embedder=facenet weights=vggface2 runtime=onnx: opens (4 ONNX files)" in done.stdout
+        assert len(set(folders) - expected) == 1, folders  # facenet-<the vggface2 file's sha256 prefix>
+    else:
+        assert set(folders) == expected
 
 
 def test_train_is_on_path_and_python_is_the_locks_minor_version(image: Image) -> None:

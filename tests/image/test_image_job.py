@@ -1,5 +1,6 @@
 """The training image run as SageMaker runs it (podman, --network none, /opt/ml mounted, argument `train`) on
-the real photos of faces-dev: the outputs, a hopeless job's failure file, a stop's exit 143."""
+the real photos of faces-dev, on the default runtime (onnx: the image has no torch): the outputs, a
+hopeless job's failure file, runtime=torch refused, a stop's exit 143."""
 
 from __future__ import annotations
 
@@ -50,6 +51,23 @@ def test_the_image_enrolls_faces_dev_with_no_network(image: Image, image_job, sh
     assert rules["embedder"] == embedder and not rules["not_for_production"]
     saved = load_embeddings(model / "saved_embeddings.pkl")
     assert len(saved["records"]) == sum(count for _, count, _ in enrolled) > len(enrolled)
+
+
+def test_runtime_torch_is_refused_in_the_image_naming_the_fix(
+    image: Image, image_job, shared_data: Path
+) -> None:
+    """The image holds ONNX Runtime only: runtime=torch (the reference path) fails at once, with the fix."""
+    job: ImageJob = image_job({**_default_job_settings(image), "runtime": "torch"})
+    job.copy_photos(shared_data / "faces-dev")
+
+    done = job.run()
+
+    assert done.returncode != 0
+    failure = job.failure()
+    assert failure, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "runtime=torch" in failure
+    assert "Traceback" not in failure
+    assert job.model_files() == []
 
 
 @pytest.mark.slow
