@@ -1,35 +1,58 @@
-"""Benchmark: the facetrain job vs the plain facenet-pytorch loop, each as a whole process, same photos.
+"""Benchmark: the facetrain job on each runtime vs the plain facenet-pytorch loop, each as a whole process.
 
-Two photo sets: IMAGES_DIR (faces-dev) and phone-size copies of faces-dev and faces-small (3000-4500 px,
-made at run time by photo_sets.phone_size_copies). For each, the three programs run alternately
-`--rounds` times: the plain loop, the job (facenet, random weights) and the job with embedder=dlib-resnet
-(a trained model). Prints medians of photos/s (whole process, and the photo loop alone without imports
-and model set-up), the ratios to the plain loop, CPU seconds, peak memory and the faces each accepted.
-Then runs the job (each embedder) on IMAGES_DIR's photos repeated 2 and 2 x `--scale` times to show that
-peak memory does not grow with the number of photos.
+Three photo sets, made at run time (never stored in the repository): faces-dev (IMAGES_DIR); real-size:
+every photo under ../shared/data at its own size (photo_sets.real_size_set); phone-size: faces-dev and
+faces-small upscaled to 3000-4500 px (photo_sets.phone_size_copies). On each set the programs run
+`--rounds` times, the order rotated every round: the plain loop (baseline_loop.py), the job with
+runtime=onnx, the job with runtime=torch (facenet-pytorch, the reference path), both weights=none, and the
+job with embedder=dlib-resnet on runtime=onnx (where dlib is installed; `--no-dlib` leaves it out). Before
+timing, one untimed job per ONNX setting makes the ONNX exports it needs.
+
+Prints, per set, medians of photos/s (whole process; the photo loop alone), the ratios to the plain loop and
+onnx vs torch, CPU seconds, wall seconds per round, start to first photo (the job's log line, counted from
+the kernel's process start), peak RSS (wait4), the runtime=onnx job's stage timings, and whether the plain
+loop and every job accepted the same photos; then the memory check (runtime=onnx on faces-dev's photos
+repeated 2 and 2 x `--scale` times) and one line per target: "met" or "MISSED by ...".
+Exit status: 0; 1 when the programs accepted different photos; 3 when a target is missed.
 
     make bench            # or: .venv/bin/python benchmarks/bench_job.py [IMAGES_DIR]
+    .venv/bin/python benchmarks/bench_job.py --rounds 1 --limit 2 --no-dlib      # a quick look
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from facetrain.contract.embeddings_file import load_embeddings
-from photo_sets import phone_size_copies
+from photo_sets import long_sides, phone_size_copies, photos_of, real_size_set
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 DEFAULT_IMAGES = DATA / "faces-dev"
+SETS = ("faces-dev", "real-size", "phone-size")
+PLAIN = "plain loop"
+JOBS = {  # program name: the job's hyperparameters
+    "job onnx": {"runtime": "onnx", "weights": "none"},
+    "job torch": {"runtime": "torch", "weights": "none"},
+    "job dlib onnx": {"runtime": "onnx", "embedder": "dlib-resnet"},
+}
+# Whole-process ratio of runtime=onnx to the plain loop, per set (phone-size: at least runtime=torch's).
+RATIO_TARGETS = {"faces-dev": 2.0, "real-size": 4.0}
+FIRST_PHOTO_TARGET_SECONDS = 0.5
+FIRST_PHOTO = re.compile(r"first photo examined ([0-9.]+) s after the process started")
+STAGES = ("model_setup", "decode", "detect", "crop", "embed", "report", "total")
 
 
 @dataclass
@@ -87,133 +110,263 @@ def run_job(images: Path, hyperparameters: dict[str, str]) -> tuple[ProcessRun, 
 
 
 @dataclass
+class ProgramRun:
+    """One run of one program: its process, photo-loop rate, the photos it accepted, and (a job) its
+    metrics.json and seconds from process start to the first photo examined."""
+
+    process: ProcessRun
+    loop_rate: float
+    accepted: set[str]
+    metrics: dict | None = None
+    first_photo_seconds: float | None = None
+
+
+def run_plain(images: Path) -> ProgramRun:
+    """The plain facenet-pytorch loop as its own process."""
+    process = run_measured([sys.executable, str(ROOT / "benchmarks" / "baseline_loop.py"), str(images)])
+    line = json.loads(process.stdout.strip().splitlines()[-1])
+    return ProgramRun(process, line["photos"] / line["loop_seconds"], set(line["accepted"]))
+
+
+def run_program(name: str, images: Path) -> ProgramRun:
+    """Run one program on the photos; a job must report the runtime it was asked for."""
+    if name == PLAIN:
+        return run_plain(images)
+    settings = JOBS[name]
+    process, metrics, accepted = run_job(images, settings)
+    if metrics.get("runtime") != settings["runtime"]:
+        sys.exit(
+            f"{name}: asked for runtime={settings['runtime']}, metrics.json says {metrics.get('runtime')}"
+        )
+    found = FIRST_PHOTO.search(process.stdout)
+    if found is None:
+        sys.exit(f"{name}: the job logged no 'first photo examined ... s after the process started' line")
+    return ProgramRun(process, metrics["images_per_second"], accepted, metrics, float(found.group(1)))
+
+
+@dataclass
 class SetResult:
-    """Every round of the three programs on one photo set."""
+    """Every round of every program on one photo set."""
 
+    name: str
+    images: Path
     photos: int
-    baselines: list[ProcessRun]
-    loops: list[dict]  # the plain loop's JSON line per round
-    jobs: list[tuple[ProcessRun, dict, set[str]]]
-    dlib_jobs: list[tuple[ProcessRun, dict, set[str]]]
+    runs: dict[str, list[ProgramRun]] = field(default_factory=dict)
 
 
-def measure_set(images: Path, device: str, rounds: int) -> SetResult:
-    """The plain loop, the facenet job and the dlib-resnet job, alternated `rounds` times (a cold run is
-    noisy on a shared machine: the medians are compared)."""
-    command = [sys.executable, str(ROOT / "benchmarks" / "baseline_loop.py"), str(images), "--device", device]
-    result = SetResult(0, [], [], [], [])
-    for _ in range(rounds):
-        result.baselines.append(run_measured(command))
-        result.loops.append(json.loads(result.baselines[-1].stdout.strip().splitlines()[-1]))
-        result.jobs.append(run_job(images, {"weights": "none", "device": device}))
-        result.dlib_jobs.append(run_job(images, {"embedder": "dlib-resnet", "device": device}))
-    result.photos = result.loops[0]["photos"]
+def measure_set(name: str, images: Path, programs: list[str], rounds: int) -> SetResult:
+    """Each program `rounds` times, the order rotated every round (a shared machine's load drifts: the
+    medians and the ratios per round are compared, never one run)."""
+    result = SetResult(name, images, len(photos_of(images)), {program: [] for program in programs})
+    for round_index in range(rounds):
+        shift = round_index % len(programs)
+        for program in programs[shift:] + programs[:shift]:
+            result.runs[program].append(run_program(program, images))
     return result
 
 
-def print_set(name: str, images: Path, result: SetResult, rounds: int) -> None:
-    """One table: medians, ratios to the plain loop, per-round loop ratios, memory, faces accepted."""
-    photos = result.photos
+@dataclass
+class Target:
+    label: str
+    met: bool
+    detail: str
+
+
+@dataclass
+class Report:
+    targets: list[Target] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+
+
+def ratio_target(label: str, ratio: float, target: float) -> Target:
+    detail = (
+        f"{ratio:.2f}x" if ratio >= target else f"by {target - ratio:.2f}x ({ratio:.2f}x of {target:.2f}x)"
+    )
+    return Target(label, ratio >= target, detail)
+
+
+def print_set(result: SetResult, report: Report) -> None:
+    """One table (medians), the onnx job's stage timings, the accepted photos compared, the set's targets."""
     median = statistics.median
-    jobs = [run for run, _, _ in result.jobs]
-    dlibs = [run for run, _, _ in result.dlib_jobs]
-    rows = [
-        (
-            "photos/s (whole process)",
-            median(photos / run.wall_seconds for run in result.baselines),
-            median(photos / run.wall_seconds for run in jobs),
-            median(photos / run.wall_seconds for run in dlibs),
-        ),
-        (
-            "photos/s (photo loop)",
-            median(photos / loop["loop_seconds"] for loop in result.loops),
-            median(m["images_per_second"] for _, m, _ in result.jobs),
-            median(m["images_per_second"] for _, m, _ in result.dlib_jobs),
-        ),
-    ]
-    print(f"\n== {name}: {photos} photos from {images}  rounds: {rounds} (medians, alternated)")
-    print(f"{'':28}{'baseline loop':>16}{'facetrain job':>16}{'ratio':>8}{'job dlib-resnet':>18}{'ratio':>8}")
-    for label, old, new, dlib in rows:
-        print(f"{label:28}{old:16.2f}{new:16.2f}{new / old:7.2f}x{dlib:18.2f}{dlib / old:7.2f}x")
-    cpu = [median(run.cpu_seconds for run in runs) for runs in (result.baselines, jobs, dlibs)]
-    print(
-        f"{'CPU seconds (whole process)':28}{cpu[0]:16.1f}{cpu[1]:16.1f}{cpu[0] / cpu[1]:7.2f}x"
-        f"{cpu[2]:18.1f}{cpu[0] / cpu[2]:7.2f}x"
-    )
-    whole = [b.wall_seconds / j.wall_seconds for b, j in zip(result.baselines, jobs, strict=True)]
-    loop = [
-        m["images_per_second"] / (photos / b["loop_seconds"])
-        for b, (_, m, _) in zip(result.loops, result.jobs, strict=True)
-    ]
-    print(f"{'whole ratio per round':28}{' '.join(f'{r:.2f}x' for r in whole):>40}")
-    print(f"{'loop ratio per round':28}{' '.join(f'{r:.2f}x' for r in loop):>40}")
-    for label, runs in (("baseline", result.baselines), ("job", jobs), ("job dlib-resnet", dlibs)):
-        seconds = " ".join(f"{run.wall_seconds:.1f}" for run in runs)
-        print(f"{'wall s per round, ' + label:28}{seconds:>40}")
-    peaks = [max(run.peak_rss_mib for run in runs) for runs in (result.baselines, jobs, dlibs)]
-    print(f"{'peak RSS MiB (max)':28}{peaks[0]:16.0f}{peaks[1]:16.0f}{'':8}{peaks[2]:18.0f}")
-    base_accepted = set(result.loops[0]["accepted"])
-    job_accepted, dlib_accepted = result.jobs[0][2], result.dlib_jobs[0][2]
-    print(
-        f"{'faces accepted':28}{len(base_accepted):16d}{len(job_accepted):16d}{'':8}{len(dlib_accepted):18d}"
-    )
-    for label, accepted in (("job", job_accepted), ("job dlib-resnet", dlib_accepted)):
-        only_baseline, only_job = sorted(base_accepted - accepted), sorted(accepted - base_accepted)
-        same = (
-            "yes"
-            if not only_baseline and not only_job
-            else f"no: baseline only {only_baseline}, {label} only {only_job}"
+    photos, runs = result.photos, result.runs
+    jobs = [program for program in runs if program != PLAIN]
+    low, high = long_sides(result.images)
+    rounds = len(runs[PLAIN])
+    print(f"\n== {result.name}: {photos} photos ({low}-{high} px)  rounds: {rounds} (medians, order rotated)")
+    print(f"{'':30}{PLAIN:>12}" + "".join(f"{job:>15}{'ratio':>8}" for job in jobs))
+
+    def row(
+        label: str,
+        value: Callable[[str], float | None],
+        fmt: str,
+        ratio_of: Callable[[float, float], float] | None = None,
+    ) -> None:
+        """One line: value(program) per column (None: '-'), and ratio_of(plain's, job's) beside each job."""
+        cells = f"{label:30}{format(value(PLAIN), fmt) if value(PLAIN) is not None else '-':>12}"
+        for job in jobs:
+            number = value(job)
+            cells += f"{format(number, fmt) if number is not None else '-':>15}"
+            cells += f"{ratio_of(value(PLAIN), number):7.2f}x" if ratio_of and number else f"{'':8}"
+        print(cells)
+
+    whole = {p: median(photos / r.process.wall_seconds for r in runs[p]) for p in runs}
+    loop = {p: median(r.loop_rate for r in runs[p]) for p in runs}
+    cpu = {p: median(r.process.cpu_seconds for r in runs[p]) for p in runs}
+    peak = {p: max(r.process.peak_rss_mib for r in runs[p]) for p in runs}
+    first = {p: median(r.first_photo_seconds for r in runs[p]) if p != PLAIN else None for p in runs}
+    row("photos/s (whole process)", whole.get, ".2f", lambda old, new: new / old)
+    row("photos/s (photo loop)", loop.get, ".2f", lambda old, new: new / old)
+    row("CPU seconds (whole process)", cpu.get, ".1f", lambda old, new: old / new)
+    row("start -> first photo (s)", first.get, ".2f")
+    row("peak RSS MiB (max)", peak.get, ".0f")
+    row("faces accepted", lambda p: len(runs[p][0].accepted), "d")
+    for program in runs:
+        seconds = " ".join(f"{r.process.wall_seconds:.1f}" for r in runs[program])
+        print(f"{'wall s per round, ' + program:30}{seconds:>40}")
+    for job in jobs:
+        ratios = " ".join(
+            f"{b.process.wall_seconds / j.process.wall_seconds:.2f}x"
+            for b, j in zip(runs[PLAIN], runs[job], strict=True)
         )
-        print(f"same faces accepted ({label}): {same}")
-    dlib_accuracy = result.dlib_jobs[0][1]["evaluation"]["identification_accuracy"]
-    print(f"dlib-resnet leave-one-out identification accuracy: {dlib_accuracy}")
+        print(f"{'whole ratio per round, ' + job:30}{ratios:>40}")
+    if "job torch" in runs:
+        print(
+            f"job onnx vs job torch: {whole['job onnx'] / whole['job torch']:.2f}x whole process, "
+            f"{loop['job onnx'] / loop['job torch']:.2f}x photo loop, "
+            f"{cpu['job torch'] / cpu['job onnx']:.2f}x fewer CPU seconds"
+        )
+    onnx_wall = median(r.process.wall_seconds for r in runs["job onnx"])
+    timings = {s: median(r.metrics["timings"].get(s, 0.0) for r in runs["job onnx"]) for s in STAGES}
+    stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in timings.items())
+    print(
+        f"job onnx timings (median s): {stages}; whole process {onnx_wall:.2f}, of which outside the job's "
+        f"total (interpreter, imports, settings, exit) {onnx_wall - timings['total']:.2f}"
+    )
+
+    reference = runs[PLAIN][0].accepted
+    for program, program_runs in runs.items():
+        for index, run in enumerate(program_runs):
+            if run.accepted != reference:
+                report.differences.append(
+                    f"{result.name}, {program} round {index + 1}: accepted {len(run.accepted)} photos, the "
+                    f"plain loop {len(reference)}; plain loop only: {sorted(reference - run.accepted)}, "
+                    f"{program} only: {sorted(run.accepted - reference)}"
+                )
+    same = not any(d.startswith(f"{result.name}, ") for d in report.differences)
+    print(f"same photos accepted by the plain loop and every job, every round: {'yes' if same else 'NO'}")
+
+    onnx_ratio = whole["job onnx"] / whole[PLAIN]
+    if result.name in RATIO_TARGETS:
+        goal = RATIO_TARGETS[result.name]
+        label = f"{result.name}: job onnx >= {goal:.0f}x the plain loop (whole process)"
+        report.targets.append(ratio_target(label, onnx_ratio, goal))
+    elif "job torch" in runs:
+        torch_ratio = whole["job torch"] / whole[PLAIN]
+        label = f"{result.name}: job onnx's ratio to the plain loop >= job torch's ({torch_ratio:.2f}x)"
+        report.targets.append(ratio_target(label, onnx_ratio, torch_ratio))
+    seconds = first["job onnx"]
+    report.targets.append(
+        Target(
+            f"{result.name}: job onnx start -> first photo <= {FIRST_PHOTO_TARGET_SECONDS} s",
+            seconds <= FIRST_PHOTO_TARGET_SECONDS,
+            f"{seconds:.2f} s"
+            if seconds <= FIRST_PHOTO_TARGET_SECONDS
+            else f"by {seconds - FIRST_PHOTO_TARGET_SECONDS:.2f} s ({seconds:.2f} s)",
+        )
+    )
+    if "job torch" in runs:
+        onnx_peak, torch_peak = peak["job onnx"], peak["job torch"]
+        report.targets.append(
+            Target(
+                f"{result.name}: job onnx peak RSS <= job torch's ({torch_peak:.0f} MiB)",
+                onnx_peak <= torch_peak,
+                f"{onnx_peak:.0f} MiB" if onnx_peak <= torch_peak else f"by {onnx_peak - torch_peak:.0f} MiB",
+            )
+        )
+
+
+def conclude(report: Report) -> int:
+    """Print one line per target and every difference in the photos accepted; the exit status: 1 when the
+    programs accepted different photos, 3 when a target is missed, else 0."""
+    for target in report.targets:
+        print(f"target {target.label}: {'met' if target.met else 'MISSED'} {target.detail}")
+    for difference in report.differences:
+        print(f"!!! DIFFERENT PHOTOS ACCEPTED: {difference}")
+    if report.differences:
+        return 1
+    return 0 if all(target.met for target in report.targets) else 3
+
+
+def warm_up(images: Path, programs: list[str]) -> None:
+    """One untimed job per ONNX setting on one photo: the exports it needs are made now, not while timed."""
+    one = real_size_set(images, Path(tempfile.mkdtemp(prefix="facetrain-bench-warm-")), limit=1)
+    for program in programs:
+        if program != PLAIN and JOBS[program]["runtime"] == "onnx":
+            started = time.perf_counter()
+            run_program(program, one)
+            print(f"(warm-up: {program} on 1 photo, {time.perf_counter() - started:.1f} s, not counted)")
+
+
+def make_set(name: str, images: Path, limit: int | None) -> Path:
+    """The photo set `name` in a temporary folder (faces-dev itself when there is no limit)."""
+    target = Path(tempfile.mkdtemp(prefix=f"facetrain-bench-{name}-"))
+    if name == "faces-dev":
+        return images if limit is None else real_size_set(images, target, limit)
+    if name == "real-size":
+        return real_size_set(DATA, target, limit)
+    started = time.perf_counter()
+    made = phone_size_copies([images, DATA / "faces-small"], target, limit)
+    print(
+        f"\n(phone-size copies of {images.name} + faces-small made in {time.perf_counter() - started:.1f} s)"
+    )
+    return made
+
+
+def memory_check(images: Path, scale: int) -> None:
+    """runtime=onnx on the photos repeated 2 and 2 x scale times: peak memory must not grow with the count."""
+    small, big = repeated_photos(images, 2), repeated_photos(images, 2 * scale)
+    small_run, big_run = run_program("job onnx", small), run_program("job onnx", big)
+    small_peak, big_peak = small_run.process.peak_rss_mib, big_run.process.peak_rss_mib
+    print(
+        f"\nmemory (job onnx): {len(photos_of(small))} photos -> peak {small_peak:.0f} MiB; "
+        f"{len(photos_of(big))} photos -> peak {big_peak:.0f} MiB (x{big_peak / small_peak:.2f} for "
+        f"x{scale} photos); photo loop {small_run.loop_rate:.2f} and {big_run.loop_rate:.2f} photos/s"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("images", type=Path, nargs="?", default=DEFAULT_IMAGES)
-    parser.add_argument("--scale", type=int, default=4, help="repeat factor for the memory check (default 4)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each program, alternated (3)")
-    parser.add_argument(
-        "--large-from",
-        type=Path,
-        nargs="*",
-        default=[DATA / "faces-dev", DATA / "faces-small"],
-        help="folders whose photos are upscaled to 3000-4500 px for the large set (none: no large set)",
-    )
+    parser.add_argument("images", type=Path, nargs="?", default=DEFAULT_IMAGES, help="faces-dev's folder")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each program, order rotated (3)")
+    parser.add_argument("--limit", type=int, help="at most this many photos per set (a quick look)")
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    parser.add_argument("--scale", type=int, default=4, help="repeat factor for the memory check (4)")
+    parser.add_argument("--no-dlib", action="store_true", help="leave out embedder=dlib-resnet")
     args = parser.parse_args()
-    if not args.images.is_dir():
+    if not args.images.is_dir() or not photos_of(args.images):
         sys.exit(f"no photos at {args.images}: pass a folder of <identity>/<photo> files")
-    print(f"device: {args.device}  cores: {os.cpu_count()}  python: {sys.version.split()[0]}")
-    print_set(args.images.name, args.images, measure_set(args.images, args.device, args.rounds), args.rounds)
-    if args.large_from:
-        started = time.perf_counter()
-        large = phone_size_copies(args.large_from, Path(tempfile.mkdtemp(prefix="facetrain-bench-large-")))
-        made = time.perf_counter() - started
-        name = f"phone-size copies (3000-4500 px) of {' + '.join(f.name for f in args.large_from)}"
-        print(f"\n(large set made in {made:.1f} s, not counted)")
-        print_set(name, large, measure_set(large, args.device, args.rounds), args.rounds)
+    if args.rounds < 1 or (args.limit is not None and args.limit < 1):
+        sys.exit("--rounds and --limit must be at least 1")
+    programs = [PLAIN, "job onnx", "job torch"]
+    if args.no_dlib:
+        print("job dlib onnx: left out (--no-dlib)")
+    elif importlib.util.find_spec("dlib") is None:
+        print("job dlib onnx: left out (dlib is not installed: `pip install -e '.[dlib]'`)")
+    else:
+        programs.append("job dlib onnx")
+    print(f"cores: {os.cpu_count()}  python: {sys.version.split()[0]}  load average: {os.getloadavg()}")
+    warm_up(args.images, programs)
+    report = Report()
+    for name in args.sets:
+        images = make_set(name, args.images, args.limit)
+        print_set(measure_set(name, images, programs, args.rounds), report)
+    faces_dev = make_set("faces-dev", args.images, args.limit)
+    memory_check(faces_dev, args.scale)
 
-    # Memory: two dataset sizes, both larger than one embedding batch, so only the photo count differs.
-    print()
-    small, big = repeated_photos(args.images, 2), repeated_photos(args.images, 2 * args.scale)
-    for name, settings in (
-        ("facenet", {"weights": "none", "device": args.device}),
-        ("dlib-resnet", {"embedder": "dlib-resnet", "device": args.device}),
-    ):
-        small_job, small_metrics, _ = run_job(small, settings)
-        big_job, big_metrics, _ = run_job(big, settings)
-        small_rate, big_rate = small_metrics["images_per_second"], big_metrics["images_per_second"]
-        print(
-            f"memory ({name}): {small_metrics['images_total']} photos → peak "
-            f"{small_job.peak_rss_mib:.0f} MiB; {big_metrics['images_total']} photos → peak "
-            f"{big_job.peak_rss_mib:.0f} MiB (x{big_job.peak_rss_mib / small_job.peak_rss_mib:.2f} for "
-            f"x{args.scale} photos); loop {small_rate:.2f} and {big_rate:.2f} photos/s"
-        )
-    return 0
+    print(f"\nload average at the end: {os.getloadavg()}")
+    return conclude(report)
 
 
 if __name__ == "__main__":
