@@ -259,18 +259,14 @@ def job_stage_rate(photos: int, metrics: dict) -> float:
 
 def accepted_differences(set_name: str, runs: Runs) -> list[str]:
     """Every round of every program (the plain loop's included) whose accepted photos differ from the plain
-    loop's first round, worded as bench_job's (whose check is inline in its print_set)."""
-    reference = set(runs.loops[0]["accepted"])
-    rounds = {"plain loop": [set(loop["accepted"]) for loop in runs.loops]}
-    rounds |= {f"job {runtime}": [accepted for _, _, accepted in jobs] for runtime, jobs in runs.jobs.items()}
-    return [
-        f"{set_name}, {program} round {index + 1}: accepted {len(accepted)} photos, the plain loop "
-        f"{len(reference)}; plain loop only: {sorted(reference - accepted)}, "
-        f"{program} only: {sorted(accepted - reference)}"
-        for program, accepted_per_round in rounds.items()
-        for index, accepted in enumerate(accepted_per_round)
-        if accepted != reference
-    ]
+    loop's first round (bench_job.accepted_differences)."""
+    from bench_job import PLAIN
+    from bench_job import accepted_differences as differences
+
+    rounds = {PLAIN: [set(loop["accepted"]) for loop in runs.loops]}
+    for runtime, jobs in runs.jobs.items():
+        rounds[f"job {runtime}"] = [set(accepted) for _, _, accepted in jobs]
+    return differences(set_name, rounds)
 
 
 def report(set_name: str, device: str, runs: Runs) -> tuple[list[tuple[str, str, float]], list[str]]:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,15 +243,8 @@ def print_set(result: SetResult, report: Report) -> None:
         f"total (interpreter, imports, settings, exit) {onnx_wall - timings['total']:.2f}"
     )
 
-    reference = runs[PLAIN][0].accepted
-    for program, program_runs in runs.items():
-        for index, run in enumerate(program_runs):
-            if run.accepted != reference:
-                report.differences.append(
-                    f"{result.name}, {program} round {index + 1}: accepted {len(run.accepted)} photos, the "
-                    f"plain loop {len(reference)}; plain loop only: {sorted(reference - run.accepted)}, "
-                    f"{program} only: {sorted(run.accepted - reference)}"
-                )
+    accepted = {program: [run.accepted for run in program_runs] for program, program_runs in runs.items()}
+    report.differences += accepted_differences(result.name, accepted)
     same = not any(d.startswith(f"{result.name}, ") for d in report.differences)
     print(f"same photos accepted by the plain loop and every job, every round: {'yes' if same else 'NO'}")
 
@@ -283,6 +276,20 @@ def print_set(result: SetResult, report: Report) -> None:
                 f"{onnx_peak:.0f} MiB" if onnx_peak <= torch_peak else f"by {onnx_peak - torch_peak:.0f} MiB",
             )
         )
+
+
+def accepted_differences(set_name: str, rounds: Mapping[str, Sequence[set[str]]]) -> list[str]:
+    """Every round of every program (`rounds`: program -> the photos each round accepted; the plain loop's
+    included) whose accepted photos differ from the plain loop's first round, one line each."""
+    reference = rounds[PLAIN][0]
+    return [
+        f"{set_name}, {program} round {index + 1}: accepted {len(accepted)} photos, the plain loop "
+        f"{len(reference)}; plain loop only: {sorted(reference - accepted)}, "
+        f"{program} only: {sorted(accepted - reference)}"
+        for program, accepted_per_round in rounds.items()
+        for index, accepted in enumerate(accepted_per_round)
+        if accepted != reference
+    ]
 
 
 def conclude(report: Report) -> int:

@@ -17,7 +17,6 @@ import pytest
 from facetrain.accelerator import (
     GPU_FAMILIES,
     MIN_DRIVER_BRANCH,
-    DeviceChoice,
     DeviceError,
     GpuFacts,
     capability_supported,
@@ -29,6 +28,7 @@ from facetrain.accelerator import (
 from facetrain.gpu_facts import ONNX_CUDA12_ARCHS
 from facetrain.sagemaker_env import load_environment, write_tree
 from PIL import Image
+from support.device_choice import assert_choice
 
 TRAIN = Path(sys.executable).with_name("train")  # the console script of the venv running the tests
 CUDA13_ARCHS = ("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120")  # torch 2.14.1+cu130's list
@@ -86,11 +86,7 @@ CPU_BUILD = dataclasses.replace(BUILD, version="2.14.1+cpu", build_cuda=None, ar
 )
 def test_the_device_chosen(requested, instance_type, facts, device, warned) -> None:
     choice = decide_device(requested, instance_type, facts)
-    assert choice.device == device
-    if warned is None:
-        assert choice == DeviceChoice(device)
-    else:
-        assert choice.warning is not None and warned in choice.warning, choice.warning
+    assert_choice(choice, device, warned)
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,10 @@ import sys
 
 import onnxruntime
 import pytest
-from facetrain.accelerator import DeviceChoice, DeviceError, decide_device, describe
+from facetrain.accelerator import DeviceError, decide_device, describe
 from facetrain.gpu_facts import DriverProbe, OnnxBuild, libcuda_probe, onnx_build, onnx_facts
 from facetrain.inference.devices import choose_device, gather_facts
+from support.device_choice import assert_choice
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 ORT_GPU = OnnxBuild("onnxruntime-gpu", "1.26.0", "12.8", (CUDA, CPU))
@@ -58,11 +59,7 @@ NO_DRIVER = DriverProbe(None, "no NVIDIA driver (libcuda.so.1 not found)")
 )
 def test_the_device_chosen_for_onnx_runtime(requested, instance_type, build, probe, release, device, warned):
     choice = decide_device(requested, instance_type, onnx_facts(build, probe, release))
-    assert choice.device == device
-    if warned is None:
-        assert choice == DeviceChoice(device)
-    else:
-        assert choice.warning is not None and warned in choice.warning, choice.warning
+    assert_choice(choice, device, warned)
 
 
 @pytest.mark.parametrize(
