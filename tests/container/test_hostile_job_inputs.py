@@ -12,7 +12,6 @@ import os
 import signal
 import struct
 import subprocess
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -23,9 +22,9 @@ from PIL import Image
 from support.cli import identify
 from support.hostile import HOSTILE_CONFIG_FILES
 from support.jpeg_bombs import progressive_jpeg, repeat_last_scan, repeat_smallest_scan
+from test_train_subprocess import TRAIN, sigterm_after, train_env
 
 KATE = "faces-small/kate_siegel/1.jpg"
-TRAIN = Path(sys.executable).with_name("train")
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
@@ -290,28 +289,27 @@ def test_sigterm_at_any_moment_of_start_up_exits_143_with_nothing_in_model(
     moment, sagemaker_tree, shared_data, tmp_path
 ):
     sagemaker_tree.add_identities(shared_data / "faces-dev")
-    env = {**os.environ, "SAGEMAKER_BASE_DIR": str(sagemaker_tree.base), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [str(TRAIN), "train"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    before = b""
     if isinstance(moment, str):
-        while moment.encode() not in before:
-            line = process.stdout.readline()
-            assert line, f"the job ended before logging {moment!r}: {before.decode()[-2000:]}"
-            before += line
+        rc, output = sigterm_after(sagemaker_tree, tmp_path / "train.log", moment, timeout=120)
     else:
+        process = subprocess.Popen(
+            [str(TRAIN), "train"],
+            env=train_env(sagemaker_tree),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         time.sleep(moment)
-    process.send_signal(signal.SIGTERM)
-    rest, _ = process.communicate(timeout=120)
-    output = before + rest
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0].decode()
+        rc = process.returncode
 
     # Before Python has run facetrain's first line, SIGTERM's default action ends the process: the
     # container's exit status is 143 all the same (128 + 15), subprocess reports it as -15.
-    if process.returncode == -signal.SIGTERM:
+    if rc == -signal.SIGTERM:
         assert sagemaker_tree.failure() is None
     else:
-        assert process.returncode == 143, output.decode()[-2000:]
+        assert rc == 143, output[-2000:]
         assert sagemaker_tree.failure().startswith("Stopped: the job received SIGTERM")
     assert [p for p in sagemaker_tree.model_files() if not p.startswith(".")] == []
     if sagemaker_tree.model.exists():
